@@ -1,0 +1,105 @@
+"""The one encoder and the one decoder of the wire format (docs/protocol.md).
+
+A payload is a msgpack map: ``v`` (PROTOCOL_VERSION), ``kind``, the header fields, and the
+kind's own fields. ``decode`` raises ProtocolError, and nothing else, for any input that is
+not a valid message: garbage bytes, a non-map, an unknown version or kind, missing or
+unknown keys, wrong types, a bad bot id, or more than MAX_PAYLOAD_BYTES.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from .errors import ProtocolError, SchemaError
+from .events import DATA_TYPES, EventType
+from .messages import CLASS_OF, KIND_OF, SUPERVISOR_BOT, Event, Kind, Message
+from .schema import from_mapping, to_mapping
+from .topics import topic_for
+
+PROTOCOL_VERSION = 1
+#: the largest payload accepted; a WhatsApp text is at most 64 KiB, so this leaves room
+MAX_PAYLOAD_BYTES = 1024 * 1024
+
+#: bot ids and server names: also what keeps a bot's directory inside the auth root
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def valid_name(name: object) -> bool:
+    return isinstance(name, str) and NAME_PATTERN.fullmatch(name) is not None
+
+
+def encode(message: Message) -> tuple[bytes, bytes]:
+    """``(topic, payload)`` frames for ``message``."""
+    body: dict[str, Any] = {"v": PROTOCOL_VERSION, "kind": KIND_OF[type(message)].value}
+    body.update(to_mapping(message))
+    return topic_for(message).encode(), msgpack.packb(body, use_bin_type=True)
+
+
+def decode(payload: bytes) -> Message:
+    """The message in ``payload``, or ProtocolError saying what is wrong with it."""
+    if not isinstance(payload, (bytes, bytearray, memoryview)):
+        raise ProtocolError(f"payload must be bytes, got {type(payload).__name__}")
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise ProtocolError(f"payload of {len(payload)} bytes exceeds the {MAX_PAYLOAD_BYTES}-byte limit")
+    try:
+        body = msgpack.unpackb(payload, raw=False, strict_map_key=True, use_list=True)
+    except Exception as exc:  # msgpack raises many types for bad input; all mean the same here
+        raise ProtocolError(f"payload is not valid msgpack ({exc.__class__.__name__}{': ' + str(exc) if str(exc) else ''})") from None
+    if not isinstance(body, dict):
+        raise ProtocolError(f"payload must be a msgpack map, got {type(body).__name__}")
+    version = body.pop("v", None)
+    if version != PROTOCOL_VERSION:
+        raise ProtocolError(f"unsupported protocol version {version!r} (this end speaks {PROTOCOL_VERSION})")
+    kind_name = body.pop("kind", None)
+    try:
+        kind = Kind(kind_name)
+    except ValueError:
+        raise ProtocolError(f"unknown message kind {kind_name!r}") from None
+    cls = CLASS_OF[kind]
+    try:
+        if cls is Event:
+            message = _decode_event(body)
+        else:
+            message = from_mapping(cls, body)
+    except SchemaError as exc:
+        raise ProtocolError(f"bad {kind} message: {exc}") from None
+    except (TypeError, ValueError) as exc:  # e.g. unhashable keys nested in data
+        raise ProtocolError(f"bad {kind} message: {exc}") from None
+    if not valid_name(message.server):
+        raise ProtocolError(f"bad server name {message.server!r}")
+    if not (valid_name(message.bot) or message.bot == SUPERVISOR_BOT):
+        raise ProtocolError(f"bad bot id {message.bot!r}")
+    if message.seq < 0 or message.pid < 0:
+        raise ProtocolError("seq and pid must not be negative")
+    return message
+
+
+def _decode_event(body: dict[str, Any]) -> Event:
+    if "data" not in body:
+        raise SchemaError("data", "missing required key")
+    raw_data = body.pop("data")
+    # Validate the header with `data` left out, then the data against its type's shape.
+    header = from_mapping(_EventHeader, body)
+    data = from_mapping(DATA_TYPES[header.type], raw_data, "data")
+    return Event(header.server, header.bot, header.pid, header.seq, header.ts, header.type, data)
+
+
+@dataclass(frozen=True, slots=True)
+class _EventHeader:
+    server: str
+    bot: str
+    pid: int
+    seq: int
+    ts: float
+    type: EventType
+
+
+def check_topic(topic: bytes, message: Message) -> None:
+    """Raise ProtocolError unless ``topic`` is the topic ``message`` must travel under."""
+    expected = topic_for(message).encode()
+    if topic != expected:
+        raise ProtocolError(f"topic {topic[:80]!r} does not match the message (expected {expected!r})")

@@ -1,0 +1,100 @@
+"""The five bot event types of the original design and the plain-data shape of each.
+
+On the wire an event's ``data`` is a map with exactly these keys (absent optional keys are
+left out). docs/protocol.md documents every field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Literal
+
+
+class EventType(StrEnum):
+    CONNECTION_UPDATE = "connection-update"
+    MESSAGE_UPSERT = "message-upsert"
+    CREDS_UPDATE = "creds-update"
+    PRESENCE_UPDATE = "presence-update"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionUpdate:
+    connection: Literal["connecting", "open", "close"]
+    #: a QR code to scan (the string to encode), while pairing
+    qr: str | None = None
+    #: a phone pairing code to type on the phone, while pairing by phone number
+    pair_code: str | None = None
+    #: why the connection closed (``dial failed: ...``, ``keepalive timeout``, ...)
+    reason: str | None = None
+    #: 1-based connection attempt number since the worker started or last connected
+    attempt: int | None = None
+    #: seconds until the next connection attempt, on ``close`` when the worker will retry
+    retry_in: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageUpsert:
+    id: str
+    chat: str
+    sender: str
+    #: unix seconds
+    timestamp: float
+    from_me: bool
+    #: the text, when the message has text (conversation, extended text, caption)
+    text: str | None = None
+    #: ``text``, ``image``, ``reaction``, ... (whatsmeow's message type)
+    message_type: str = "text"
+    push_name: str | None = None
+    is_group: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CredsUpdate:
+    verified: bool
+    phone_number: str | None = None
+    #: unix seconds of the metadata's last update
+    last_updated: float | None = None
+    #: what changed: ``paired``, ``connected``, ``logged-out``, ``expired``, ``restored``
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceUpdate:
+    #: whose presence (a JID)
+    jid: str
+    presence: Literal["available", "unavailable", "composing", "paused", "recording"]
+    #: the chat, for chat presence (typing in a chat)
+    chat: str | None = None
+    #: unix seconds, when known
+    last_seen: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorEvent:
+    #: a stable machine-readable code: ``logged-out``, ``temporary-ban``, ``client-outdated``,
+    #: ``stream-replaced``, ``dial-failed``, ``corrupt-store``, ``crash``, ...
+    code: str
+    message: str
+    #: fatal errors end the worker with exit_codes.FATAL; the container goes to failed
+    fatal: bool = False
+    #: WhatsApp's numeric code when there is one (401, 402, 405, ...)
+    status: int | None = None
+    #: unix seconds when a temporary ban ends
+    expires_at: float | None = None
+    #: the file concerned, for storage errors
+    file: str | None = None
+
+
+EventData = ConnectionUpdate | MessageUpsert | CredsUpdate | PresenceUpdate | ErrorEvent
+
+DATA_TYPES: dict[EventType, type] = {
+    EventType.CONNECTION_UPDATE: ConnectionUpdate,
+    EventType.MESSAGE_UPSERT: MessageUpsert,
+    EventType.CREDS_UPDATE: CredsUpdate,
+    EventType.PRESENCE_UPDATE: PresenceUpdate,
+    EventType.ERROR: ErrorEvent,
+}
+
+EVENT_OF_DATA: dict[type, EventType] = {cls: kind for kind, cls in DATA_TYPES.items()}

@@ -1,0 +1,28 @@
+"""Message authentication: a worker may only speak for its own bot.
+
+Each worker gets a random secret at spawn (inside the pickled process arguments, never in
+argv or the environment) and appends HMAC-SHA256(secret, topic || 0x00 || payload) as a third
+frame. The supervisor verifies it with that bot's secret and strips it before republishing,
+so neither secrets nor signatures reach a tap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+SECRET_BYTES = 32
+SIGNATURE_BYTES = 32
+
+
+def new_secret() -> bytes:
+    return secrets.token_bytes(SECRET_BYTES)
+
+
+def sign(secret: bytes, topic: bytes, payload: bytes) -> bytes:
+    return hmac.digest(secret, topic + b"\x00" + payload, hashlib.sha256)
+
+
+def verify(secret: bytes, topic: bytes, payload: bytes, signature: bytes) -> bool:
+    return hmac.compare_digest(sign(secret, topic, payload), signature)

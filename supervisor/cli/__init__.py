@@ -1,0 +1,45 @@
+"""The ``botvisor`` command: one module per subcommand, registered in SUBCOMMANDS.
+
+Each module has ``add_arguments(parser)`` and ``execute(args) -> int`` (an exit code); its
+docstring's first line is its help.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from types import ModuleType
+
+from . import check_config, run, status, tap
+
+#: subcommand name -> module
+SUBCOMMANDS: dict[str, ModuleType] = {
+    "run": run,
+    "check-config": check_config,
+    "tap": tap,
+    "status": status,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="botvisor", description="Supervise a fleet of WhatsApp bots.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, module in SUBCOMMANDS.items():
+        doc = (module.__doc__ or "").strip()
+        command = sub.add_parser(name, help=doc.splitlines()[0] if doc else None, description=doc,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(command)
+        command.set_defaults(execute=module.execute)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.execute(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

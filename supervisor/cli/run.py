@@ -1,0 +1,27 @@
+"""Run the supervisor in the foreground (systemd: Type=notify) until SIGTERM or SIGINT.
+
+Exits 0 after a clean shutdown, 78 (EX_CONFIG) when the configuration is invalid, 1 when
+another supervisor already serves the same run_dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from .common import add_config_argument, fail, load_or_exit
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_argument(parser)
+
+
+def execute(args: argparse.Namespace) -> int:
+    config = load_or_exit(args)
+    from ..arbiter import AlreadyRunning, Supervisor
+    from ..logs import configure_supervisor_logging
+
+    configure_supervisor_logging(config.supervisor.log_level)
+    try:
+        return Supervisor(config).run()
+    except AlreadyRunning as exc:
+        return fail(str(exc))

@@ -1,0 +1,126 @@
+"""Watch a fleet's messages live: hello, heartbeat, event, bye, state and notice.
+
+Filters: --bot (repeatable, glob patterns: 'shop-*'), --type (repeatable: a kind such as
+heartbeat or state, or an event type such as message-upsert). --json prints one object per
+line with the topic and every payload field. --count N exits 0 after N matching messages;
+--timeout S gives up after S seconds and exits 1 unless it saw what it waited for. Several
+--endpoint make one tap over many supervisors; a restarted supervisor is picked up again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import sys
+import time
+from typing import Any
+
+import msgpack
+import zmq
+
+from protocol import Event, EventType, Kind, ProtocolError, decode
+from protocol.messages import KIND_OF
+from protocol.topics import bot_prefix
+
+from ..config import ConfigError, default_config_path, load_config
+from .common import add_config_argument, fail
+from .render import describe_message, render_qr
+
+KINDS = {k.value for k in Kind}
+TYPES = {t.value for t in EventType}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_argument(parser)
+    parser.add_argument("--endpoint", action="append", default=[], metavar="EP",
+                        help="a tap endpoint to connect to (repeatable; default: the config's)")
+    parser.add_argument("--bot", action="append", default=[], metavar="GLOB", help="only these bots (repeatable)")
+    parser.add_argument("--type", action="append", default=[], metavar="TYPE",
+                        help=f"only these kinds or event types (repeatable): {', '.join(sorted(KINDS | TYPES))}")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument("--count", type=int, default=None, metavar="N", help="exit 0 after N matching messages")
+    parser.add_argument("--timeout", type=float, default=None, metavar="S",
+                        help="exit 1 if --count (or any) matching messages did not arrive within S seconds")
+    parser.add_argument("--no-qr", action="store_true", help="do not draw QR codes in the terminal")
+
+
+def execute(args: argparse.Namespace) -> int:
+    unknown = [t for t in args.type if t not in KINDS | TYPES]
+    if unknown:
+        return fail(f"unknown --type {', '.join(unknown)} (known: {', '.join(sorted(KINDS | TYPES))})", 2)
+    endpoints = list(args.endpoint)
+    server = None
+    if not endpoints:
+        try:
+            config = load_config(args.config or default_config_path())
+        except ConfigError as exc:
+            return fail(f"{exc} (or give --endpoint)", 78)
+        endpoints = [config.endpoint("tap")]
+        server = config.supervisor.server_name
+    context = zmq.Context()
+    sock = context.socket(zmq.SUB)
+    sock.setsockopt(zmq.RCVHWM, 100_000)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RECONNECT_IVL, 100)
+    sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+    for prefix in subscriptions(server, args.bot):
+        sock.setsockopt(zmq.SUBSCRIBE, prefix.encode())
+    for endpoint in endpoints:
+        sock.connect(endpoint)
+    colour = sys.stdout.isatty() and not args.json
+    matched = 0
+    deadline = time.monotonic() + args.timeout if args.timeout is not None else None
+    try:
+        while args.count is None or matched < args.count:
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if wait is not None and wait <= 0:
+                break
+            if not sock.poll(None if wait is None else int(wait * 1000) + 1):
+                continue
+            frames = sock.recv_multipart()
+            if len(frames) != 2:
+                continue
+            topic, payload = frames
+            try:
+                message = decode(payload)
+            except ProtocolError as exc:
+                print(f"! undecodable message on {topic[:80]!r}: {exc}", file=sys.stderr)
+                continue
+            if not matches(message, args.bot, args.type):
+                continue
+            matched += 1
+            if args.json:
+                body = msgpack.unpackb(payload, raw=False)
+                print(json.dumps({"topic": topic.decode(), **body}, default=repr), flush=True)
+            else:
+                print(describe_message(message, colour=colour), flush=True)
+                qr = getattr(getattr(message, "data", None), "qr", None)
+                if qr and not args.no_qr and sys.stdout.isatty():
+                    render_qr(qr)
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        sock.close(0)
+        context.term()
+    if args.count is not None:
+        return 0 if matched >= args.count else 1
+    return 0 if matched or deadline is None else 1
+
+
+def subscriptions(server: str | None, bot_globs: list[str]) -> list[str]:
+    """Prefixes to subscribe to: exact bot ids by prefix when possible, else everything."""
+    if server and bot_globs and not any(ch in g for g in bot_globs for ch in "*?["):
+        return [bot_prefix(server, bot) for bot in bot_globs]
+    return [""]
+
+
+def matches(message: Any, bot_globs: list[str], types: list[str]) -> bool:
+    if bot_globs and not any(fnmatch.fnmatchcase(message.bot, g) for g in bot_globs):
+        return False
+    if types:
+        kind = KIND_OF[type(message)].value
+        event_type = message.type.value if isinstance(message, Event) else None
+        if kind not in types and event_type not in types:
+            return False
+    return True

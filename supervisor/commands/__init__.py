@@ -1,0 +1,41 @@
+"""Control commands: one module per command, registered here by name.
+
+Each command is ``execute(supervisor, request, answer)`` and calls ``answer`` exactly once,
+now or later (commands that wait on a worker answer from its reply or its timeout). Never
+blocking: the supervisor's loop runs them inline.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+from protocol.control import Reply, Request, error
+
+from . import lifecycle, ping, status
+
+log = logging.getLogger("botvisor.control")
+
+Answer = Callable[[Reply], None]
+Command = Callable[[Any, Request, Answer], None]
+
+#: command name -> execute(supervisor, request, answer)
+COMMANDS: dict[str, Command] = {
+    "ping": ping.execute,
+    "status": status.execute,
+    "start": lifecycle.start,
+    "stop": lifecycle.stop,
+    "restart": lifecycle.restart,
+}
+
+
+def dispatch(supervisor: Any, request: Request, answer: Answer) -> None:
+    command = COMMANDS.get(request.command)
+    if command is None:
+        answer(error(request.id, f"unknown command {request.command!r} (known: {', '.join(sorted(COMMANDS))})"))
+        return
+    try:
+        command(supervisor, request, answer)
+    except Exception as exc:  # a bug in one command must not take the supervisor down
+        log.exception("control command %s failed", request.command)
+        answer(error(request.id, f"{request.command} failed: {exc.__class__.__name__}: {exc}"))

@@ -1,0 +1,31 @@
+"""``status [bots]``: every (or the named) container's status, as plain data.
+
+Request args: ``{"bots": ["b1", ...]}`` (optional). Result: ``{"server", "pid", "bots": [status...],
+"stats": {...}}``; an unknown bot id is an error naming it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from protocol.control import Request, error, ok
+
+
+def execute(supervisor: Any, request: Request, answer: Any) -> None:
+    wanted = request.args.get("bots") or []
+    if not isinstance(wanted, list) or not all(isinstance(b, str) for b in wanted):
+        answer(error(request.id, "argument 'bots' must be a list of bot ids"))
+        return
+    unknown = [b for b in wanted if supervisor.manager.find(b) is None]
+    if unknown:
+        answer(error(request.id, f"no such bot: {', '.join(unknown)}"))
+        return
+    containers = [supervisor.manager.get_bot_container(b) for b in wanted] if wanted else list(supervisor.manager)
+    statuses = []
+    for container in containers:
+        status = dataclasses.asdict(container.get_status())
+        status["bot_id"] = container.bot.id
+        statuses.append(status)
+    answer(ok(request.id, {"server": supervisor.server, "pid": supervisor.pid, "bots": statuses,
+                           "stats": dict(supervisor.stats)}))

@@ -1,0 +1,277 @@
+"""The TOML configuration: loaded once into frozen dataclasses, every default stated here.
+
+A bad file never half-loads: ``load_config`` raises ConfigError naming the file, the key and
+the reason, and `botvisor run` exits with exit_codes.CONFIG_ERROR. Paths in the file are
+relative to the file's own directory. Per-bot keys override the [supervisor] ones of the same
+name; a bot's [bots.backoff] overrides [supervisor.backoff] key by key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from protocol import exit_codes, valid_name
+from protocol.errors import BotvisorError, SchemaError
+from protocol.schema import checked, from_mapping, in_range
+
+from .restart import RestartPolicy
+
+DEFAULT_CONFIG_PATH = "botvisor.toml"
+CONFIG_ENV = "BOTVISOR_CONFIG"
+#: a unix socket path longer than this does not fit in sockaddr_un
+MAX_IPC_PATH = 100
+
+BOT_ID_RULE = "1 to 64 letters, digits, '_' or '-'"
+
+
+class ConfigError(BotvisorError):
+    exit_code = exit_codes.CONFIG_ERROR
+
+    def __init__(self, file: str | os.PathLike[str], key: str, reason: str) -> None:
+        self.file, self.key, self.reason = str(file), key, reason
+        where = f"{self.file}: {key}: " if key else f"{self.file}: "
+        super().__init__(where + reason)
+
+
+def _name(value: str) -> str | None:
+    return None if valid_name(value) else f"{value!r} is not a valid name (use {BOT_ID_RULE})"
+
+
+def _level(value: str) -> str | None:
+    levels = ("debug", "info", "warning", "error", "critical")
+    return None if value.lower() in levels else f"must be one of {', '.join(levels)}, got {value!r}"
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatedSettings:
+    """Knobs of the offline simulated backend ([bots.simulated]); times in seconds."""
+
+    #: start with a stored session (True) or show QR codes until pair_after
+    paired: bool = True
+    #: seconds of QR codes before the simulated phone scans one (None: never)
+    pair_after: float | None = checked(in_range(0, 86400), default=1.0)
+    #: seconds between QR refreshes while unpaired
+    qr_every: float = checked(in_range(0.01, 3600), default=20.0)
+    #: seconds from connecting to open
+    connect_delay: float = checked(in_range(0, 3600), default=0.05)
+    #: incoming messages per second (0: none)
+    message_rate: float = checked(in_range(0, 1_000_000), default=0.0)
+    #: presence updates per second (0: none)
+    presence_rate: float = checked(in_range(0, 1_000_000), default=0.0)
+    seed: int = 0
+    #: faults, for tests and demos: seconds after start (or after open) they strike
+    crash_after: float | None = checked(in_range(0, 86400), default=None)
+    hang_after: float | None = checked(in_range(0, 86400), default=None)
+    logout_after: float | None = checked(in_range(0, 86400), default=None)
+    ban_after: float | None = checked(in_range(0, 86400), default=None)
+    disconnect_every: float | None = checked(in_range(0, 86400, above=0), default=None)
+    #: how many dials fail after each disconnect before one succeeds
+    reconnect_failures: int = checked(in_range(0, 1000), default=0)
+    #: MiB to allocate once running (exercises the max_memory guard)
+    allocate_mb: int = checked(in_range(0, 65536), default=0)
+    #: print a line to stdout and stderr every this many seconds (exercises log capture)
+    print_every: float | None = checked(in_range(0, 86400, above=0), default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class BotConfig:
+    """One [[bots]] entry with every inherited value resolved: what a worker is handed."""
+
+    id: str = checked(lambda v: None if valid_name(v) else f"{v!r} is not a valid bot id (use {BOT_ID_RULE})")
+    backend: Literal["simulated", "neonize"] = "simulated"
+    #: false: configured but not started with the fleet (`botvisor start` starts it)
+    autostart: bool = True
+    heartbeat_interval: float = checked(in_range(0.01, 86400), default=30.0)
+    #: None in the file means 3 x heartbeat_interval
+    heartbeat_timeout: float | None = checked(in_range(0.01, 86400), default=None)
+    max_reconnect_attempts: int = checked(in_range(1, 10000), default=10)
+    event_history: int = checked(in_range(0, 1_000_000), default=100)
+    stop_timeout: float = checked(in_range(0, 3600), default=10.0)
+    backoff: RestartPolicy = field(default_factory=RestartPolicy)
+    log_level: str = checked(_level, default="info")
+    #: pair by phone code instead of QR (digits with country code)
+    phone_number: str | None = checked(lambda v: None if v.isdigit() and 6 <= len(v) <= 20 else f"{v!r} must be 6 to 20 digits with the country code", default=None)
+    #: proxy URL for this bot's WhatsApp connection (neonize)
+    proxy: str | None = None
+    #: outgoing messages per minute (token bucket); WhatsApp bans fast senders
+    messages_per_minute: float = checked(in_range(0.01, 6000), default=6.0)
+    #: restart the worker when its RSS exceeds this many MiB
+    max_memory_mb: int | None = checked(in_range(1, 1_048_576), default=None)
+    #: run this bot's worker as this user/group (supervisor running as root only)
+    user: str | None = None
+    group: str | None = None
+    simulated: SimulatedSettings = field(default_factory=SimulatedSettings)
+
+    @property
+    def stale_after(self) -> float:
+        return self.heartbeat_timeout if self.heartbeat_timeout is not None else 3 * self.heartbeat_interval
+
+
+#: [supervisor] keys a bot inherits unless its own entry sets them
+INHERITED = ("heartbeat_interval", "heartbeat_timeout", "max_reconnect_attempts", "event_history",
+             "stop_timeout", "log_level", "messages_per_minute")
+
+
+@dataclass(frozen=True, slots=True)
+class SupervisorSettings:
+    server_name: str = checked(_name, default="botvisor")
+    auth_dir: str = "auth"
+    run_dir: str = "run"
+    #: per-bot log files with rotation; None logs to stderr (journald)
+    log_dir: str | None = None
+    log_level: str = checked(_level, default="info")
+    log_max_bytes: int = checked(in_range(4096, 1 << 40), default=10 * 1024 * 1024)
+    log_backups: int = checked(in_range(0, 1000), default=5)
+    heartbeat_interval: float = checked(in_range(0.01, 86400), default=30.0)
+    heartbeat_timeout: float | None = checked(in_range(0.01, 86400), default=None)
+    max_reconnect_attempts: int = checked(in_range(1, 10000), default=10)
+    event_history: int = checked(in_range(0, 1_000_000), default=100)
+    stop_timeout: float = checked(in_range(0, 3600), default=10.0)
+    #: seconds between starting two bots, so a fleet does not stampede WhatsApp on boot
+    start_interval: float = checked(in_range(0, 3600), default=0.1)
+    #: seconds a worker command (send, logout, ...) may take before the operator gets an error
+    command_timeout: float = checked(in_range(0.01, 3600), default=10.0)
+    messages_per_minute: float = checked(in_range(0.01, 6000), default=6.0)
+    backoff: RestartPolicy = field(default_factory=RestartPolicy)
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    """ZeroMQ endpoints, named by role. None: an ipc:// socket inside run_dir."""
+
+    #: workers -> supervisor (PUB/SUB, signed)
+    events: str | None = None
+    #: supervisor -> taps (XPUB): every worker message plus state changes
+    tap: str | None = None
+    #: operators -> supervisor (ROUTER): status, start, stop, send, ...
+    control: str | None = None
+    #: supervisor -> workers (ROUTER/DEALER, one identity per bot)
+    commands: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    #: host:port for the Prometheus endpoint; None: off
+    listen: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _FileSchema:
+    supervisor: dict[str, Any] = field(default_factory=dict)
+    endpoints: Endpoints = field(default_factory=Endpoints)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    bots: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    path: Path
+    supervisor: SupervisorSettings
+    endpoints: Endpoints
+    metrics: MetricsSettings
+    bots: tuple[BotConfig, ...]
+    #: directories resolved against the file's directory
+    auth_root: Path
+    run_dir: Path
+    log_dir: Path | None
+
+    def bot(self, bot_id: str) -> BotConfig:
+        for bot in self.bots:
+            if bot.id == bot_id:
+                return bot
+        raise KeyError(bot_id)
+
+    def bot_dir(self, bot_id: str) -> Path:
+        """``auth/<server>/bot_<id>``: the one directory a bot's worker owns."""
+        return self.auth_root / self.supervisor.server_name / f"bot_{bot_id}"
+
+    def endpoint(self, role: str) -> str:
+        value = getattr(self.endpoints, role)
+        return value if value else f"ipc://{self.run_dir / (role + '.sock')}"
+
+
+def default_config_path() -> Path:
+    return Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH)
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read, validate and resolve the configuration file, or raise ConfigError."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(path, "", "no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(path, "", f"cannot read it: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, "", f"not valid TOML: {exc}") from None
+    return parse_config(raw, path)
+
+
+def parse_config(raw: dict[str, Any], path: Path) -> Config:
+    try:
+        schema = from_mapping(_FileSchema, raw)
+        supervisor = from_mapping(SupervisorSettings, schema.supervisor, "supervisor")
+        bots = tuple(_resolve_bot(supervisor, schema.supervisor, entry, i) for i, entry in enumerate(schema.bots))
+    except SchemaError as exc:
+        raise ConfigError(path, exc.path, exc.reason) from None
+    seen: set[str] = set()
+    for i, bot in enumerate(bots):
+        if bot.id in seen:
+            raise ConfigError(path, f"bots[{i}].id", f"duplicate bot id {bot.id!r}")
+        seen.add(bot.id)
+    base = path.resolve().parent
+    config = Config(
+        path=path,
+        supervisor=supervisor,
+        endpoints=schema.endpoints,
+        metrics=schema.metrics,
+        bots=bots,
+        auth_root=base / supervisor.auth_dir,
+        run_dir=base / supervisor.run_dir,
+        log_dir=base / supervisor.log_dir if supervisor.log_dir else None,
+    )
+    _check_endpoints(config)
+    return config
+
+
+def _resolve_bot(supervisor: SupervisorSettings, sup_raw: dict[str, Any], entry: Any, i: int) -> BotConfig:
+    where = f"bots[{i}]"
+    if not isinstance(entry, dict):
+        raise SchemaError(where, f"must be a table, got {type(entry).__name__}")
+    if "id" in entry and valid_name(entry["id"]):
+        where = f"bots[{i}] ({entry['id']})"
+    merged: dict[str, Any] = {key: getattr(supervisor, key) for key in INHERITED}
+    merged.update(entry)
+    backoff = entry.get("backoff", {})
+    if not isinstance(backoff, dict):
+        raise SchemaError(f"{where}.backoff", f"must be a table, got {type(backoff).__name__}")
+    merged["backoff"] = {**sup_raw.get("backoff", {}), **backoff}
+    if "id" not in entry:
+        raise SchemaError(f"{where}.id", "missing required key")
+    bot = from_mapping(BotConfig, merged, where)
+    if bot.stale_after <= bot.heartbeat_interval:
+        raise SchemaError(f"{where}.heartbeat_timeout",
+                          f"{bot.stale_after} s must exceed heartbeat_interval ({bot.heartbeat_interval} s)")
+    return bot
+
+
+def _check_endpoints(config: Config) -> None:
+    for spec in dataclasses.fields(Endpoints):
+        endpoint = config.endpoint(spec.name)
+        scheme, sep, rest = endpoint.partition("://")
+        if not sep or scheme not in ("ipc", "tcp", "inproc"):
+            raise ConfigError(config.path, f"endpoints.{spec.name}", f"{endpoint!r} is not an ipc:// or tcp:// endpoint")
+        if scheme == "ipc" and len(rest) > MAX_IPC_PATH:
+            raise ConfigError(
+                config.path, f"endpoints.{spec.name}",
+                f"ipc path {rest!r} is {len(rest)} characters, over the {MAX_IPC_PATH} a unix socket allows "
+                "(set a shorter run_dir)",
+            )
+        if scheme == "tcp" and spec.name in ("events", "commands"):
+            raise ConfigError(config.path, f"endpoints.{spec.name}", "workers talk to the supervisor over ipc:// only")

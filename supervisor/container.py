@@ -1,0 +1,383 @@
+"""BotContainer: one bot's life in the supervisor (the original design's BotContainer).
+
+It owns the bot's state machine (protocol.states.TRANSITIONS, walked only by ``_transition``),
+its current worker process, its restart bookkeeping, its event history and its listeners.
+It does no I/O of its own: spawning, publishing and timers go through the Runtime, which the
+Supervisor implements and tests replace.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Callable, Protocol
+
+from protocol import (
+    BotStatus,
+    Bye,
+    ConnectionUpdate,
+    ContainerState,
+    CredsUpdate,
+    ErrorEvent,
+    Event,
+    EventType,
+    Heartbeat,
+    Hello,
+    Message,
+    exit_codes,
+)
+from protocol.schema import to_mapping
+from protocol.states import PROCESS_STATES, TRANSITIONS
+
+from . import health
+from .config import BotConfig
+from .restart import ExitAction, backoff_delay, classify_exit, within_intensity
+from .timers import Timer
+
+log = logging.getLogger("botvisor.container")
+S = ContainerState
+
+
+class InvalidTransition(RuntimeError):
+    pass
+
+
+class StopIntent(Enum):
+    """Why a worker is being stopped: decides what happens when it has exited."""
+
+    STOP = "stop"  # operator or shutdown: end in stopped
+    RESTART_NOW = "restart-now"  # operator restart or changed config: start again at once, not a crash
+    RECOVER = "recover"  # unhealthy (stale, over memory): a restart under the policy, counted
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerEvent:
+    """An entry of the event history, as handed to listeners."""
+
+    type: str
+    data: dict[str, Any]
+    #: unix seconds
+    timestamp: float
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerStatus:
+    container_id: str
+    bot_status: BotStatus
+    container_state: ContainerState
+    is_healthy: bool
+    last_heartbeat: str | None
+    connection_attempts: int
+    creds_last_updated: str | None
+    event_history_size: int
+    pid: int | None
+    restarts: int
+    uptime: float | None
+    last_exit: str | None
+    next_restart_at: str | None
+    reason: str | None
+    events_total: int
+    events_lost: int
+    rss: int
+    cpu: float
+
+
+class Runtime(Protocol):
+    """What a container needs from the supervisor around it."""
+
+    def spawn(self, container: BotContainer) -> Any: ...
+    def watch(self, container: BotContainer) -> None: ...
+    def unwatch(self, container: BotContainer) -> None: ...
+    def publish_state(self, container: BotContainer, previous: ContainerState) -> None: ...
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Timer: ...
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}Z"
+
+
+class BotContainer:
+    def __init__(self, bot: BotConfig, runtime: Runtime, server_name: str,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.bot = bot
+        self.runtime = runtime
+        self.server_name = server_name
+        self.container_id = f"{server_name}:{bot.id}"
+        self.clock = clock
+        self.state = S.STOPPED
+        self.process: Any = None
+        self.reason: str | None = None
+        self.bot_status = BotStatus.OFFLINE
+        self.connection_attempts = 0
+        self.creds_last_updated: float | None = None
+        self.history: deque[ContainerEvent] = deque(maxlen=bot.event_history)
+        self.listeners: dict[str, list[Callable[[ContainerEvent], Any]]] = {}
+        self.restarts = 0
+        self.last_exit: str | None = None
+        self.next_restart_at: float | None = None
+        self.events_total: Counter[str] = Counter()
+        self.events_lost = 0
+        self.rss, self.cpu = 0, 0.0
+        self.state_seq = 0
+        self._stop_intent: StopIntent | None = None
+        self._last_error: ErrorEvent | None = None
+        self._last_seen: float | None = None
+        self._last_heartbeat_wall: float | None = None
+        self._running_since: float | None = None
+        self._started_at: float | None = None
+        self._expected_seq = 0
+        self._streak = 0
+        self._restart_times: tuple[float, ...] = ()
+        self._timer: Timer | None = None
+
+    # -- the original API ----------------------------------------------------------------
+    def start(self) -> None:
+        """Start the worker (from stopped, failed or backoff); a no-op while one runs."""
+        if self.state in PROCESS_STATES:
+            if self.state is S.STOPPING and self._stop_intent is StopIntent.STOP:
+                self._stop_intent = StopIntent.RESTART_NOW
+            return
+        if self.state is S.FAILED:  # an operator's start is a fresh chance
+            self._streak, self._restart_times = 0, ()
+        self._cancel_timer()
+        self._spawn("started")
+
+    def stop(self, reason: str = "stop requested") -> None:
+        """Stop the worker: SIGTERM to its process group, SIGKILL after stop_timeout."""
+        if self.state in (S.BACKOFF, S.FAILED):
+            self._cancel_timer()
+            self._transition(S.STOPPED, reason)
+        elif self.state in PROCESS_STATES:
+            self._terminate(StopIntent.STOP, reason)
+
+    def restart(self, reason: str = "restart requested") -> None:
+        if self.state in (S.INITIALIZING, S.RUNNING):
+            self._terminate(StopIntent.RESTART_NOW, reason)
+        elif self.state is S.STOPPING:
+            self._stop_intent = StopIntent.RESTART_NOW
+        else:
+            self.start()
+
+    def get_status(self) -> ContainerStatus:
+        now = self.clock()
+        if self.process is not None and self.process.pid:
+            self.rss, self.cpu = self.process.resources()
+        return ContainerStatus(
+            container_id=self.container_id,
+            bot_status=self.bot_status,
+            container_state=self.state,
+            is_healthy=self.is_container_healthy(),
+            last_heartbeat=iso(self._last_heartbeat_wall),
+            connection_attempts=self.connection_attempts,
+            creds_last_updated=iso(self.creds_last_updated),
+            event_history_size=len(self.history),
+            pid=self.process.pid if self.process is not None else None,
+            restarts=self.restarts,
+            uptime=round(now - self._started_at, 3) if self._started_at is not None and self.process else None,
+            last_exit=self.last_exit,
+            next_restart_at=iso(self.next_restart_at) if self.state is S.BACKOFF else None,
+            reason=self.reason,
+            events_total=sum(self.events_total.values()),
+            events_lost=self.events_lost,
+            rss=self.rss if self.process is not None else 0,
+            cpu=self.cpu if self.process is not None else 0.0,
+        )
+
+    def on_container_event(self, event_type: str, callback: Callable[[ContainerEvent], Any]) -> None:
+        """Call ``callback(event)`` for each event of ``event_type`` (or ``state``, or ``*``)."""
+        allowed = {t.value for t in EventType} | {"state", "*"}
+        if event_type not in allowed:
+            raise ValueError(f"unknown event type {event_type!r} (one of {', '.join(sorted(allowed))})")
+        self.listeners.setdefault(event_type, []).append(callback)
+
+    on = on_container_event
+
+    def get_event_history(self, limit: int | None = None) -> list[ContainerEvent]:
+        events = list(self.history)
+        return events[-limit:] if limit else events
+
+    def is_container_healthy(self) -> bool:
+        return self.state is S.RUNNING and health.is_fresh(self._last_seen, self.clock(), self.bot.stale_after)
+
+    def get_credential_age(self) -> float | None:
+        """Milliseconds since the credentials were last updated (None: never seen)."""
+        if self.creds_last_updated is None:
+            return None
+        return max(0.0, (time.time() - self.creds_last_updated) * 1000)
+
+    def get_bot_instance(self) -> BotConfig:
+        return self.bot
+
+    # -- what the supervisor feeds in ----------------------------------------------------
+    def accepts(self, message: Message) -> bool:
+        """True when ``message`` comes from this container's current worker process."""
+        return self.process is not None and message.pid == self.process.pid
+
+    def on_message(self, message: Message) -> None:
+        now = self.clock()
+        self._last_seen = now
+        if message.seq > self._expected_seq:
+            lost = message.seq - self._expected_seq
+            self.events_lost += lost
+            log.warning("bot %s: %d message(s) lost before seq %d", self.bot.id, lost, message.seq)
+        self._expected_seq = max(self._expected_seq, message.seq + 1)
+        match message:
+            case Hello():
+                if self.state is S.INITIALIZING:
+                    self._running_since = now
+                    self.bot_status = BotStatus.LOADING
+                    self._transition(S.RUNNING, "worker said hello")
+            case Heartbeat():
+                self._last_heartbeat_wall = message.ts
+                self.bot_status = message.bot_status
+                self.connection_attempts = message.connection_attempts
+            case Event():
+                self._on_event(message)
+            case Bye():
+                pass
+
+    def _on_event(self, event: Event) -> None:
+        data = event.data
+        match data:
+            case ConnectionUpdate(connection="open"):
+                self.bot_status = BotStatus.ONLINE
+                self.connection_attempts = 0
+            case ConnectionUpdate(connection="close"):
+                self.bot_status = BotStatus.OFFLINE
+                self.connection_attempts = data.attempt or self.connection_attempts
+            case ConnectionUpdate(connection="connecting"):
+                self.bot_status = BotStatus.LOADING
+                self.connection_attempts = data.attempt or self.connection_attempts
+            case CredsUpdate():
+                self.creds_last_updated = data.last_updated or event.ts
+            case ErrorEvent(fatal=True):
+                self._last_error = data
+        self.events_total[event.type.value] += 1
+        self._record(ContainerEvent(event.type.value, to_mapping(data), event.ts))
+
+    def on_exit(self, exitcode: int | None) -> None:
+        """The worker process ended (its sentinel fired): decide what comes next."""
+        self.runtime.unwatch(self)
+        self.process.close()
+        self.process = None
+        now = self.clock()
+        self.last_exit = exit_codes.describe(exitcode)
+        self.bot_status = BotStatus.OFFLINE
+        intent, self._stop_intent = self._stop_intent, None
+        self._cancel_timer()
+        healthy_for = now - self._running_since if self._running_since is not None else 0.0
+        self._running_since = None
+        if intent is StopIntent.STOP:
+            self._transition(S.STOPPED, self.reason or "stopped")
+            return
+        if intent is StopIntent.RESTART_NOW:
+            self._transition(S.STOPPED, "restarting")
+            self._spawn("restarted")
+            return
+        action = classify_exit(exitcode if exitcode is not None else -signal.SIGKILL, stop_requested=False)
+        if action is ExitAction.FAIL:
+            error = self._last_error
+            why = f"{error.code}: {error.message}" if error else f"worker ended with {self.last_exit}"
+            self._transition(S.FAILED, why)
+            return
+        self._schedule_restart(now, healthy_for, intent)
+
+    def check_health(self, now: float) -> None:
+        """Called periodically: replace a worker whose loop has gone quiet."""
+        if self.state in (S.INITIALIZING, S.RUNNING) and not health.is_fresh(self._last_seen, now, self.bot.stale_after):
+            quiet = now - self._last_seen if self._last_seen is not None else 0.0
+            self._terminate(StopIntent.RECOVER, f"unhealthy: no heartbeat for {quiet:.1f} s "
+                                                f"(timeout {self.bot.stale_after:g} s)")
+
+    def recover(self, reason: str) -> None:
+        """Restart the worker under the restart policy (e.g. over its memory limit)."""
+        if self.state in (S.INITIALIZING, S.RUNNING):
+            self._terminate(StopIntent.RECOVER, reason)
+
+    def update_config(self, bot: BotConfig) -> None:
+        self.bot = bot
+        self.history = deque(self.history, maxlen=bot.event_history)
+
+    # -- internals -------------------------------------------------------------------------
+    def _schedule_restart(self, now: float, healthy_for: float, intent: StopIntent | None) -> None:
+        policy = self.bot.backoff
+        if healthy_for >= policy.reset_after:
+            self._streak = 0
+        self._streak += 1
+        self._restart_times, allowed = within_intensity(self._restart_times, now, policy)
+        cause = self.reason if intent is StopIntent.RECOVER else f"worker ended with {self.last_exit}"
+        if not allowed:
+            self._transition(S.FAILED, f"{cause}; gave up after more than {policy.max_restarts} restarts "
+                                       f"within {policy.restart_window:g} s")
+            return
+        delay = backoff_delay(self._streak, policy)
+        self.next_restart_at = time.time() + delay
+        self._transition(S.BACKOFF, f"{cause}; restart {self._streak} of the streak in {delay:.2f} s")
+        self.restarts += 1
+        if delay <= 0:
+            self._spawn("restarted after a crash")
+        else:
+            self._timer = self.runtime.call_later(delay, lambda: self._spawn("restarted after backoff"))
+
+    def _spawn(self, reason: str) -> None:
+        self._timer = None
+        self.next_restart_at = None
+        self._last_error = None
+        self._expected_seq = 0
+        self._last_seen = self.clock()  # the hello must come within the heartbeat timeout
+        self._started_at = self.clock()
+        self.connection_attempts = 0
+        self.bot_status = BotStatus.LOADING
+        self.process = self.runtime.spawn(self)
+        self.runtime.watch(self)
+        self._transition(S.INITIALIZING, reason)
+
+    def _terminate(self, intent: StopIntent, reason: str) -> None:
+        if self.state is S.STOPPING:
+            if intent is StopIntent.STOP:
+                self._stop_intent = intent
+            return
+        self._stop_intent = intent
+        self._transition(S.STOPPING, reason)
+        self.process.signal_tree(signal.SIGTERM)
+        self._timer = self.runtime.call_later(self.bot.stop_timeout, self._kill)
+
+    def _kill(self) -> None:
+        self._timer = None
+        if self.process is not None and self.state is S.STOPPING:
+            log.warning("bot %s: still alive %g s after SIGTERM, sending SIGKILL", self.bot.id, self.bot.stop_timeout)
+            self.process.signal_tree(signal.SIGKILL)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _transition(self, state: ContainerState, reason: str) -> None:
+        previous = self.state
+        if state not in TRANSITIONS[previous]:
+            raise InvalidTransition(f"{self.container_id}: {previous} -> {state} is not allowed")
+        self.state = state
+        self.reason = reason
+        self.state_seq += 1
+        log.info("bot %s: %s -> %s (%s)", self.bot.id, previous, state, reason)
+        self.runtime.publish_state(self, previous)
+        entry = {"state": state.value, "previous": previous.value, "reason": reason}
+        self._notify(ContainerEvent("state", entry, time.time()))
+
+    def _record(self, event: ContainerEvent) -> None:
+        self.history.append(event)
+        self._notify(event)
+
+    def _notify(self, event: ContainerEvent) -> None:
+        for callback in self.listeners.get(event.type, []) + self.listeners.get("*", []):
+            try:
+                callback(event)
+            except Exception:  # one broken listener must not starve the others
+                log.exception("bot %s: listener %r for %s raised", self.bot.id, callback, event.type)

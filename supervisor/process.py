@@ -1,0 +1,117 @@
+"""Creating and signalling worker processes; the only module that touches multiprocess.
+
+Workers come from a forkserver: a clean, single-threaded process that forks each worker. The
+supervisor itself is never forked (it holds ZeroMQ contexts and threads), and the server
+preloads the worker's pure-Python modules so a fork is ready in milliseconds. Never neonize:
+importing it starts the Go runtime, which does not survive fork. Where forkserver does not
+exist, spawn.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+import multiprocess
+import psutil
+
+from worker.spec import WorkerSpec
+
+#: imported once in the forkserver, shared copy-on-write by every worker
+PRELOAD = ["worker.main", "worker.backends.simulated", "zmq", "msgpack"]
+
+_context: Any = None
+
+
+def worker_context() -> Any:
+    global _context
+    if _context is None:
+        methods = multiprocess.get_all_start_methods()
+        method = "forkserver" if "forkserver" in methods else "spawn"
+        context = multiprocess.get_context(method)
+        if method == "forkserver":
+            context.set_forkserver_preload(PRELOAD)
+        _context = context
+    return _context
+
+
+def stop_forkserver() -> None:
+    """End the forkserver now instead of when the supervisor's process exits."""
+    from multiprocess import forkserver
+
+    stop = getattr(forkserver._forkserver, "_stop", None)
+    if stop is not None:
+        try:
+            stop()
+        except (OSError, ChildProcessError):
+            pass
+
+
+class WorkerProcess:
+    """One worker process: its pid, its exit sentinel and its process group."""
+
+    def __init__(self, spec: WorkerSpec) -> None:
+        from worker.main import worker_entry
+
+        self.spec = spec
+        self._process = worker_context().Process(target=worker_entry, args=(spec,), name=f"botvisor-{spec.bot_id}",
+                                                 daemon=False)
+        self._psutil: psutil.Process | None = None
+        self.pid = 0
+        self.sentinel = -1
+
+    def start(self) -> int:
+        self._process.start()
+        self.pid = self._process.pid
+        self.sentinel = self._process.sentinel
+        return self.pid
+
+    @property
+    def exitcode(self) -> int | None:
+        """None while it runs; the exit code, or minus the signal number that killed it."""
+        return self._process.exitcode
+
+    def signal_tree(self, sig: int) -> None:
+        """Signal the worker's process group (it leads one), and any child that left it."""
+        if self.exitcode is not None:
+            return
+        children: list[psutil.Process] = []
+        if sig == signal.SIGKILL:
+            try:
+                children = psutil.Process(self.pid).children(recursive=True)
+            except psutil.Error:
+                pass
+        try:
+            os.killpg(self.pid, sig)
+        except ProcessLookupError:  # not a group leader yet: signal the process alone
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+        except PermissionError:
+            os.kill(self.pid, sig)
+        for child in children:
+            try:
+                child.send_signal(sig)
+            except psutil.Error:
+                pass
+
+    def resources(self) -> tuple[int, float]:
+        """(RSS bytes, CPU percent since the last call)."""
+        try:
+            if self._psutil is None:
+                self._psutil = psutil.Process(self.pid)
+            with self._psutil.oneshot():
+                return self._psutil.memory_info().rss, self._psutil.cpu_percent(None)
+        except psutil.Error:
+            return 0, 0.0
+
+    def close(self) -> int | None:
+        """Collect the exit code and release the sentinel; the process must have ended."""
+        code = self._process.exitcode
+        try:
+            self._process.close()
+        except ValueError:
+            pass
+        return code

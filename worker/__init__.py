@@ -1,0 +1,1 @@
+"""The worker process: one bot per process (see worker.main)."""

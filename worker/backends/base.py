@@ -1,0 +1,81 @@
+"""The backend interface: one WhatsApp session, driven from the worker's main loop.
+
+A backend never blocks the loop. The loop calls ``poll(now)`` whenever the backend's
+``wakeup_fd`` is readable or the deadline ``poll`` returned last time has come; the backend
+does the work that is due, hands events to ``ctx.emit`` and returns its next deadline.
+Because the loop also sends the heartbeats, a backend that wedges the loop stops the
+heartbeats too, and the supervisor notices (docs/supervision.md, "Liveness").
+
+To end the worker a backend raises FatalBotError (do not restart) or BotCrash (restart).
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+from protocol import BotStatus, EventData
+from supervisor.config import BotConfig
+
+
+@dataclass
+class BackendContext:
+    bot: BotConfig
+    #: the bot's own auth directory, already created, locked and 0700
+    bot_dir: Path
+    emit: Callable[[EventData], None]
+    log: logging.Logger
+
+
+class Backend(ABC):
+    name: ClassVar[str]
+
+    def __init__(self, ctx: BackendContext) -> None:
+        self.ctx = ctx
+        self.status = BotStatus.LOADING
+        #: connection attempts since the last successful connect
+        self.connection_attempts = 0
+
+    @abstractmethod
+    def start(self, now: float) -> None:
+        """Begin connecting (never block)."""
+
+    @abstractmethod
+    def poll(self, now: float) -> float | None:
+        """Do what is due at monotonic time ``now``; return the next deadline, or None."""
+
+    def wakeup_fd(self) -> int | None:
+        """A file descriptor that becomes readable when the backend has work (or None)."""
+        return None
+
+    def stop(self) -> None:
+        """Release the session quickly; the process exits right after."""
+
+    # -- acting as the bot (each returns plain data for the command reply) -------------
+    @abstractmethod
+    def send_text(self, to: str, text: str) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def set_presence(self, presence: str) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def mark_read(self, chat: str, message_ids: list[str], sender: str | None = None) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def logout(self) -> dict[str, Any]: ...
+
+
+def load_backend(name: str) -> type[Backend]:
+    """The backend class for ``name``; neonize is imported only by the bots that use it."""
+    if name == "simulated":
+        from .simulated import SimulatedBackend
+
+        return SimulatedBackend
+    if name == "neonize":
+        from .neonize import NeonizeBackend
+
+        return NeonizeBackend
+    raise ValueError(f"unknown backend {name!r}")

@@ -1,0 +1,226 @@
+"""SIMULATED WhatsApp session, offline and deterministic: for demos and tests only.
+
+It models what the neonize backend does against the real network, with the same event shapes
+and fault classes: connecting -> (QR codes until "scanned" when unpaired) -> open; incoming
+messages and presence at configured rates; disconnects with in-worker reconnects and backoff;
+logout and temporary ban as fatal errors; crash and hang for the supervisor's tests. Its
+session is a JSON file in the bot's own directory. Nothing here talks to WhatsApp.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+import time
+from typing import Any
+
+from protocol import BotStatus, ConnectionUpdate, CredsUpdate, ErrorEvent, MessageUpsert, PresenceUpdate
+from protocol import exit_codes
+from supervisor.restart import reconnect_delay
+
+from ..atomic import write_atomic
+from ..errors import BotCrash, CommandError, FatalBotError
+from .base import Backend, BackendContext
+
+SESSION_FILE = "creds.json"
+#: messages generated in one poll at most, so heartbeats keep flowing at any rate
+MAX_BATCH = 256
+PRESENCES = ("available", "unavailable", "composing", "paused")
+
+
+class SimulatedBackend(Backend):
+    name = "simulated"
+
+    def __init__(self, ctx: BackendContext) -> None:
+        super().__init__(ctx)
+        self.knobs = ctx.bot.simulated
+        self.rng = random.Random(f"{self.knobs.seed}:{ctx.bot.id}")
+        self.session_path = ctx.bot_dir / SESSION_FILE
+        self.phone = ctx.bot.phone_number or f"1555{self.rng.randrange(10**7):07d}"
+        self.me = f"{self.phone}@s.whatsapp.net"
+        self.started_at = 0.0
+        self.opened_at: float | None = None
+        self._connect_at: float | None = None
+        self._next_qr: float | None = None
+        self._pair_at: float | None = None
+        self._next_message: float | None = None
+        self._next_presence: float | None = None
+        self._next_disconnect: float | None = None
+        self._next_print: float | None = None
+        self._redial_at: float | None = None
+        self._failures_left = 0
+        self._message_count = 0
+        self._ballast: bytearray | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def start(self, now: float) -> None:
+        self.started_at = now
+        if self.knobs.paired and not self.session_path.exists():
+            self._save_session()
+        if self.knobs.print_every:
+            self._next_print = now
+        self._dial(now)
+
+    def _dial(self, now: float) -> None:
+        self.connection_attempts += 1
+        self.status = BotStatus.LOADING
+        if self.connection_attempts > self.ctx.bot.max_reconnect_attempts:
+            raise BotCrash("reconnect-exhausted",
+                           f"gave up after {self.connection_attempts - 1} connection attempts")
+        self.ctx.emit(ConnectionUpdate("connecting", attempt=self.connection_attempts))
+        if self._failures_left > 0:
+            self._failures_left -= 1
+            retry_in = reconnect_delay(self.connection_attempts, self.ctx.bot.backoff, self.rng)
+            self.ctx.emit(ConnectionUpdate("close", reason="dial failed: simulated network error",
+                                           attempt=self.connection_attempts, retry_in=round(retry_in, 3)))
+            self._connect_at = None
+            self._redial_at = now + retry_in
+            return
+        self._redial_at = None
+        if self.session_path.exists():
+            self._connect_at = now + self.knobs.connect_delay
+        else:
+            self._next_qr = now
+            if self.knobs.pair_after is not None:
+                self._pair_at = now + self.knobs.pair_after
+
+    def _open(self, now: float) -> None:
+        self._connect_at = None
+        self.opened_at = now
+        self.status = BotStatus.ONLINE
+        attempt, self.connection_attempts = self.connection_attempts, 0
+        self.ctx.emit(ConnectionUpdate("open", attempt=attempt))
+        self.ctx.emit(CredsUpdate(verified=True, phone_number=self.phone, last_updated=time.time(), reason="connected"))
+        if self.knobs.message_rate:
+            self._next_message = now + 1.0 / self.knobs.message_rate
+        if self.knobs.presence_rate:
+            self._next_presence = now + 1.0 / self.knobs.presence_rate
+        if self.knobs.disconnect_every:
+            self._next_disconnect = now + self.knobs.disconnect_every
+        if self.knobs.allocate_mb and self._ballast is None:
+            self._ballast = bytearray(os.urandom(16)) * (self.knobs.allocate_mb * 65536)
+
+    def _close(self, now: float, reason: str) -> None:
+        self.status = BotStatus.OFFLINE
+        self.opened_at = None
+        self._next_message = self._next_presence = self._next_disconnect = None
+        retry_in = reconnect_delay(1, self.ctx.bot.backoff, self.rng)
+        self.ctx.emit(ConnectionUpdate("close", reason=reason, attempt=0, retry_in=round(retry_in, 3)))
+        self._failures_left = self.knobs.reconnect_failures
+        self._redial_at = now + retry_in
+
+    # -- the loop's entry point --------------------------------------------------------
+    def poll(self, now: float) -> float | None:
+        since_start = now - self.started_at
+        k = self.knobs
+        if k.crash_after is not None and since_start >= k.crash_after:
+            os._exit(exit_codes.CRASH)  # abrupt on purpose: no bye, like a segfault
+        if k.hang_after is not None and since_start >= k.hang_after:
+            self._hang()
+        if k.logout_after is not None and since_start >= k.logout_after:
+            self._logged_out("the simulated phone removed this device")
+        if k.ban_after is not None and since_start >= k.ban_after:
+            expires = time.time() + 3600
+            raise FatalBotError("temporary-ban", "temporarily banned (simulated reason 101: too many messages "
+                                "to non-contacts)", status=402, expires_at=expires)
+        if self._next_print is not None and now >= self._next_print:
+            print(f"simulated stdout line from {self.ctx.bot.id}", flush=True)
+            print(f"simulated stderr line from {self.ctx.bot.id}", file=sys.stderr, flush=True)
+            self._next_print = now + (k.print_every or 1.0)
+        if self._redial_at is not None and now >= self._redial_at:
+            self._dial(now)
+        if self._next_qr is not None:
+            if self._pair_at is not None and now >= self._pair_at:
+                self._paired(now)
+            elif now >= self._next_qr:
+                self.ctx.emit(ConnectionUpdate("connecting", qr=self._qr_code(), attempt=self.connection_attempts))
+                self._next_qr = now + k.qr_every
+        if self._connect_at is not None and now >= self._connect_at:
+            self._open(now)
+        if self.opened_at is not None:
+            if self._next_disconnect is not None and now >= self._next_disconnect:
+                self._close(now, "stream error: simulated disconnect")
+            else:
+                self._emit_due_traffic(now)
+        return self._next_deadline(now)
+
+    def _emit_due_traffic(self, now: float) -> None:
+        sent = 0
+        while self._next_message is not None and now >= self._next_message and sent < MAX_BATCH:
+            self._message_count += 1
+            sent += 1
+            chat = f"1555{self.rng.randrange(10**7):07d}@s.whatsapp.net"
+            self.ctx.emit(MessageUpsert(
+                id=f"SIM{self._message_count:010d}", chat=chat, sender=chat, timestamp=time.time(),
+                from_me=False, text=f"simulated message {self._message_count}", push_name="Simulated",
+            ))
+            self._next_message += 1.0 / self.knobs.message_rate
+        if self._next_message is not None and now - self._next_message > 1.0:
+            self._next_message = now  # fell behind by over a second: do not burst to catch up
+        while self._next_presence is not None and now >= self._next_presence:
+            jid = f"1555{self.rng.randrange(10**7):07d}@s.whatsapp.net"
+            self.ctx.emit(PresenceUpdate(jid=jid, presence=self.rng.choice(PRESENCES), last_seen=time.time()))
+            self._next_presence = max(now, self._next_presence + 1.0 / self.knobs.presence_rate)
+
+    def _next_deadline(self, now: float) -> float | None:
+        candidates = [self._connect_at, self._next_qr, self._pair_at, self._next_message, self._next_presence,
+                      self._next_disconnect, self._next_print, self._redial_at]
+        for after in (self.knobs.crash_after, self.knobs.hang_after, self.knobs.logout_after, self.knobs.ban_after):
+            if after is not None:
+                candidates.append(self.started_at + after)
+        return min((c for c in candidates if c is not None), default=None)
+
+    # -- faults and pairing ------------------------------------------------------------
+    def _hang(self) -> None:
+        """Stop everything, heartbeats included, while the process stays alive."""
+        self.ctx.log.warning("hang_after reached: hanging on purpose")
+        while True:
+            time.sleep(3600)
+
+    def _qr_code(self) -> str:
+        ref = "".join(self.rng.choice("ABCDEFGHJKLMNPQRSTUVWXYZ23456789") for _ in range(24))
+        return f"2@{ref},SIMULATED,{self.ctx.bot.id}"
+
+    def _paired(self, now: float) -> None:
+        self._next_qr = self._pair_at = None
+        self._save_session()
+        self.ctx.emit(CredsUpdate(verified=True, phone_number=self.phone, last_updated=time.time(), reason="paired"))
+        self._connect_at = now + self.knobs.connect_delay
+
+    def _save_session(self) -> None:
+        session = {"simulated": True, "me": self.me, "phone_number": self.phone, "paired_at": time.time()}
+        write_atomic(self.session_path, json.dumps(session).encode())
+
+    def _logged_out(self, why: str) -> None:
+        self.status = BotStatus.OFFLINE
+        self.session_path.unlink(missing_ok=True)
+        self.ctx.emit(CredsUpdate(verified=False, phone_number=self.phone, last_updated=time.time(), reason="logged-out"))
+        raise FatalBotError("logged-out", f"logged out: {why}; pair the bot again", status=401)
+
+    # -- acting as the bot -------------------------------------------------------------
+    def _require_online(self) -> None:
+        if self.status is not BotStatus.ONLINE:
+            raise CommandError(f"bot is {self.status}, not connected")
+
+    def send_text(self, to: str, text: str) -> dict[str, Any]:
+        self._require_online()
+        self._message_count += 1
+        message_id = f"SIMOUT{self._message_count:010d}"
+        ts = time.time()
+        self.ctx.emit(MessageUpsert(id=message_id, chat=to, sender=self.me, timestamp=ts, from_me=True, text=text))
+        return {"id": message_id, "timestamp": ts, "to": to}
+
+    def set_presence(self, presence: str) -> dict[str, Any]:
+        self._require_online()
+        self.ctx.emit(PresenceUpdate(jid=self.me, presence=presence, last_seen=time.time()))  # type: ignore[arg-type]
+        return {"presence": presence}
+
+    def mark_read(self, chat: str, message_ids: list[str], sender: str | None = None) -> dict[str, Any]:
+        self._require_online()
+        return {"chat": chat, "read": list(message_ids)}
+
+    def logout(self) -> dict[str, Any]:
+        self._logged_out("logged out by the operator")
+        return {}  # not reached

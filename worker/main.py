@@ -1,0 +1,182 @@
+"""A worker process: one bot, one WhatsApp session, one single-threaded main loop.
+
+The loop polls, with one ``zmq.Poller``: the command socket, the backend's wakeup fd, the
+signal wakeup fd and the supervisor's pidfd, with a timeout that ends at the next due time
+(heartbeat or backend work). Heartbeats are sent by this loop and only by it: a heartbeat is
+proof that the loop came round, so a worker whose bot code deadlocks the loop goes stale and
+is replaced (docs/supervision.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import time
+from typing import Any
+
+import zmq
+
+from protocol import ErrorEvent, exit_codes
+from protocol.control import Reply, decode_request, encode_reply, error, ok
+from protocol.errors import ProtocolError
+
+from . import commands as worker_commands
+from .backends.base import Backend, BackendContext, load_backend
+from .botdir import lock_bot_dir, prepare_bot_dir
+from .bus import EventBus
+from .errors import CommandError, WorkerExit
+from .lifeline import detach_session, watch_supervisor
+from .logs import configure_logging, flush_captured
+from .spec import WorkerSpec
+
+VERSION = "0.1.0"
+log = logging.getLogger("botvisor.worker")
+
+
+def worker_entry(spec: WorkerSpec) -> None:
+    """The multiprocess target: run the bot, end the process with the contract's exit code."""
+    raise SystemExit(run_worker(spec))
+
+
+def run_worker(spec: WorkerSpec) -> int:
+    detach_session()
+    supervisor_fd = watch_supervisor(spec.supervisor_pid)
+    signal_r, signal_w = socket.socketpair()
+    signal_w.setblocking(False)
+    signal.set_wakeup_fd(signal_w.fileno(), warn_on_full_buffer=False)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda *_: None)  # the wakeup fd carries the signal to the loop
+    configure_logging(spec.bot_id, spec.bot.log_level, spec.log_dir, spec.log_max_bytes, spec.log_backups)
+    context = zmq.Context()
+    bus = EventBus(context, spec.events_endpoint, server=spec.server_name, bot=spec.bot_id, secret=spec.secret,
+                   backend=spec.bot.backend, heartbeat_interval=spec.bot.heartbeat_interval)
+    try:
+        bus.wait_for_subscriber(spec.subscribe_timeout)
+        bus.hello(VERSION)
+        loop = WorkerLoop(spec, context, bus, signal_r, supervisor_fd)
+        code = loop.run()
+    finally:
+        bus.close()
+        context.term()
+        flush_captured()
+    return code
+
+
+class WorkerLoop:
+    def __init__(self, spec: WorkerSpec, context: zmq.Context, bus: EventBus, signal_sock: socket.socket,
+                 supervisor_fd: int | None) -> None:
+        self.spec, self.bus = spec, bus
+        self.signal_sock = signal_sock
+        self.supervisor_fd = supervisor_fd
+        self.commands = context.socket(zmq.DEALER)
+        self.commands.setsockopt(zmq.IDENTITY, spec.bot_id.encode())
+        self.commands.setsockopt(zmq.LINGER, 500)
+        self.commands.connect(spec.commands_endpoint)
+        self.backend: Backend | None = None
+        self.stop_reason: str | None = None
+
+    def run(self) -> int:
+        try:
+            return self._run()
+        except WorkerExit as exc:
+            log.error("%s: %s", exc.code, exc.message)
+            self.bus.event(ErrorEvent(code=exc.code, message=exc.message, fatal=exc.exit_code == exit_codes.FATAL,
+                                      status=exc.status, expires_at=exc.expires_at, file=exc.file))
+            self.bus.bye(exc.code, exc.exit_code)
+            return exc.exit_code
+        finally:
+            if self.backend is not None:
+                self.backend.stop()
+            self.commands.close()
+
+    def _run(self) -> int:
+        spec = self.spec
+        prepare_bot_dir(spec.bot_dir)
+        self._lock_fd = lock_bot_dir(spec.bot_dir)
+        ctx = BackendContext(bot=spec.bot, bot_dir=spec.bot_dir, emit=self.bus.event,
+                             log=logging.getLogger(f"botvisor.backend.{spec.bot.backend}"))
+        self.backend = backend = load_backend(spec.bot.backend)(ctx)
+        poller = zmq.Poller()
+        poller.register(self.commands, zmq.POLLIN)
+        signal_fd = self.signal_sock.fileno()  # zmq.Poller reports plain sockets by fd
+        poller.register(signal_fd, zmq.POLLIN)
+        if self.supervisor_fd is not None:
+            poller.register(self.supervisor_fd, zmq.POLLIN)
+        wake_fd = backend.wakeup_fd()
+        if wake_fd is not None:
+            poller.register(wake_fd, zmq.POLLIN)
+
+        interval = spec.bot.heartbeat_interval
+        now = time.monotonic()
+        backend.start(now)
+        next_beat = now
+        backend_due: float | None = now
+        while self.stop_reason is None:
+            now = time.monotonic()
+            if backend_due is not None and now >= backend_due:
+                backend_due = backend.poll(now)
+                now = time.monotonic()
+            if now >= next_beat:
+                self.bus.heartbeat(backend.status, backend.connection_attempts)
+                self.bus.drain_subscriptions()
+                next_beat = now + interval
+            wake_at = next_beat if backend_due is None else min(next_beat, backend_due)
+            timeout_ms = max(0, int((wake_at - now) * 1000) + 1)
+            ready = dict(poller.poll(timeout_ms))
+            if signal_fd in ready:
+                self._on_signals()
+            if self.supervisor_fd is not None and self.supervisor_fd in ready:
+                log.error("the supervisor is gone; exiting")
+                os._exit(exit_codes.CRASH)
+            if self.commands in ready:
+                self._on_commands(backend)
+            if wake_fd is not None and wake_fd in ready:
+                backend_due = time.monotonic()
+        log.info("stopping: %s", self.stop_reason)
+        backend.stop()
+        self.bus.bye(self.stop_reason, exit_codes.OK)
+        return exit_codes.OK
+
+    def _on_signals(self) -> None:
+        try:
+            data = self.signal_sock.recv(64)
+        except BlockingIOError:
+            return
+        for signum in data:
+            if signum in (signal.SIGTERM, signal.SIGINT):
+                self.stop_reason = f"received {signal.Signals(signum).name}"
+
+    def _on_commands(self, backend: Backend) -> None:
+        while True:
+            try:
+                frames = self.commands.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            reply = self._execute(backend, frames[-1])
+            if reply is not None:
+                self.commands.send(encode_reply(reply))
+
+    def _execute(self, backend: Backend, raw: bytes) -> Reply | None:
+        try:
+            request = decode_request(raw)
+        except ProtocolError as exc:
+            log.warning("malformed command ignored: %s", exc)
+            return None
+        operation = worker_commands.OPERATIONS.get(request.command)
+        if operation is None:
+            known = ", ".join(sorted(worker_commands.OPERATIONS))
+            return error(request.id, f"unknown command {request.command!r} (known: {known})")
+        try:
+            result: Any = operation(backend, request.args)
+        except CommandError as exc:
+            return error(request.id, str(exc))
+        except WorkerExit as exc:
+            # e.g. logout: answer the operator first, then end the worker as the error says
+            self.commands.send(encode_reply(ok(request.id, {"exiting": True, "reason": exc.message})))
+            raise
+        except Exception as exc:  # a backend bug must not kill the bot: report it to the operator
+            log.exception("command %s failed", request.command)
+            return error(request.id, f"{request.command} failed: {exc.__class__.__name__}: {exc}")
+        return ok(request.id, result)

@@ -1,0 +1,31 @@
+"""What the supervisor hands a worker at spawn: everything it needs, nothing of other bots."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from supervisor.config import BotConfig
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSpec:
+    server_name: str
+    bot: BotConfig
+    #: auth/<server>/bot_<id>: the only directory this worker may write
+    bot_dir: Path
+    events_endpoint: str
+    commands_endpoint: str
+    #: HMAC key for this worker's messages; travels in the pickled spec, never argv or env
+    secret: bytes
+    #: the worker exits when this process does (0: standalone, no supervisor)
+    supervisor_pid: int = 0
+    log_dir: Path | None = None
+    log_max_bytes: int = 10 * 1024 * 1024
+    log_backups: int = 5
+    #: seconds to wait for the supervisor's subscription before the first message
+    subscribe_timeout: float = 5.0
+
+    @property
+    def bot_id(self) -> str:
+        return self.bot.id
