@@ -72,6 +72,10 @@ class SimulatedSettings:
     disconnect_every: float | None = checked(in_range(0, 86400, above=0), default=None)
     #: how many dials fail after each disconnect before one succeeds
     reconnect_failures: int = checked(in_range(0, 1000), default=0)
+    #: stop generating incoming messages after this many (0: no limit)
+    message_limit: int = checked(in_range(0, 1 << 40), default=0)
+    #: start a child process (a sleep) when running: stopping the worker must stop it too
+    spawn_child: bool = False
     #: MiB to allocate once running (exercises the max_memory guard)
     allocate_mb: int = checked(in_range(0, 65536), default=0)
     #: print a line to stdout and stderr every this many seconds (exercises log capture)
@@ -137,6 +141,8 @@ class SupervisorSettings:
     #: seconds a worker command (send, logout, ...) may take before the operator gets an error
     command_timeout: float = checked(in_range(0.01, 3600), default=10.0)
     messages_per_minute: float = checked(in_range(0.01, 6000), default=6.0)
+    #: messages queued per tap before that tap starts losing them (it sees the gaps in seq)
+    tap_queue: int = checked(in_range(10, 10_000_000), default=100_000)
     backoff: RestartPolicy = field(default_factory=RestartPolicy)
 
 

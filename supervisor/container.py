@@ -31,6 +31,7 @@ from protocol import (
     exit_codes,
 )
 from protocol.schema import to_mapping
+from protocol.sequence import SequenceTracker
 from protocol.states import PROCESS_STATES, TRANSITIONS
 
 from . import health
@@ -131,7 +132,7 @@ class BotContainer:
         self._last_heartbeat_wall: float | None = None
         self._running_since: float | None = None
         self._started_at: float | None = None
-        self._expected_seq = 0
+        self._sequence = SequenceTracker(from_zero=True)
         self._streak = 0
         self._restart_times: tuple[float, ...] = ()
         self._timer: Timer | None = None
@@ -222,11 +223,10 @@ class BotContainer:
     def on_message(self, message: Message) -> None:
         now = self.clock()
         self._last_seen = now
-        if message.seq > self._expected_seq:
-            lost = message.seq - self._expected_seq
+        lost = self._sequence.observe(message)
+        if lost:
             self.events_lost += lost
             log.warning("bot %s: %d message(s) lost before seq %d", self.bot.id, lost, message.seq)
-        self._expected_seq = max(self._expected_seq, message.seq + 1)
         match message:
             case Hello():
                 if self.state is S.INITIALIZING:
@@ -329,7 +329,7 @@ class BotContainer:
         self._timer = None
         self.next_restart_at = None
         self._last_error = None
-        self._expected_seq = 0
+        self._sequence = SequenceTracker(from_zero=True)
         self._last_seen = self.clock()  # the hello must come within the heartbeat timeout
         self._started_at = self.clock()
         self.connection_attempts = 0

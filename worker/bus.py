@@ -16,7 +16,7 @@ import time
 
 import zmq
 
-from protocol import Bye, Event, EventData, Heartbeat, Hello, BotStatus, encode
+from protocol import MAX_PAYLOAD_BYTES, BotStatus, Bye, Event, EventData, Heartbeat, Hello, encode
 from protocol.events import EVENT_OF_DATA
 from protocol.messages import Message
 from protocol.signing import sign
@@ -60,6 +60,11 @@ class EventBus:
 
     def publish(self, message: Message) -> bool:
         topic, payload = encode(message)
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            log.error("dropped a %s of %d bytes: over the %d-byte limit", type(message).__name__, len(payload),
+                      MAX_PAYLOAD_BYTES)
+            self.dropped += 1  # its seq is spent: the supervisor counts the gap
+            return False
         frames = [topic, payload, sign(self.secret, topic, payload)]
         try:
             self.socket.send_multipart(frames, zmq.NOBLOCK)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import subprocess
 import sys
 import time
 from typing import Any
@@ -53,6 +54,7 @@ class SimulatedBackend(Backend):
         self._failures_left = 0
         self._message_count = 0
         self._ballast: bytearray | None = None
+        self._child: subprocess.Popen[bytes] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self, now: float) -> None:
@@ -99,6 +101,9 @@ class SimulatedBackend(Backend):
             self._next_presence = now + 1.0 / self.knobs.presence_rate
         if self.knobs.disconnect_every:
             self._next_disconnect = now + self.knobs.disconnect_every
+        if self.knobs.spawn_child and self._child is None:
+            self._child = subprocess.Popen(["sleep", "3600"], stdin=subprocess.DEVNULL)
+            self.ctx.log.info("started child process %d", self._child.pid)
         if self.knobs.allocate_mb and self._ballast is None:
             self._ballast = bytearray(os.urandom(16)) * (self.knobs.allocate_mb * 65536)
 
@@ -157,6 +162,8 @@ class SimulatedBackend(Backend):
                 from_me=False, text=f"simulated message {self._message_count}", push_name="Simulated",
             ))
             self._next_message += 1.0 / self.knobs.message_rate
+            if self.knobs.message_limit and self._message_count >= self.knobs.message_limit:
+                self._next_message = None
         if self._next_message is not None and now - self._next_message > 1.0:
             self._next_message = now  # fell behind by over a second: do not burst to catch up
         while self._next_presence is not None and now >= self._next_presence:

@@ -1,0 +1,245 @@
+"""BotContainer and BotManager, the original API, driven by a fake runtime and a fake clock."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+
+import pytest
+
+from protocol import (
+    BotStatus,
+    ConnectionUpdate,
+    ContainerState as S,
+    CredsUpdate,
+    ErrorEvent,
+    Event,
+    EventType,
+    Heartbeat,
+    Hello,
+    MessageUpsert,
+    exit_codes,
+)
+from supervisor.config import BotConfig
+from supervisor.container import BotContainer, InvalidTransition
+from supervisor.manager import BotManager, UnknownBot
+from supervisor.restart import RestartPolicy
+
+from .fakes import SIGKILL, SIGTERM, FakeClock, FakeRuntime
+
+POLICY = RestartPolicy(initial=1.0, factor=2.0, max=8.0, jitter=0.0, reset_after=30.0, max_restarts=3,
+                       restart_window=60.0)
+
+
+def make(bot_id: str = "b1", **overrides) -> tuple[BotContainer, FakeRuntime, FakeClock]:
+    clock = FakeClock()
+    runtime = FakeRuntime(clock)
+    bot = BotConfig(id=bot_id, heartbeat_interval=1.0, stop_timeout=5.0, backoff=POLICY, event_history=5,
+                    **overrides)
+    return BotContainer(bot, runtime, "srv", clock=clock), runtime, clock
+
+
+def hello(c: BotContainer, seq: int = 0) -> None:
+    c.on_message(Hello("srv", c.bot.id, c.process.pid, seq, time.time(), "simulated", 1.0))
+
+
+def event(c: BotContainer, seq: int, data) -> Event:
+    ev = Event("srv", c.bot.id, c.process.pid, seq, time.time(), {
+        ConnectionUpdate: EventType.CONNECTION_UPDATE, MessageUpsert: EventType.MESSAGE_UPSERT,
+        CredsUpdate: EventType.CREDS_UPDATE, ErrorEvent: EventType.ERROR}[type(data)], data)
+    c.on_message(ev)
+    return ev
+
+
+def crash(c: BotContainer, runtime: FakeRuntime, code: int = exit_codes.CRASH) -> None:
+    c.on_exit(code)
+
+
+def test_start_spawns_and_hello_makes_it_running_and_healthy():
+    c, runtime, clock = make()
+    assert c.state is S.STOPPED and not c.is_container_healthy()
+    c.start()
+    assert c.state is S.INITIALIZING and len(runtime.spawned) == 1
+    hello(c)
+    assert c.state is S.RUNNING and c.is_container_healthy()
+    status = c.get_status()
+    assert status.container_id == "srv:b1" and status.pid == runtime.spawned[0].pid
+    assert [(p, n) for _, p, n, _ in runtime.states] == [(S.STOPPED, S.INITIALIZING), (S.INITIALIZING, S.RUNNING)]
+
+
+def test_a_worker_that_goes_quiet_turns_unhealthy_and_is_terminated_then_killed():
+    c, runtime, clock = make()
+    c.start()
+    hello(c)
+    clock.advance(2.9)
+    c.check_health(clock())
+    assert c.state is S.RUNNING, "within 3 x heartbeat_interval it is still fine"
+    clock.advance(0.2)
+    assert not c.is_container_healthy()
+    c.check_health(clock())
+    process = runtime.spawned[0]
+    assert c.state is S.STOPPING and process.signals == [SIGTERM] and "no heartbeat" in c.reason
+    clock.advance(5.0)
+    runtime.run_timers()
+    assert process.signals == [SIGTERM, SIGKILL], "SIGKILL after stop_timeout"
+    c.on_exit(-9)
+    assert c.state is S.INITIALIZING and c.restarts == 1, "restarted at once: first of its streak"
+
+
+def test_crash_streak_backs_off_exponentially_then_fails_past_the_intensity_limit():
+    c, runtime, clock = make()
+    c.start()
+    delays = []
+    for _ in range(3):
+        hello(c)
+        clock.advance(1.0)
+        crash(c, runtime)
+        if c.state is S.BACKOFF:
+            delay = c.next_restart_at - time.time()
+            delays.append(round(delay, 1))
+            clock.advance(delay + 0.01)
+            runtime.run_timers()
+        assert c.state is S.INITIALIZING
+    assert delays == [1.0, 2.0], "immediate, then initial, then initial x factor"
+    hello(c)
+    crash(c, runtime)
+    assert c.state is S.FAILED and "more than 3 restarts" in c.reason
+    assert len(runtime.spawned) == 4
+    c.start()  # an operator's start is a fresh chance
+    assert c.state is S.INITIALIZING and len(runtime.spawned) == 5
+
+
+def test_a_long_healthy_run_resets_the_streak_so_the_next_restart_is_immediate():
+    c, runtime, clock = make()
+    c.start()
+    hello(c)
+    crash(c, runtime)  # 1st: immediate
+    hello(c)
+    crash(c, runtime)  # 2nd: backoff 1 s
+    assert c.state is S.BACKOFF
+    clock.advance(1.0)
+    runtime.run_timers()
+    hello(c)
+    clock.advance(31.0)  # healthy longer than reset_after
+    crash(c, runtime)
+    assert c.state is S.INITIALIZING, "streak reset: immediate restart"
+
+
+def test_fatal_exit_fails_at_once_with_the_error_as_reason_and_is_never_restarted():
+    c, runtime, clock = make()
+    c.start()
+    hello(c)
+    event(c, 1, ErrorEvent(code="logged-out", message="logged out: pair again", fatal=True, status=401))
+    c.on_exit(exit_codes.FATAL)
+    assert c.state is S.FAILED and c.reason == "logged-out: logged out: pair again"
+    clock.advance(1000)
+    runtime.run_timers()
+    assert len(runtime.spawned) == 1
+
+
+def test_stop_ends_in_stopped_and_restart_respawns_without_counting_a_crash():
+    c, runtime, clock = make()
+    c.start()
+    hello(c)
+    c.restart()
+    assert c.state is S.STOPPING
+    c.on_exit(0)
+    assert c.state is S.INITIALIZING and c.restarts == 0
+    hello(c)
+    c.stop()
+    c.on_exit(0)
+    assert c.state is S.STOPPED and c.get_status().pid is None
+    c.stop()  # stopping a stopped container is harmless
+    assert c.state is S.STOPPED
+
+
+def test_stop_during_backoff_cancels_the_pending_restart():
+    c, runtime, clock = make()
+    c.start()
+    hello(c)
+    crash(c, runtime)
+    hello(c)
+    crash(c, runtime)
+    assert c.state is S.BACKOFF
+    c.stop()
+    clock.advance(100)
+    runtime.run_timers()
+    assert c.state is S.STOPPED and len(runtime.spawned) == 2
+
+
+def test_transitions_outside_the_table_are_refused():
+    c, runtime, clock = make()
+    with pytest.raises(InvalidTransition):
+        c._transition(S.RUNNING, "not from stopped")
+
+
+def test_seq_gaps_are_counted_as_lost_events():
+    c, runtime, clock = make()
+    c.start()
+    hello(c, 0)
+    c.on_message(Heartbeat("srv", "b1", c.process.pid, 1, time.time(), BotStatus.ONLINE))
+    c.on_message(Heartbeat("srv", "b1", c.process.pid, 5, time.time(), BotStatus.ONLINE))
+    assert c.get_status().events_lost == 3
+
+
+def test_listeners_get_their_event_type_and_a_raising_listener_does_not_stop_the_others(caplog):
+    c, runtime, clock = make()
+    got, everything = [], []
+    c.on_container_event("creds-update", lambda e: 1 / 0)
+    c.on_container_event("creds-update", got.append)
+    c.on("*", everything.append)
+    with pytest.raises(ValueError):
+        c.on_container_event("no-such-type", got.append)
+    c.start()
+    hello(c)
+    with caplog.at_level(logging.ERROR):
+        event(c, 1, CredsUpdate(verified=True, phone_number="15550001111", last_updated=time.time() - 2))
+    assert len(got) == 1 and got[0].type == "creds-update" and got[0].data["phone_number"] == "15550001111"
+    assert "listener" in caplog.text
+    assert {e.type for e in everything} == {"state", "creds-update"}
+    assert 1500 < c.get_credential_age() < 60_000, "age in milliseconds"
+
+
+def test_event_history_keeps_the_last_n_events():
+    c, runtime, clock = make()
+    c.start()
+    hello(c)
+    for i in range(1, 9):
+        event(c, i, MessageUpsert(id=f"m{i}", chat="c", sender="s", timestamp=1.0, from_me=False, text=str(i)))
+    history = c.get_event_history()
+    assert [e.data["id"] for e in history] == ["m4", "m5", "m6", "m7", "m8"]
+    assert [e.data["id"] for e in c.get_event_history(2)] == ["m7", "m8"]
+    assert c.get_status().event_history_size == 5
+
+
+def test_status_follows_connection_events_and_carries_process_facts():
+    c, runtime, clock = make()
+    c.start()
+    hello(c)
+    event(c, 1, ConnectionUpdate("connecting", attempt=2))
+    assert c.get_status().bot_status is BotStatus.LOADING and c.get_status().connection_attempts == 2
+    event(c, 2, ConnectionUpdate("open", attempt=2))
+    clock.advance(4.0)
+    status = c.get_status()
+    assert status.bot_status is BotStatus.ONLINE and status.connection_attempts == 0
+    assert status.uptime == pytest.approx(4.0) and status.rss == 12 * 1024 * 1024 and status.cpu == 1.5
+    assert set(dataclasses.asdict(status)) >= {
+        "container_id", "bot_status", "container_state", "is_healthy", "last_heartbeat", "connection_attempts",
+        "creds_last_updated", "event_history_size", "pid", "restarts", "uptime", "last_exit", "next_restart_at",
+        "reason", "events_lost", "rss", "cpu"}
+
+
+def test_bot_manager_exposes_the_original_api():
+    clock = FakeClock()
+    manager = BotManager(FakeRuntime(clock), "srv")
+    bot = BotConfig(id="b1")
+    container = manager.create_bot_container("b1", bot)
+    assert manager.get_bot_container("b1") is container and container.get_bot_instance() is bot
+    assert list(manager.get_all_bot_containers()) == ["b1"]
+    assert manager.get_container_health_status()["b1"].container_state is S.STOPPED
+    assert manager.get_container_event_history("b1", 10) == []
+    with pytest.raises(UnknownBot, match="no bot 'zz'"):
+        manager.get_bot_container("zz")
+    with pytest.raises(ValueError):
+        manager.create_bot_container("b1", bot)
