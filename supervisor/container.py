@@ -365,9 +365,9 @@ class BotContainer:
             raise InvalidTransition(f"{self.container_id}: {previous} -> {state} is not allowed")
         self.state = state
         self.reason = reason
-        self.state_seq += 1
         log.info("bot %s: %s -> %s (%s)", self.bot.id, previous, state, reason)
         self.runtime.publish_state(self, previous)
+        self.state_seq += 1  # state messages are numbered per bot from 0, like a worker's
         entry = {"state": state.value, "previous": previous.value, "reason": reason}
         self._notify(ContainerEvent("state", entry, time.time()))
 

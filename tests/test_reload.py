@@ -1,0 +1,57 @@
+"""Live reload (SIGHUP): added bots start, removed stop, changed restart, the rest keep their pid."""
+
+from __future__ import annotations
+
+import signal
+
+from protocol import ContainerState as S, Hello, Notice, StateChange
+
+
+def pids_by_bot(service) -> dict[str, int | None]:
+    return {b["bot_id"]: b["pid"] for b in service.control("status")["bots"]}
+
+
+def test_sighup_applies_additions_removals_and_changes_and_leaves_the_rest_alone(fleet_factory, launch):
+    fleet = fleet_factory(["keep", "change", "remove"])
+    service, tap = launch(fleet)
+    for bot in ("keep", "change", "remove"):
+        tap.wait_for(lambda m, bot=bot: isinstance(m, Hello) and m.bot == bot, what=f"{bot}'s hello")
+    before = pids_by_bot(service)
+    fleet.bots = [
+        {"id": "keep", "autostart": False},
+        {"id": "change", "autostart": False, "simulated": {"message_rate": 5.0}},
+        {"id": "added", "autostart": True},
+    ]
+    fleet.write()
+    service.signal(signal.SIGHUP)
+    tap.wait_for(lambda m: isinstance(m, Notice) and "reloaded" in m.message, timeout=10, what="the reload notice")
+    tap.wait_for(lambda m: isinstance(m, Hello) and m.bot == "added", timeout=10, what="the added bot's hello")
+    tap.wait_for(lambda m: isinstance(m, Hello) and m.bot == "change" and m.pid != before["change"], timeout=10,
+                 what="the changed bot's new worker")
+    tap.wait_for(lambda m: isinstance(m, StateChange) and m.bot == "remove" and m.state is S.STOPPED, timeout=10,
+                 what="the removed bot stopped")
+    after = pids_by_bot(service)
+    assert set(after) == {"keep", "change", "added"}
+    assert after["keep"] == before["keep"], "an unchanged bot keeps its worker"
+    assert after["change"] != before["change"]
+
+
+def test_a_reload_with_an_invalid_file_is_refused_and_the_fleet_is_left_as_it_was(fleet_factory, launch):
+    fleet = fleet_factory(["a", "b"])
+    service, tap = launch(fleet)
+    for bot in ("a", "b"):
+        tap.wait_for(lambda m, bot=bot: isinstance(m, Hello) and m.bot == bot, what=f"{bot}'s hello")
+    before = pids_by_bot(service)
+    good = fleet.config_path.read_text()
+    fleet.config_path.write_text(good + '\n[[bots]]\nid = "../escape"\n')
+    service.signal(signal.SIGHUP)
+    refused = tap.wait_for(lambda m: isinstance(m, Notice) and m.level == "error", timeout=10,
+                           what="the refusal notice")
+    assert "reload refused" in refused.message and "bots[2].id" in refused.message
+    assert pids_by_bot(service) == before
+    assert "reload refused" in service.log()
+    # fixing the file makes the next reload work
+    fleet.config_path.write_text(good)
+    service.signal(signal.SIGHUP)
+    tap.wait_for(lambda m: isinstance(m, Notice) and "reloaded" in m.message, timeout=10, what="a good reload")
+    assert pids_by_bot(service) == before
