@@ -207,8 +207,8 @@ class Supervisor:
 
     def notice(self, level: str, text: str) -> None:
         getattr(log, level if level in ("info", "warning", "error") else "info")(text)
-        self._notice_seq += 1
         self._to_tap(*encode(Notice(self.server, SUPERVISOR_BOT, self.pid, self._notice_seq, time.time(), level, text)))
+        self._notice_seq += 1
 
     # -- the loop --------------------------------------------------------------------------
     def run(self) -> int:
