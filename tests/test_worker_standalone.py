@@ -30,7 +30,6 @@ def test_a_standalone_worker_says_hello_and_stops_on_sigterm_with_bye_and_exit_0
         assert len(frames) == 3 and len(frames[2]) == 32, "topic, payload and a signature"
         hello = decode(frames[1])
         assert isinstance(hello, Hello) and hello.bot == "solo" and hello.pid == proc.pid and hello.seq == 0
-        assert fleet.bot_dir("solo").is_dir()
         proc.send_signal(signal.SIGTERM)
         signalled = time.monotonic()
         bye = None
@@ -40,6 +39,7 @@ def test_a_standalone_worker_says_hello_and_stops_on_sigterm_with_bye_and_exit_0
         assert proc.wait(timeout=5) == 0
         assert time.monotonic() - signalled < 1.0
         assert bye is not None and bye.exit_code == 0 and "SIGTERM" in bye.reason
+        assert fleet.bot_dir("solo").is_dir()
     finally:
         if proc.poll() is None:
             proc.kill()
