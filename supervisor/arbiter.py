@@ -74,6 +74,8 @@ class Supervisor:
         self._sentinels: dict[int, BotContainer] = {}
         self._pending: dict[str, tuple[Timer, Callable[[Reply], None]]] = {}
         self._notice_seq = 0
+        #: bots removed by a reload whose workers are still stopping
+        self._removing: set[str] = set()
         self._lock_fd: int | None = None
         self._ready = False
         #: extra work on each loop pass and at shutdown (metrics, watchdog); set by run()
@@ -235,19 +237,28 @@ class Supervisor:
         timeout = 1000 if deadline is None else max(0, int((deadline - now) * 1000) + 1)
         ready = dict(self.poller.poll(min(timeout, 1000)))
         if self._signal_fd in ready:
-            self._on_signals()
+            self._guarded(self._on_signals)
         if self.events in ready:
-            self._on_events()
+            self._guarded(self._on_events)
         if self.tap in ready:
-            self._drain(self.tap)
+            self._guarded(self._drain, self.tap)
         if self.control in ready:
-            self._on_control()
+            self._guarded(self._on_control)
         if self.commands in ready:
-            self._on_worker_replies()
+            self._guarded(self._on_worker_replies)
         for fd in [fd for fd in ready if isinstance(fd, int) and fd in self._sentinels]:
             container = self._sentinels[fd]
-            container.on_exit(container.process.exitcode)
-        self.timers.run_due()
+            self._guarded(container.on_exit, container.process.exitcode)
+        self._guarded(self.timers.run_due)
+
+    def _guarded(self, handler: Callable[..., Any], *args: Any) -> None:
+        """Run one handler; a bug in it is logged and counted, and the fleet keeps running."""
+        try:
+            handler(*args)
+        except Exception:
+            self.stats["internal_errors"] += 1
+            log.exception("internal error in %s; the supervisor carries on",
+                          getattr(handler, "__qualname__", handler))
 
     def _schedule_health_check(self) -> None:
         interval = health.check_interval([c.bot.stale_after for c in self.manager])
@@ -457,17 +468,26 @@ class Supervisor:
             if container.state in (ContainerState.INITIALIZING, ContainerState.RUNNING, ContainerState.STOPPING):
                 container.restart("configuration changed")
         for bot_id in added:
-            container = self.manager.create_bot_container(bot_id, new_bots[bot_id])
+            container = self.manager.find(bot_id)
+            if container is not None:  # removed by an earlier reload and still stopping: keep it
+                self._removing.discard(bot_id)
+                container.update_config(new_bots[bot_id])
+            else:
+                container = self.manager.create_bot_container(bot_id, new_bots[bot_id])
             if new_bots[bot_id].autostart:
                 container.start()
         self.notice("info", f"reloaded {new.path}: {len(added)} added, {len(removed)} removed, "
                             f"{len(changed)} changed, {len(new_bots) - len(added) - len(changed)} untouched")
 
     def _forget_when_stopped(self, container: BotContainer) -> None:
+        bot_id = container.bot.id
+        self._removing.add(bot_id)
+
         def check(event: Any) -> None:
-            if container.state is ContainerState.STOPPED and self.manager.find(container.bot.id) is container:
-                self.manager.remove_bot_container(container.bot.id)
-                self.secrets.pop(container.bot.id, None)
+            if container.state is ContainerState.STOPPED and bot_id in self._removing:
+                self._removing.discard(bot_id)
+                self.manager.remove_bot_container(bot_id)
+                self.secrets.pop(bot_id, None)
 
         if container.state is ContainerState.STOPPED:
             check(None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 
 from protocol import ContainerState as S, Hello, Notice, StateChange
@@ -55,3 +56,27 @@ def test_a_reload_with_an_invalid_file_is_refused_and_the_fleet_is_left_as_it_wa
     service.signal(signal.SIGHUP)
     tap.wait_for(lambda m: isinstance(m, Notice) and "reloaded" in m.message, timeout=10, what="a good reload")
     assert pids_by_bot(service) == before
+
+
+def test_a_bot_removed_and_added_back_before_its_worker_stopped_comes_back(fleet_factory, launch):
+    fleet = fleet_factory(["a", {"id": "slow", "stop_timeout": 3.0}], heartbeat_interval=0.5, heartbeat_timeout=30)
+    service, tap = launch(fleet)
+    first = tap.wait_for(lambda m: isinstance(m, Hello) and m.bot == "slow", what="slow's hello")
+    os.kill(first.pid, signal.SIGSTOP)  # frozen: it stays in stopping until SIGKILL after 3 s
+    original = list(fleet.bots)
+    fleet.bots = [original[0]]
+    fleet.write()
+    service.signal(signal.SIGHUP)
+    tap.wait_for(lambda m: isinstance(m, StateChange) and m.bot == "slow" and m.state is S.STOPPING, timeout=10,
+                 what="slow stopping")
+    fleet.bots = original
+    fleet.bots[1] = {**original[1], "autostart": True}
+    fleet.write()
+    service.signal(signal.SIGHUP)
+    tap.wait_for(lambda m: isinstance(m, Notice) and m.message.count("reloaded") and "1 added" in m.message,
+                 timeout=10, what="the second reload")
+    again = tap.wait_for(lambda m: isinstance(m, Hello) and m.bot == "slow" and m.pid != first.pid, timeout=15,
+                         what="slow back with a new worker")
+    assert again.seq == 0
+    assert "internal error" not in service.log()
+    assert "slow" in pids_by_bot(service)
