@@ -9,9 +9,11 @@ exist, spawn.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
-from typing import Any
+import sys
+from typing import Any, Iterator
 
 import multiprocess
 import psutil
@@ -48,6 +50,23 @@ def stop_forkserver() -> None:
             pass
 
 
+@contextlib.contextmanager
+def _main_module_hidden() -> Iterator[None]:
+    """Keep a worker from re-running the supervisor's ``__main__`` (e.g. the ``botvisor`` script).
+
+    multiprocess "fixes up" a forkserver/spawn child by importing the parent's main module from
+    its path. A worker needs none of it (its code is worker.main, preloaded), and importing the
+    CLI in each of hundreds of workers would cost start-up time and memory.
+    """
+    main = sys.modules.get("__main__")
+    saved = main.__dict__.pop("__file__", None) if main is not None else None
+    try:
+        yield
+    finally:
+        if saved is not None:
+            main.__file__ = saved  # type: ignore[union-attr]
+
+
 class WorkerProcess:
     """One worker process: its pid, its exit sentinel and its process group."""
 
@@ -62,7 +81,8 @@ class WorkerProcess:
         self.sentinel = -1
 
     def start(self) -> int:
-        self._process.start()
+        with _main_module_hidden():
+            self._process.start()
         self.pid = self._process.pid
         self.sentinel = self._process.sentinel
         return self.pid
