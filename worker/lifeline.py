@@ -12,7 +12,6 @@ everything it started (``killpg``) without touching anything else.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import signal
 
@@ -21,7 +20,8 @@ PR_SET_PDEATHSIG = 1
 
 def set_parent_death_signal(sig: int = signal.SIGKILL) -> bool:
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        # the running process's own symbols include libc's; find_library would run ldconfig
+        libc = ctypes.CDLL(None, use_errno=True)
         return libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
     except (OSError, AttributeError):
         return False
