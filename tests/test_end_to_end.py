@@ -6,7 +6,7 @@ import os
 import signal
 import time
 
-import psutil
+import pytest
 
 from protocol import Event, EventType, Heartbeat, Hello, StateChange, ContainerState
 
@@ -55,14 +55,15 @@ def test_a_killed_worker_is_replaced_with_a_new_pid_and_hello_within_a_second(fl
     assert status["b2"]["restarts"] == 0, "the other bot must be untouched"
 
 
-def test_sigterm_stops_every_worker_and_leaves_no_process_behind(fleet_factory, launch):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_or_sigint_stops_every_worker_and_leaves_no_process_behind(fleet_factory, launch, sig):
     fleet = fleet_factory(["b1", "b2", "b3"])
     service, tap = launch(fleet)
     for bot in ("b1", "b2", "b3"):
         tap.wait_for(lambda m, bot=bot: isinstance(m, Hello) and m.bot == bot, what=f"{bot}'s hello")
     started = {p.pid for p in service.descendants()}
     assert tap.worker_pids <= started, "workers must be descendants of the supervisor"
-    service.signal(signal.SIGTERM)
+    service.signal(sig)
     assert service.wait(timeout=15) == 0
     wait_until(lambda: not any(alive(pid) for pid in started | tap.worker_pids), timeout=5,
                what="every process the supervisor started to exit")
