@@ -43,6 +43,7 @@ from .config import Config, ConfigError, load_config
 from .container import BotContainer
 from .manager import BotManager
 from .process import WorkerProcess, stop_forkserver
+from .reload import ReloadPlan, plan_reload
 from .systemd import Notifier
 from .timers import Timer, Timers
 from worker.spec import WorkerSpec
@@ -438,46 +439,36 @@ class Supervisor:
             except ConfigError as exc:
                 self.notice("error", f"reload refused, the running fleet is unchanged: {exc}")
                 return False
-            fixed = [name for name in ("server_name", "auth_dir", "run_dir") if
-                     getattr(new.supervisor, name) != getattr(self.config.supervisor, name)]
-            if new.endpoints != self.config.endpoints:
-                fixed.append("endpoints")
-            if fixed:
-                self.notice("error", f"reload refused, the running fleet is unchanged: {', '.join(fixed)} "
-                                     "can only change with a restart of botvisor")
+            plan = plan_reload(self.config, new)
+            if plan.refused:
+                self.notice("error", f"reload refused, the running fleet is unchanged: {plan.refused}")
                 return False
-            self._apply(new)
+            self.config = new
+            self._apply(plan)
+            self.notice("info", f"reloaded {new.path}: {plan.summary()}")
             return True
         finally:
             self.notifier.ready(self.fleet_summary())
 
-    def _apply(self, new: Config) -> None:
-        old_bots = {bot.id: bot for bot in self.config.bots}
-        new_bots = {bot.id: bot for bot in new.bots}
-        self.config = new
-        added = [b for b in new_bots if b not in old_bots]
-        removed = [b for b in old_bots if b not in new_bots]
-        changed = [b for b in new_bots if b in old_bots and new_bots[b] != old_bots[b]]
-        for bot_id in removed:
+    def _apply(self, plan: ReloadPlan) -> None:
+        for bot_id in plan.removed:
             container = self.manager.get_bot_container(bot_id)
             container.stop("removed from the configuration")
             self._forget_when_stopped(container)
-        for bot_id in changed:
-            container = self.manager.get_bot_container(bot_id)
-            container.update_config(new_bots[bot_id])
+        for bot in plan.changed:
+            container = self.manager.get_bot_container(bot.id)
+            container.update_config(bot)
             if container.state in (ContainerState.INITIALIZING, ContainerState.RUNNING, ContainerState.STOPPING):
                 container.restart("configuration changed")
-        for bot_id in added:
-            container = self.manager.find(bot_id)
+        for bot in plan.added:
+            container = self.manager.find(bot.id)
             if container is not None:  # removed by an earlier reload and still stopping: keep it
-                self._removing.discard(bot_id)
-                container.update_config(new_bots[bot_id])
+                self._removing.discard(bot.id)
+                container.update_config(bot)
             else:
-                container = self.manager.create_bot_container(bot_id, new_bots[bot_id])
-            if new_bots[bot_id].autostart:
+                container = self.manager.create_bot_container(bot.id, bot)
+            if bot.autostart:
                 container.start()
-        self.notice("info", f"reloaded {new.path}: {len(added)} added, {len(removed)} removed, "
-                            f"{len(changed)} changed, {len(new_bots) - len(added) - len(changed)} untouched")
 
     def _forget_when_stopped(self, container: BotContainer) -> None:
         bot_id = container.bot.id

@@ -80,3 +80,27 @@ def test_a_bot_removed_and_added_back_before_its_worker_stopped_comes_back(fleet
     assert again.seq == 0
     assert "internal error" not in service.log()
     assert "slow" in pids_by_bot(service)
+
+
+def test_the_reload_plan_sorts_bots_and_refuses_settings_that_need_a_restart(tmp_path):
+    from pathlib import Path
+
+    from supervisor.config import parse_config
+    from supervisor.reload import plan_reload
+
+    def config(text: str):
+        import tomllib
+
+        return parse_config(tomllib.loads(text), Path(tmp_path / "x.toml"))
+
+    old = config('[supervisor]\nheartbeat_interval = 5\n[[bots]]\nid = "a"\n[[bots]]\nid = "b"\n[[bots]]\nid = "c"\n')
+    new = config('[supervisor]\nheartbeat_interval = 5\n[[bots]]\nid = "a"\n[[bots]]\nid = "b"\nproxy = "socks5://p"\n'
+                 '[[bots]]\nid = "d"\n')
+    plan = plan_reload(old, new)
+    assert [b.id for b in plan.added] == ["d"] and plan.removed == ["c"]
+    assert [b.id for b in plan.changed] == ["b"] and plan.unchanged == ["a"]
+    inherited = config('[supervisor]\nheartbeat_interval = 7\n[[bots]]\nid = "a"\n[[bots]]\nid = "b"\n'
+                       '[[bots]]\nid = "c"\n')
+    assert {b.id for b in plan_reload(old, inherited).changed} == {"a", "b", "c"}, "inherited settings count"
+    moved = config('[supervisor]\nheartbeat_interval = 5\nserver_name = "other"\n[[bots]]\nid = "a"\n')
+    assert "server_name can only change with a restart" in plan_reload(old, moved).refused
