@@ -39,21 +39,28 @@ def encode(message: Message) -> tuple[bytes, bytes]:
     return topic_for(message).encode(), msgpack.packb(body, use_bin_type=True)
 
 
-def decode(payload: bytes) -> Message:
-    """The message in ``payload``, or ProtocolError saying what is wrong with it."""
-    if not isinstance(payload, (bytes, bytearray, memoryview)):
-        raise ProtocolError(f"payload must be bytes, got {type(payload).__name__}")
-    if len(payload) > MAX_PAYLOAD_BYTES:
-        raise ProtocolError(f"payload of {len(payload)} bytes exceeds the {MAX_PAYLOAD_BYTES}-byte limit")
+def unpack_map(raw: bytes, what: str = "payload") -> dict[str, Any]:
+    """The msgpack map in ``raw``, version checked and removed; ProtocolError otherwise."""
+    if not isinstance(raw, (bytes, bytearray, memoryview)):
+        raise ProtocolError(f"{what} must be bytes, got {type(raw).__name__}")
+    if len(raw) > MAX_PAYLOAD_BYTES:
+        raise ProtocolError(f"{what} of {len(raw)} bytes exceeds the {MAX_PAYLOAD_BYTES}-byte limit")
     try:
-        body = msgpack.unpackb(payload, raw=False, strict_map_key=True, use_list=True)
+        body = msgpack.unpackb(raw, raw=False, strict_map_key=True, use_list=True)
     except Exception as exc:  # msgpack raises many types for bad input; all mean the same here
-        raise ProtocolError(f"payload is not valid msgpack ({exc.__class__.__name__}{': ' + str(exc) if str(exc) else ''})") from None
+        detail = f": {exc}" if str(exc) else ""
+        raise ProtocolError(f"{what} is not valid msgpack ({exc.__class__.__name__}{detail})") from None
     if not isinstance(body, dict):
-        raise ProtocolError(f"payload must be a msgpack map, got {type(body).__name__}")
+        raise ProtocolError(f"{what} must be a msgpack map, got {type(body).__name__}")
     version = body.pop("v", None)
     if version != PROTOCOL_VERSION:
         raise ProtocolError(f"unsupported protocol version {version!r} (this end speaks {PROTOCOL_VERSION})")
+    return body
+
+
+def decode(payload: bytes) -> Message:
+    """The message in ``payload``, or ProtocolError saying what is wrong with it."""
+    body = unpack_map(payload)
     kind_name = body.pop("kind", None)
     try:
         kind = Kind(kind_name)

@@ -6,14 +6,16 @@ A request is a msgpack map ``{v, id, command, args}``; its reply is ``{v, id, ok
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
 
-from .codec import MAX_PAYLOAD_BYTES, PROTOCOL_VERSION
+from .codec import PROTOCOL_VERSION, unpack_map
 from .errors import ProtocolError, SchemaError
-from .schema import from_mapping
+from .schema import from_mapping, to_mapping
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,33 +51,19 @@ def _pack(obj: Request | Reply) -> bytes:
 
 
 def _plain(obj: Any) -> Any:
-    """msgpack fallback for values in results: dataclasses, enums, paths."""
-    import dataclasses
-    import enum
-
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return dataclasses.asdict(obj)
-    if isinstance(obj, enum.Enum):
-        return obj.value
+    """msgpack fallback for values in results: dataclasses and enums as plain data, else text."""
+    if (dataclasses.is_dataclass(obj) and not isinstance(obj, type)) or isinstance(obj, enum.Enum):
+        return to_mapping(obj, drop_none=False)
     return str(obj)
 
 
 def _unpack(raw: bytes, cls: type) -> Any:
-    if len(raw) > MAX_PAYLOAD_BYTES:
-        raise ProtocolError(f"{cls.__name__.lower()} of {len(raw)} bytes exceeds the {MAX_PAYLOAD_BYTES}-byte limit")
-    try:
-        body = msgpack.unpackb(raw, raw=False, strict_map_key=True)
-    except Exception as exc:
-        raise ProtocolError(f"{cls.__name__.lower()} is not valid msgpack ({exc.__class__.__name__})") from None
-    if not isinstance(body, dict):
-        raise ProtocolError(f"{cls.__name__.lower()} must be a msgpack map, got {type(body).__name__}")
-    version = body.pop("v", None)
-    if version != PROTOCOL_VERSION:
-        raise ProtocolError(f"unsupported protocol version {version!r} (this end speaks {PROTOCOL_VERSION})")
+    what = cls.__name__.lower()
+    body = unpack_map(raw, what)
     try:
         return from_mapping(cls, body)
     except SchemaError as exc:
-        raise ProtocolError(f"bad {cls.__name__.lower()}: {exc}") from None
+        raise ProtocolError(f"bad {what}: {exc}") from None
 
 
 def encode_request(request: Request) -> bytes:
