@@ -15,10 +15,10 @@ import logging
 import os
 import signal
 import socket
+import threading
 import time
 import uuid
 from collections import Counter
-from pathlib import Path
 from typing import Any, Callable
 
 import zmq
@@ -79,8 +79,13 @@ class Supervisor:
         self._removing: set[str] = set()
         self._lock_fd: int | None = None
         self._ready = False
-        #: extra work on each loop pass and at shutdown (metrics, watchdog); set by run()
-        self.control_commands: dict[str, Callable[[Supervisor, Request, Callable[[Reply], None]], Any]] = {}
+        # signals (and shutdown() from other threads) reach the loop as bytes on this pair
+        self._signal_r, self._signal_w = socket.socketpair()
+        self._signal_r.setblocking(False)
+        self._signal_w.setblocking(False)
+        # Containers exist before run(), so an embedding program can register listeners first.
+        for bot in config.bots:
+            self.manager.create_bot_container(bot.id, bot)
 
     # -- setup ---------------------------------------------------------------------------
     def _prepare_run_dir(self) -> None:
@@ -127,10 +132,6 @@ class Supervisor:
         for endpoint in (cfg.endpoint(r) for r in ("events", "tap", "control", "commands")):
             if endpoint.startswith("ipc://"):
                 os.chmod(endpoint[len("ipc://"):], 0o600)
-        self._signal_r, signal_w = socket.socketpair()
-        self._signal_w = signal_w
-        signal_w.setblocking(False)
-        self._signal_r.setblocking(False)
         self.poller = zmq.Poller()
         for sock in (self.events, self.tap, self.control, self.commands):
             self.poller.register(sock, zmq.POLLIN)
@@ -138,9 +139,15 @@ class Supervisor:
         self.poller.register(self._signal_fd, zmq.POLLIN)
 
     def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # embedded in a thread: the host program owns signals; use shutdown()
         signal.set_wakeup_fd(self._signal_w.fileno(), warn_on_full_buffer=False)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, lambda *_: None)  # the wakeup fd does the work
+
+    def shutdown(self) -> None:
+        """Ask the loop to stop the fleet and return, from any thread (as SIGTERM would)."""
+        self._signal_w.send(bytes([signal.SIGTERM]))
 
     # -- Runtime (what containers call) ----------------------------------------------------
     def spawn(self, container: BotContainer) -> WorkerProcess:
@@ -192,8 +199,6 @@ class Supervisor:
     def _start_fleet(self) -> None:
         interval = self.config.supervisor.start_interval
         autostart = [bot for bot in self.config.bots if bot.autostart]
-        for bot in self.config.bots:
-            self.manager.create_bot_container(bot.id, bot)
         for i, bot in enumerate(autostart):
             container = self.manager.get_bot_container(bot.id)
             if i == 0 or interval <= 0:
@@ -297,7 +302,8 @@ class Supervisor:
             if container.process is not None:
                 container.process.signal_tree(signal.SIGKILL)
         stop_forkserver()
-        signal.set_wakeup_fd(-1)
+        if threading.current_thread() is threading.main_thread():
+            signal.set_wakeup_fd(-1)
         for sock in (self.events, self.tap, self.control, self.commands):
             sock.close(0)
         self.context.term()

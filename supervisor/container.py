@@ -12,7 +12,7 @@ import logging
 import signal
 import time
 from collections import Counter, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Callable, Protocol
 

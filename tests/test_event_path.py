@@ -12,7 +12,6 @@ from protocol import BotStatus, Event, EventType, Heartbeat, Hello, decode, enco
 from protocol.sequence import SequenceTracker
 from protocol.signing import new_secret, sign
 
-from .harness import Tap
 
 
 def test_ten_workers_times_ten_thousand_events_reach_the_tap_with_none_lost(fleet_factory, launch):
