@@ -56,7 +56,10 @@ def test_json_session_round_trip_with_metadata_and_private_modes(manager: Creden
     assert path == manager.auth_root / "srv" / "bot_sim" / "creds.json"
     assert manager.load_credentials(SIM) == {"me": "x@s.whatsapp.net", "keys": [1, 2]}
     assert manager.has_credentials("sim")  # by id: the store on disk says which backend
-    assert path.stat().st_mode & 0o777 == 0o600 and path.parent.stat().st_mode & 0o777 == 0o700
+    for made in (path.parent, path.parent.parent, manager.auth_root):
+        assert made.stat().st_mode & 0o777 == 0o700, f"{made} under umask 0"
+    for file in path.parent.iterdir():
+        assert file.stat().st_mode & 0o777 == 0o600, f"{file} under umask 0"
     meta = manager.get_credential_metadata(SIM)
     assert meta.bot_id == "sim" and meta.phone_number == "15550001111" and meta.verified
     assert meta.expires_at == meta.last_updated + 90 * DAY_MS

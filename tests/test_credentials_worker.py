@@ -53,6 +53,26 @@ def test_a_symlinked_bot_dir_is_refused(fleet_factory, tmp_path: Path) -> None:
     assert list(outside.iterdir()) == [], "nothing written through the link"
 
 
+def test_a_worker_refuses_a_bot_id_that_could_escape_the_auth_root(fleet_factory) -> None:
+    fleet = fleet_factory(["b1"])
+    result = run_standalone(fleet, "../b1")
+    assert result.returncode == 78 and "no bot '../b1'" in result.stderr
+    assert not (fleet.auth_dir / "b1").exists() and not (fleet.root / "bot_..").exists()
+
+
+def test_a_worker_tightens_loose_permissions_in_its_directory(fleet_factory, launch) -> None:
+    fleet = fleet_factory([{"id": "b1", "simulated": PAIRED}])
+    fleet.bot_dir("b1").mkdir(parents=True, mode=0o755)
+    copied = fleet.bot_dir("b1") / "copied-by-hand.json"
+    copied.write_text("{}")
+    copied.chmod(0o644)
+    service, tap = launch(fleet, env={})
+    tap.wait_for(event_of(CredsUpdate, reason="connected"), what="b1 connected")
+    assert fleet.bot_dir("b1").stat().st_mode & 0o777 == 0o700
+    assert copied.stat().st_mode & 0o777 == 0o600
+    assert (fleet.bot_dir("b1") / "creds.json").stat().st_mode & 0o777 == 0o600
+
+
 def test_a_corrupt_session_is_restored_at_start_and_the_bot_connects(fleet_factory, launch) -> None:
     fleet = fleet_factory([{"id": "b1", "simulated": PAIRED}])
     manager = CredentialsManager(fleet.auth_dir, fleet.server)

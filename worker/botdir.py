@@ -59,8 +59,16 @@ def prepare_bot_dir(bot_dir: Path, auth_root: Path | None = None) -> None:
 
 
 def ensure_private_dir(path: Path) -> None:
+    """Create ``path`` 0700, and each missing parent 0700 too (mkdir's parents follow the umask)."""
     path = Path(path)
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    missing = [p for p in [path, *path.parents] if not os.path.lexists(p)]
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=0o700)
+        except FileExistsError:  # made meanwhile by another worker
+            pass
+        else:
+            os.chmod(directory, 0o700)
     os.chmod(path, 0o700)
 
 

@@ -28,7 +28,7 @@ from typing import Any
 from protocol import CredsUpdate, valid_name
 
 from .atomic import fsync_dir, write_atomic
-from .botdir import bot_dir_path, check_bot_dir, follow_owner
+from .botdir import bot_dir_path, check_bot_dir, ensure_private_dir, follow_owner
 from .storefiles import copy_sqlite
 
 NEONIZE_STORE = "session.sqlite3"
@@ -200,7 +200,8 @@ class CredentialsManager:
         store = self.store_path(bot)
         for path in [store, *(Path(f"{store}{s}") for s in SIDECARS), self.metadata_path(bot)]:
             path.unlink(missing_ok=True)
-        fsync_dir(store.parent) if store.parent.exists() else None
+        if store.parent.exists():
+            fsync_dir(store.parent)
         self.clear_cache(self.bot_id(bot))
         return backup
 
@@ -384,8 +385,7 @@ class CredentialsManager:
         return value
 
     def _ensure_dir(self, directory: Path) -> None:
-        if not directory.exists():
-            directory.mkdir(mode=0o700, parents=True)
-            os.chmod(directory, 0o700)
         check_bot_dir(directory, self.auth_root)
+        if not directory.exists():
+            ensure_private_dir(directory)
 

@@ -97,7 +97,7 @@ class WorkerLoop:
     def _run(self) -> int:
         spec = self.spec
         become_bot_user(spec, self.commands)  # per-bot user/group: leave root before touching the bot dir
-        prepare_bot_dir(spec.bot_dir)
+        prepare_bot_dir(spec.bot_dir, auth_root=spec.bot_dir.parent.parent)
         self._lock_fd = lock_bot_dir(spec.bot_dir)
         check_worker_start(spec.bot_dir, spec.bot, self.bus.event)  # corrupt store: restore or exit 78
         ctx = BackendContext(bot=spec.bot, bot_dir=spec.bot_dir, emit=self.bus.event,

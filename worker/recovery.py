@@ -108,7 +108,7 @@ def restore_backup(manager: CredentialsManager, bot: Any, stamp: str | None = No
     if chosen.store is not None:
         if store.name == NEONIZE_STORE:
             for suffix in SIDECARS:  # the old store's -wal must not be replayed onto the restored one
-                set_aside(Path(f"{store}{suffix}"), "replaced") if Path(f"{store}{suffix}").exists() else None
+                set_aside(Path(f"{store}{suffix}"), "replaced")
             copy_sqlite(chosen.store, store)
         else:
             write_atomic(store, chosen.store.read_bytes())
@@ -163,9 +163,10 @@ def check_at_start(manager: CredentialsManager, bot: Any, emit: Callable[[EventD
         emit(manager.record(bot, "restored", verified=bool(meta_now and meta_now.verified)))
     if meta.exists() and manager.is_credential_expired(bot):
         emit(manager.record(bot, "expired", verified=False))
-    if store.exists():
+    if store.exists():  # back up what changed since the newest backup (a WAL store changes in its -wal)
+        changed = max(p.stat().st_mtime for p in [store, *(Path(f"{store}{s}") for s in SIDECARS)] if p.exists())
         backups = manager.list_backups(bot)
-        if not backups or backups[0].created.timestamp() < store.stat().st_mtime:
+        if not backups or backups[0].created.timestamp() < changed:
             manager.backup_credentials(bot)
 
 

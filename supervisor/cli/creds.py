@@ -107,7 +107,7 @@ def _backup(manager: CredentialsManager, bots: dict[str, Any], args: argparse.Na
 
 
 def _restore(manager: CredentialsManager, config: Any, bot: Any, args: argparse.Namespace) -> int:
-    from worker.botdir import lock_bot_dir
+    from worker.botdir import LOCK_FILE, follow_owner, lock_bot_dir
     from worker.recovery import restore_backup
 
     bot_id = manager.bot_id(bot)
@@ -127,6 +127,7 @@ def _restore(manager: CredentialsManager, config: Any, bot: Any, args: argparse.
     if not directory.is_dir():
         return fail(f"{directory} does not exist")
     fd = lock_bot_dir(directory)  # proof that no worker (a stray one included) uses the store
+    follow_owner(directory / LOCK_FILE, directory)  # root made it? the bot's own user must open it later
     try:
         chosen = restore_backup(manager, bot, args.backup)
     finally:

@@ -18,6 +18,7 @@ from protocol import valid_name
 from worker.atomic import write_atomic
 from worker.botdir import LOCK_FILE, follow_owner
 from worker.credentials import JSON_STORE, NEONIZE_STORE, CredentialsError, CredentialsManager
+from worker.errors import WorkerExit
 from worker.storefiles import copy_sqlite
 
 SQLITE_SUFFIXES = (".sqlite3", ".db")
@@ -51,6 +52,13 @@ def migrate(manager: CredentialsManager, source: str | Path, *, apply: bool) -> 
 
 
 def _one(manager: CredentialsManager, entry: Path, apply: bool) -> Fate:
+    try:
+        return _judge(manager, entry, apply)
+    except (CredentialsError, WorkerExit, OSError, sqlite3.Error) as exc:
+        return Fate(entry, f"failed: {exc}")
+
+
+def _judge(manager: CredentialsManager, entry: Path, apply: bool) -> Fate:
     if entry.is_symlink():
         return Fate(entry, "skipped: a symlink (not followed)")
     if entry.is_file() and entry.suffix in SQLITE_SUFFIXES:
