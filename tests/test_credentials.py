@@ -284,3 +284,15 @@ def test_restore_a_named_backup_keeps_the_current_session_as_a_backup(manager: C
     restore_backup(manager, SIM, old.stamp)
     assert manager.load_credentials(SIM) == {"v": "old"}
     assert any(json.loads(b.store.read_text()) == {"v": "new"} for b in manager.list_backups(SIM))
+
+
+def test_a_dead_writers_old_temporary_file_is_removed_at_start(manager: CredentialsManager) -> None:
+    manager.save_credentials(SIM, {"a": 1})
+    old = manager.bot_dir(SIM) / ".creds.json.x1y2.tmp"
+    fresh = manager.bot_dir(SIM) / ".creds.json.z3w4.tmp"
+    old.write_text('{"a": ')
+    fresh.write_text('{"a": ')
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    check_at_start(manager, SIM, lambda e: None)
+    assert not old.exists(), "an hour-old temporary file is a dead writer's"
+    assert fresh.exists(), "a fresh one may belong to a running `creds backup`"
