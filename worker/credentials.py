@@ -144,7 +144,8 @@ class CredentialsManager:
     # -- credentials ---------------------------------------------------------------------
     def save_credentials(self, bot: Any, credentials: Any) -> Path:
         """Store the session atomically: a JSON-able mapping (simulated), or a SQLite database given as
-        a path or an open connection (neonize). The metadata is updated; returns the store's path."""
+        a path or an open connection (neonize). The metadata is updated; returns the store's path.
+        Not while a worker runs the bot: whatsmeow keeps its store open (migration, tests, tools)."""
         store = self.store_path(bot)
         self._ensure_dir(store.parent)
         if store.name == NEONIZE_STORE:

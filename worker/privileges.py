@@ -14,7 +14,7 @@ import os
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from .botdir import drop_privileges, resolve_identity
+from .botdir import chown_bot_dir, drop_privileges, resolve_identity
 from .lifeline import set_parent_death_signal
 from .spec import WorkerSpec
 
@@ -27,6 +27,7 @@ def become_bot_user(spec: WorkerSpec, commands: zmq.Socket) -> None:
     if identity is None or os.geteuid() != 0:
         return
     _reconnect_and_wait(commands, spec.commands_endpoint)
+    chown_bot_dir(spec.bot_dir, *identity)  # the supervisor did it already; a standalone run has none
     drop_privileges(*identity)
     set_parent_death_signal()  # the kernel clears it when the credentials change
     log.info("running as uid %d gid %d", *identity)
