@@ -119,10 +119,12 @@ def bot_user():
         created = True
     yield pwd.getpwnam(USER)
     if created:
-        subprocess.run(["userdel", USER], capture_output=True)
+        removed = subprocess.run(["userdel", USER], capture_output=True, text=True)
+        assert removed.returncode == 0, f"userdel {USER}: {removed.stderr}"
 
 
-def test_a_bot_with_its_own_user_runs_as_it_and_owns_its_directory(fleet_factory, launch, bot_user) -> None:
+def test_a_bot_with_its_own_user_runs_as_it_and_owns_its_directory(bot_user, fleet_factory, launch) -> None:
+    # bot_user first: its teardown (userdel) runs after launch has killed the worker using it
     auth = Path(tempfile.mkdtemp(prefix="bv-auth-", dir="/tmp"))
     try:
         os.chmod(auth, 0o711)  # traversable: the worker walks through it to its own directory
