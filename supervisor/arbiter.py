@@ -160,9 +160,25 @@ class Supervisor:
             secret=secret, supervisor_pid=self.pid, log_dir=self.config.log_dir,
             log_max_bytes=self.config.supervisor.log_max_bytes, log_backups=self.config.supervisor.log_backups,
         )
+        if bot.user is not None or bot.group is not None:
+            self._hand_over_bot_dir(bot)
         process = WorkerProcess(spec)
         process.start()
         return process
+
+    def _hand_over_bot_dir(self, bot: Any) -> None:
+        """A bot with its own user/group owns its directory (the worker drops to it after fork)."""
+        from worker.botdir import chown_bot_dir, resolve_identity
+        from worker.errors import WorkerExit
+
+        if os.geteuid() != 0:
+            return
+        try:
+            identity = resolve_identity(bot.user, bot.group)
+            if identity is not None:
+                chown_bot_dir(self.config.bot_dir(bot.id), *identity)
+        except (WorkerExit, OSError) as exc:  # the worker meets the same problem and exits 78 with it
+            self.notice("error", f"{bot.id}: cannot hand its directory over: {exc}")
 
     def watch(self, container: BotContainer) -> None:
         sentinel = container.process.sentinel

@@ -24,11 +24,13 @@ from protocol.errors import ProtocolError
 
 from . import commands as worker_commands
 from .backends.base import Backend, BackendContext, load_backend
-from .botdir import lock_bot_dir, prepare_bot_dir
+from .botdir import PRIVATE_UMASK, lock_bot_dir, prepare_bot_dir
 from .bus import EventBus
 from .errors import CommandError, WorkerExit
 from .lifeline import detach_session, watch_supervisor
 from .logs import configure_logging, flush_captured
+from .privileges import become_bot_user
+from .recovery import check_worker_start
 from .spec import WorkerSpec
 
 VERSION = "0.1.0"
@@ -42,6 +44,7 @@ def worker_entry(spec: WorkerSpec) -> None:
 
 def run_worker(spec: WorkerSpec) -> int:
     detach_session()
+    os.umask(PRIVATE_UMASK)  # whatever this process creates (neonize's store too) is 0600
     supervisor_fd = watch_supervisor(spec.supervisor_pid)
     signal_r, signal_w = socket.socketpair()
     signal_w.setblocking(False)
@@ -93,8 +96,10 @@ class WorkerLoop:
 
     def _run(self) -> int:
         spec = self.spec
-        prepare_bot_dir(spec.bot_dir)
+        become_bot_user(spec, self.commands)  # per-bot user/group: leave root before touching the bot dir
+        prepare_bot_dir(spec.bot_dir, auth_root=spec.bot_dir.parent.parent)
         self._lock_fd = lock_bot_dir(spec.bot_dir)
+        check_worker_start(spec.bot_dir, spec.bot, self.bus.event)  # corrupt store: restore or exit 78
         ctx = BackendContext(bot=spec.bot, bot_dir=spec.bot_dir, emit=self.bus.event,
                              log=logging.getLogger(f"botvisor.backend.{spec.bot.backend}"))
         self.backend = backend = load_backend(spec.bot.backend)(ctx)

@@ -17,11 +17,12 @@ import sys
 import time
 from typing import Any
 
-from protocol import BotStatus, ConnectionUpdate, CredsUpdate, ErrorEvent, MessageUpsert, PresenceUpdate
+from protocol import BotStatus, ConnectionUpdate, ErrorEvent, MessageUpsert, PresenceUpdate
 from protocol import exit_codes
 from supervisor.restart import reconnect_delay
 
 from ..atomic import write_atomic
+from ..credentials import CredentialsManager
 from ..errors import BotCrash, CommandError, FatalBotError
 from .base import Backend, BackendContext
 
@@ -39,6 +40,7 @@ class SimulatedBackend(Backend):
         self.knobs = ctx.bot.simulated
         self.rng = random.Random(f"{self.knobs.seed}:{ctx.bot.id}")
         self.session_path = ctx.bot_dir / SESSION_FILE
+        self.creds = CredentialsManager.for_bot_dir(ctx.bot_dir)
         self.phone = ctx.bot.phone_number or f"1555{self.rng.randrange(10**7):07d}"
         self.me = f"{self.phone}@s.whatsapp.net"
         self.started_at = 0.0
@@ -94,7 +96,7 @@ class SimulatedBackend(Backend):
         self.status = BotStatus.ONLINE
         attempt, self.connection_attempts = self.connection_attempts, 0
         self.ctx.emit(ConnectionUpdate("open", attempt=attempt))
-        self.ctx.emit(CredsUpdate(verified=True, phone_number=self.phone, last_updated=time.time(), reason="connected"))
+        self.ctx.emit(self.creds.record(self.ctx.bot, "connected", verified=True, phone_number=self.phone))
         if self.knobs.message_rate:
             self._next_message = now + 1.0 / self.knobs.message_rate
         if self.knobs.presence_rate:
@@ -193,7 +195,8 @@ class SimulatedBackend(Backend):
     def _paired(self, now: float) -> None:
         self._next_qr = self._pair_at = None
         self._save_session()
-        self.ctx.emit(CredsUpdate(verified=True, phone_number=self.phone, last_updated=time.time(), reason="paired"))
+        self.ctx.emit(self.creds.record(self.ctx.bot, "paired", verified=True, phone_number=self.phone))
+        self.creds.backup_credentials(self.ctx.bot)
         self._connect_at = now + self.knobs.connect_delay
 
     def _save_session(self) -> None:
@@ -202,8 +205,8 @@ class SimulatedBackend(Backend):
 
     def _logged_out(self, why: str) -> None:
         self.status = BotStatus.OFFLINE
-        self.session_path.unlink(missing_ok=True)
-        self.ctx.emit(CredsUpdate(verified=False, phone_number=self.phone, last_updated=time.time(), reason="logged-out"))
+        self.creds.clear_all_credentials(self.ctx.bot)  # backed up first, as the original does
+        self.ctx.emit(self.creds.record(self.ctx.bot, "logged-out", verified=False, phone_number=self.phone))
         raise FatalBotError("logged-out", f"logged out: {why}; pair the bot again", status=401)
 
     # -- acting as the bot -------------------------------------------------------------
