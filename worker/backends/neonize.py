@@ -117,6 +117,8 @@ class NeonizeBackend(Backend):
         # neonize reads the Go log level from this logger at connect(); its lines reach the
         # worker's log through the root logger (whatsmeow.*, Whatsmeow.Database)
         logging.getLogger("neonize.utils.log").setLevel(_GO_LOG_LEVELS[bot.log_level.lower()])
+        # "ffmpeg not found" at every connect: botvisor's operations send text, never media
+        logging.getLogger("neonize.utils.ffmpeg").setLevel(logging.ERROR)
         if STRIPPED_PROXY_VARIABLES:
             ctx.log.info("ignoring proxy variables from the environment: %s (set proxy in the bot's config)",
                          ", ".join(STRIPPED_PROXY_VARIABLES))
