@@ -183,8 +183,10 @@ def test_the_supervisor_stops_a_dialling_neonize_worker_without_killing_it(fleet
     service.control("stop", {"bots": ["n1"]})
     stopped = tap.wait_for(lambda m: isinstance(m, StateChange) and m.state is ContainerState.STOPPED, timeout=10,
                            what="n1 stopped")
-    assert time.monotonic() - asked < 2.0
-    assert stopped.last_exit is None or "exit 0" in stopped.last_exit, stopped
+    assert time.monotonic() - asked < 2.0, "the worker must not need the SIGKILL after stop_timeout (5 s)"
+    assert stopped.last_exit == "exit 0 (ok)", stopped
+    bye = tap.wait_for(lambda m: isinstance(m, Bye) and m.pid == hello.pid, what="the bye")
+    assert bye.exit_code == 0
     wait_until(lambda: not alive(hello.pid), 2, "the worker gone")
 
 
@@ -198,3 +200,21 @@ def test_proxy_variables_in_the_environment_are_ignored_the_bot_uses_its_own(fle
                          and m.data.connection == "close", timeout=20, what="the first close")
     assert f"127.0.0.1:{port}" in first.data.reason, first.data.reason
     assert not silent_proxy.accepted.is_set(), "the stray proxy from the environment was used"
+
+
+def test_whatsmeow_logs_reach_the_workers_log_at_the_bots_level_and_nothing_raw_reaches_stdout(
+        fleet_factory, launch, tmp_path):
+    port = refused_port()
+    fleet = fleet_factory([neonize_bot(port, id="loud", log_level="debug", max_reconnect_attempts=1),
+                           neonize_bot(port, id="quiet", log_level="info", max_reconnect_attempts=1)],
+                          log_dir=str(tmp_path / "logs"))
+    service, tap = launch(fleet)
+    for bot in ("loud", "quiet"):
+        tap.wait_for(lambda m, bot=bot: isinstance(m, Bye) and m.bot == bot, timeout=20, what=f"{bot}'s bye")
+    service.signal(signal.SIGTERM)
+    assert service.wait(15) == 0
+    dialing = "whatsmeow.Client.Socket: Dialing wss://web.whatsapp.com/ws/chat"
+    assert dialing in (tmp_path / "logs" / "loud.log").read_text()
+    assert dialing not in (tmp_path / "logs" / "quiet.log").read_text(), "Go must log at the bot's level"
+    for line in service.log().splitlines():  # only the supervisor's own structured lines
+        assert " bot=- pid=" in line, f"raw output reached the supervisor's stdout: {line!r}"
