@@ -25,6 +25,7 @@ import zmq
 
 from protocol import (
     SUPERVISOR_BOT,
+    Bye,
     ContainerState,
     Notice,
     ProtocolError,
@@ -52,6 +53,8 @@ log = logging.getLogger("botvisor.supervisor")
 
 #: messages handled per socket per loop pass, so one busy socket cannot starve the others
 BATCH = 2000
+#: how long an exit waits for the worker's last messages (its error and bye) still in flight
+LAST_WORDS_S = 0.25
 
 
 class AlreadyRunning(RuntimeError):
@@ -73,6 +76,8 @@ class Supervisor:
         self.shutting_down = False
         self.started_at = time.time()
         self._sentinels: dict[int, BotContainer] = {}
+        #: pids whose bye arrived: their exit can be judged at once
+        self._byes: set[int] = set()
         self._pending: dict[str, tuple[Timer, Callable[[Reply], None]]] = {}
         self._notice_seq = 0
         #: bots removed by a reload whose workers are still stopping
@@ -270,6 +275,7 @@ class Supervisor:
             self._guarded(self._on_worker_replies)
         for fd in [fd for fd in ready if isinstance(fd, int) and fd in self._sentinels]:
             container = self._sentinels[fd]
+            self._guarded(self._await_last_words, container.process.pid, container.process.exitcode)
             self._guarded(container.on_exit, container.process.exitcode)
         self._guarded(self.timers.run_due)
 
@@ -360,6 +366,18 @@ class Supervisor:
             return
         container.on_message(message)
         self._to_tap(topic, payload)
+        if isinstance(message, Bye):
+            self._byes.add(message.pid)
+
+    def _await_last_words(self, pid: int, exitcode: int | None) -> None:
+        """A worker that exited on purpose sent its error and bye just before; the exit can be
+        seen before they are read. Read them first (bounded), so the exit is judged with its reason."""
+        deadline = time.monotonic() + LAST_WORDS_S
+        if exitcode is not None and exitcode >= 0:  # a signal's victim says nothing
+            while pid not in self._byes and (left := deadline - time.monotonic()) > 0:
+                if self.events.poll(int(left * 1000) + 1):
+                    self._on_events()
+        self._byes.discard(pid)
 
     def _reject(self, kind: str, why: str) -> None:
         self.stats[f"rejected_{kind}"] += 1

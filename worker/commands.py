@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+import time
 from typing import Any, Callable
 
 from .backends.base import Backend
 from .errors import CommandError
 
 PRESENCES = ("available", "unavailable", "composing", "paused", "recording")
+_PHONE_NOISE = re.compile(r"[\s+().-]")
 
 
 def _text(args: dict[str, Any], key: str) -> str:
@@ -15,6 +18,19 @@ def _text(args: dict[str, Any], key: str) -> str:
     if not isinstance(value, str) or not value:
         raise CommandError(f"argument {key!r} must be a non-empty string")
     return value
+
+
+def to_jid(value: str, key: str = "to") -> str:
+    """A full JID (``...@s.whatsapp.net``, ``...@g.us``) as given, or a phone number made one."""
+    if "@" in value:
+        user, _, server = value.rpartition("@")
+        if user and server:
+            return value
+    else:
+        digits = _PHONE_NOISE.sub("", value)
+        if digits.isdigit() and 6 <= len(digits) <= 20:
+            return f"{digits}@s.whatsapp.net"
+    raise CommandError(f"argument {key!r} must be a phone number with country code or a full JID, got {value!r}")
 
 
 def ping(backend: Backend, args: dict[str, Any]) -> Any:
@@ -25,13 +41,19 @@ def send(backend: Backend, args: dict[str, Any]) -> Any:
     text = _text(args, "text")
     if len(text.encode()) > 65536:
         raise CommandError("text is over WhatsApp's 65536-byte limit")
-    return backend.send_text(_text(args, "to"), text)
+    to = to_jid(_text(args, "to"))
+    if backend.outbox is None:
+        return backend.send_text(to, text)
+    return backend.outbox.submit(to, text, time.monotonic())  # sent now, or queued by the rate limit
 
 
 def presence(backend: Backend, args: dict[str, Any]) -> Any:
     value = _text(args, "presence")
     if value not in PRESENCES:
         raise CommandError(f"presence must be one of {', '.join(PRESENCES)}, got {value!r}")
+    chat = args.get("chat")
+    if isinstance(chat, str) and chat:  # typing in one chat (composing, paused, recording)
+        return backend.set_presence(value, to_jid(chat, "chat"))
     return backend.set_presence(value)
 
 
@@ -40,7 +62,8 @@ def mark_read(backend: Backend, args: dict[str, Any]) -> Any:
     if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
         raise CommandError("argument 'message_ids' must be a non-empty list of strings")
     sender = args.get("sender")
-    return backend.mark_read(_text(args, "chat"), ids, sender if isinstance(sender, str) else None)
+    return backend.mark_read(to_jid(_text(args, "chat"), "chat"), ids,
+                             to_jid(sender, "sender") if isinstance(sender, str) and sender else None)
 
 
 def logout(backend: Backend, args: dict[str, Any]) -> Any:

@@ -18,7 +18,7 @@ from typing import Any
 
 import zmq
 
-from protocol import ErrorEvent, exit_codes
+from protocol import BotStatus, ErrorEvent, exit_codes
 from protocol.control import Reply, decode_request, encode_reply, error, ok
 from protocol.errors import ProtocolError
 
@@ -30,6 +30,7 @@ from .errors import CommandError, WorkerExit
 from .lifeline import detach_session, watch_supervisor
 from .logs import configure_logging, flush_captured
 from .privileges import become_bot_user
+from .ratelimit import Outbox, TokenBucket
 from .recovery import check_worker_start
 from .spec import WorkerSpec
 
@@ -55,15 +56,25 @@ def run_worker(spec: WorkerSpec) -> int:
     context = zmq.Context()
     bus = EventBus(context, spec.events_endpoint, server=spec.server_name, bot=spec.bot_id, secret=spec.secret,
                    backend=spec.bot.backend, heartbeat_interval=spec.bot.heartbeat_interval)
+    loop: WorkerLoop | None = None
+    code = exit_codes.CRASH
     try:
         bus.wait_for_subscriber(spec.subscribe_timeout)
         bus.hello(VERSION)
         loop = WorkerLoop(spec, context, bus, signal_r, supervisor_fd)
         code = loop.run()
+    except Exception:
+        if loop is None or not loop.hard_exit:
+            raise
+        log.exception("the worker failed")  # and ends with the crash code below
     finally:
         bus.close()
         context.term()
         flush_captured()
+    if loop is not None and loop.hard_exit:
+        # neonize's Go call runs on a non-daemon thread and its exit hook calls the blocking
+        # stop(): a normal interpreter exit could hang up to 60 s. The bye is out; end here.
+        os._exit(code)
     return code
 
 
@@ -79,6 +90,10 @@ class WorkerLoop:
         self.commands.connect(spec.commands_endpoint)
         self.backend: Backend | None = None
         self.stop_reason: str | None = None
+
+    @property
+    def hard_exit(self) -> bool:
+        return self.backend is not None and self.backend.hard_exit
 
     def run(self) -> int:
         try:
@@ -103,6 +118,9 @@ class WorkerLoop:
         ctx = BackendContext(bot=spec.bot, bot_dir=spec.bot_dir, emit=self.bus.event,
                              log=logging.getLogger(f"botvisor.backend.{spec.bot.backend}"))
         self.backend = backend = load_backend(spec.bot.backend)(ctx)
+        backend.outbox = outbox = Outbox(TokenBucket.per_minute(spec.bot.messages_per_minute), send=backend.send_text,
+                                         ready=lambda: backend.status is BotStatus.ONLINE,
+                                         on_error=self._queued_send_failed)
         poller = zmq.Poller()
         poller.register(self.commands, zmq.POLLIN)
         signal_fd = self.signal_sock.fileno()  # zmq.Poller reports plain sockets by fd
@@ -123,11 +141,12 @@ class WorkerLoop:
             if backend_due is not None and now >= backend_due:
                 backend_due = backend.poll(now)
                 now = time.monotonic()
+            outbox_due = outbox.flush(now)  # rate-limited sends whose turn has come
             if now >= next_beat:
                 self.bus.heartbeat(backend.status, backend.connection_attempts)
                 self.bus.drain_subscriptions()
                 next_beat = now + interval
-            wake_at = next_beat if backend_due is None else min(next_beat, backend_due)
+            wake_at = min(t for t in (next_beat, backend_due, outbox_due) if t is not None)
             timeout_ms = max(0, int((wake_at - now) * 1000) + 1)
             ready = dict(poller.poll(timeout_ms))
             if signal_fd in ready:
@@ -140,9 +159,15 @@ class WorkerLoop:
             if wake_fd is not None and wake_fd in ready:
                 backend_due = time.monotonic()
         log.info("stopping: %s", self.stop_reason)
+        if outbox.queue:
+            log.warning("%d rate-limited message(s) were still queued and are not sent", len(outbox.queue))
         backend.stop()
         self.bus.bye(self.stop_reason, exit_codes.OK)
         return exit_codes.OK
+
+    def _queued_send_failed(self, number: int, to: str, exc: Exception) -> None:
+        log.warning("queued message %d to %s was not sent: %s", number, to, exc)
+        self.bus.event(ErrorEvent(code="send-failed", message=f"queued message {number} to {to} was not sent: {exc}"))
 
     def _on_signals(self) -> None:
         try:

@@ -15,10 +15,13 @@ import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 from protocol import BotStatus, EventData
 from supervisor.config import BotConfig
+
+if TYPE_CHECKING:
+    from ..ratelimit import Outbox
 
 
 @dataclass
@@ -32,12 +35,17 @@ class BackendContext:
 
 class Backend(ABC):
     name: ClassVar[str]
+    #: the worker must end with os._exit: the backend's library keeps non-daemon threads
+    #: (and exit hooks) that would hold a normal interpreter exit
+    hard_exit: ClassVar[bool] = False
 
     def __init__(self, ctx: BackendContext) -> None:
         self.ctx = ctx
         self.status = BotStatus.LOADING
         #: connection attempts since the last successful connect
         self.connection_attempts = 0
+        #: the rate-limited queue in front of send_text, set by the worker loop (worker/ratelimit.py)
+        self.outbox: Outbox | None = None
 
     @abstractmethod
     def start(self, now: float) -> None:
@@ -59,7 +67,8 @@ class Backend(ABC):
     def send_text(self, to: str, text: str) -> dict[str, Any]: ...
 
     @abstractmethod
-    def set_presence(self, presence: str) -> dict[str, Any]: ...
+    def set_presence(self, presence: str, chat: str | None = None) -> dict[str, Any]:
+        """``available``/``unavailable`` for the account; ``composing``/``paused``/``recording`` in ``chat``."""
 
     @abstractmethod
     def mark_read(self, chat: str, message_ids: list[str], sender: str | None = None) -> dict[str, Any]: ...

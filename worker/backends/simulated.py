@@ -76,9 +76,13 @@ class SimulatedBackend(Backend):
         self.ctx.emit(ConnectionUpdate("connecting", attempt=self.connection_attempts))
         if self._failures_left > 0:
             self._failures_left -= 1
+            reason = "dial failed: simulated network error"
+            if self.connection_attempts >= self.ctx.bot.max_reconnect_attempts:  # as neonize: no pointless wait
+                self.ctx.emit(ConnectionUpdate("close", reason=reason, attempt=self.connection_attempts))
+                raise BotCrash("reconnect-exhausted", f"gave up after {self.connection_attempts} connection attempts")
             retry_in = reconnect_delay(self.connection_attempts, self.ctx.bot.backoff, self.rng)
-            self.ctx.emit(ConnectionUpdate("close", reason="dial failed: simulated network error",
-                                           attempt=self.connection_attempts, retry_in=round(retry_in, 3)))
+            self.ctx.emit(ConnectionUpdate("close", reason=reason, attempt=self.connection_attempts,
+                                           retry_in=round(retry_in, 3)))
             self._connect_at = None
             self._redial_at = now + retry_in
             return
@@ -130,6 +134,8 @@ class SimulatedBackend(Backend):
             self._logged_out("the simulated phone removed this device")
         if k.ban_after is not None and since_start >= k.ban_after:
             expires = time.time() + 3600
+            self.ctx.emit(CredsUpdate(verified=False, phone_number=self.phone, last_updated=time.time(),
+                                      reason="temporary-ban"))  # every fatal error marks the creds, as neonize
             raise FatalBotError("temporary-ban", "temporarily banned (simulated reason 101: too many messages "
                                 "to non-contacts)", status=402, expires_at=expires)
         if self._next_print is not None and now >= self._next_print:
@@ -222,10 +228,11 @@ class SimulatedBackend(Backend):
         self.ctx.emit(MessageUpsert(id=message_id, chat=to, sender=self.me, timestamp=ts, from_me=True, text=text))
         return {"id": message_id, "timestamp": ts, "to": to}
 
-    def set_presence(self, presence: str) -> dict[str, Any]:
+    def set_presence(self, presence: str, chat: str | None = None) -> dict[str, Any]:
         self._require_online()
-        self.ctx.emit(PresenceUpdate(jid=self.me, presence=presence, last_seen=time.time()))  # type: ignore[arg-type]
-        return {"presence": presence}
+        self.ctx.emit(PresenceUpdate(jid=self.me, presence=presence, chat=chat,  # type: ignore[arg-type]
+                                     last_seen=time.time()))
+        return {"presence": presence, "chat": chat} if chat else {"presence": presence}
 
     def mark_read(self, chat: str, message_ids: list[str], sender: str | None = None) -> dict[str, Any]:
         self._require_online()
