@@ -154,10 +154,27 @@ class Endpoints:
     commands: str | None = None
 
 
+def split_listen(value: str) -> tuple[str, int]:
+    """``"127.0.0.1:9464"`` or ``"[::1]:9464"`` -> (host, port); ValueError saying what is wrong."""
+    host, sep, port = value.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{value!r} must be HOST:PORT with a port from 1 to 65535 (e.g. \"127.0.0.1:9464\")")
+    return host, int(port)
+
+
+def _listen(value: str) -> str | None:
+    try:
+        split_listen(value)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class MetricsSettings:
     #: host:port for the Prometheus endpoint; None: off
-    listen: str | None = None
+    listen: str | None = checked(_listen, default=None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ import argparse
 import sys
 from types import ModuleType
 
-from . import check_config, run, status, tap
+from . import check_config, logs, run, status, tap
 
 #: subcommand name -> module
 SUBCOMMANDS: dict[str, ModuleType] = {
@@ -18,6 +18,7 @@ SUBCOMMANDS: dict[str, ModuleType] = {
     "check-config": check_config,
     "tap": tap,
     "status": status,
+    "logs": logs,
 }
 
 
