@@ -12,7 +12,7 @@ import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from protocol import ContainerState, Event, EventType, Hello, StateChange
+from protocol import ContainerState, Event, EventType, Hello, Notice, StateChange
 from supervisor.config import ConfigError, parse_config, split_listen
 
 
@@ -93,7 +93,8 @@ def test_metrics_match_a_known_fleet_state(fleet_factory, launch):
     rss = value(samples, "botvisor_bot_resident_memory_bytes", bot="live")
     actual = psutil.Process(live.pid).memory_info().rss
     assert 10 << 20 < rss and 0.5 < rss / actual < 2, (rss, actual)
-    assert value(samples, "botvisor_bot_cpu_seconds_total", bot="live") > 0
+    times = psutil.Process(live.pid).cpu_times()
+    assert 0 <= value(samples, "botvisor_bot_cpu_seconds_total", bot="live") <= times.user + times.system
     assert ("botvisor_bot_resident_memory_bytes", frozenset({("bot", "banned")})) not in samples
 
     assert 0 <= value(samples, "botvisor_supervisor_loop_lag_seconds") < 0.5
@@ -113,3 +114,18 @@ def test_metrics_listen_is_checked_when_the_config_is_loaded(tmp_path: Path):
     for bad in ("9464", "127.0.0.1", "127.0.0.1:0", "127.0.0.1:99999", ":9464", "localhost:http"):
         with pytest.raises(ConfigError, match=r"metrics\.listen"):
             parse_config({"metrics": {"listen": bad}}, tmp_path / "botvisor.toml")
+
+
+def test_a_reload_that_changes_metrics_is_refused_and_the_endpoint_keeps_serving(fleet_factory, launch):
+    port = free_port()
+    fleet = fleet_factory(["b1"])
+    fleet.extra = f'[metrics]\nlisten = "127.0.0.1:{port}"\n'
+    fleet.write()
+    service, tap = launch(fleet)
+    tap.wait_for(lambda m: isinstance(m, Hello) and m.bot == "b1", what="b1's hello")
+    fleet.extra = f'[metrics]\nlisten = "127.0.0.1:{free_port()}"\n'
+    fleet.write()
+    service.signal(signal.SIGHUP)
+    notice = tap.wait_for(lambda m: isinstance(m, Notice) and m.level == "error", what="the refusal")
+    assert "metrics" in notice.message and "restart" in notice.message, notice.message
+    assert value(scrape(port), "botvisor_bots", state="running") == 1
