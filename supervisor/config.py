@@ -114,7 +114,7 @@ class BotConfig:
 
 #: [supervisor] keys a bot inherits unless its own entry sets them
 INHERITED = ("heartbeat_interval", "heartbeat_timeout", "max_reconnect_attempts", "event_history",
-             "stop_timeout", "log_level", "messages_per_minute")
+             "stop_timeout", "log_level", "messages_per_minute", "max_memory_mb")
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +137,8 @@ class SupervisorSettings:
     #: seconds a worker command (send, logout, ...) may take before the operator gets an error
     command_timeout: float = checked(in_range(0.01, 3600), default=10.0)
     messages_per_minute: float = checked(in_range(0.01, 6000), default=6.0)
+    #: every bot's default for max_memory_mb (None: no limit)
+    max_memory_mb: int | None = checked(in_range(1, 1_048_576), default=None)
     backoff: RestartPolicy = field(default_factory=RestartPolicy)
 
 
