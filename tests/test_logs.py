@@ -136,7 +136,7 @@ def test_logs_follows_a_bots_file_across_rotations(fleet_factory, launch):
     service, tap = launch(fleet)
     tap.wait_for(lambda m: isinstance(m, Hello) and m.bot == "p0", what="p0's hello")
     follower = subprocess.Popen([sys.executable, "-m", "supervisor.cli", "logs", "-c", str(fleet.config_path),
-                                 "p0", "-f", "-n", "0"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                 "p0", "-f", "-n", "3"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(raw.decode().rstrip("\n") for raw in follower.stdout),
                               daemon=True)
@@ -154,7 +154,7 @@ def test_logs_follows_a_bots_file_across_rotations(fleet_factory, launch):
         follower.wait(5)
         reader.join(5)
     found = printed_numbers(lines, "p0")
-    # 200 lines of ~100 bytes went through several 4 KiB files: -f missed none of them
+    # the last lines, then 200 more of ~100 bytes through several 4 KiB files: -f missed none of them
     assert_contiguous(found["stdout"], "followed stdout", start=None)
     assert_contiguous(found["stderr"], "followed stderr", start=None)
 

@@ -190,3 +190,15 @@ def test_abstract_notify_socket(monkeypatch):
         notifier.close()
     finally:
         listener.close()
+
+
+def test_a_reload_while_the_fleet_is_still_starting_sends_no_early_ready(fleet_factory, launch, notify):
+    bots = [{"id": f"b{i}", "autostart": True} for i in range(3)]
+    fleet = fleet_factory(bots, start_interval=1.0)  # READY=1 comes after the third start, 2 s in
+    service, tap = launch(fleet, env={"NOTIFY_SOCKET": notify.path})
+    tap.wait_for(lambda m: isinstance(m, Hello) and m.bot == "b0", what="b0's hello")
+    service.signal(signal.SIGHUP)
+    ready = notify.wait_for(lambda f: f.get("READY") == "1", timeout=20, what="READY=1")
+    assert "stopped" not in ready["STATUS"], f"READY=1 came before every bot was started: {ready}"
+    tap.wait_for(lambda m: getattr(m, "message", "").startswith("reloaded"), what="the reload's notice")
+    assert notify.kinds() == ["READY"], "no RELOADING=1 before the first READY=1"

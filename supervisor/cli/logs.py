@@ -52,33 +52,32 @@ def execute(args: argparse.Namespace) -> int:
     if not path.exists() and not args.follow:
         return fail(f"no log yet at {path} (has {args.bot} run since log_dir was set?)", EXIT_NOT_FOUND)
     out = sys.stdout.buffer
-    if path.exists():
-        out.write(tail(path, max(0, args.lines)))
+    current = _open(path)
+    if current is not None:
+        out.write(tail(current, max(0, args.lines)))  # leaves the file at the end it read up to
         out.flush()
     if args.follow:
-        follow(path, out)
+        follow(path, out, current)
+    elif current is not None:
+        current.close()
     return 0
 
 
-def tail(path: Path, lines: int, block: int = 8192) -> bytes:
-    """The last ``lines`` lines of ``path``, reading backwards from its end."""
-    if lines == 0:
-        return b""
-    with open(path, "rb") as f:
-        end = f.seek(0, os.SEEK_END)
-        data, position = b"", end
-        while position > 0 and data.count(b"\n") <= lines:
-            step = min(block, position)
-            position -= step
-            f.seek(position)
-            data = f.read(step) + data
-    kept = data.splitlines(keepends=True)[-lines:]
-    return b"".join(kept)
+def tail(f: BinaryIO, lines: int, block: int = 8192) -> bytes:
+    """The last ``lines`` lines of the open file ``f``, read backwards; ``f`` is left at its end."""
+    end = f.seek(0, os.SEEK_END)
+    data, position = b"", end
+    while lines and position > 0 and data.count(b"\n") <= lines:
+        step = min(block, position)
+        position -= step
+        f.seek(position)
+        data = f.read(step) + data
+    f.seek(end)
+    return b"".join(data.splitlines(keepends=True)[-lines:]) if lines else b""
 
 
-def follow(path: Path, out: BinaryIO, interval: float = FOLLOW_INTERVAL) -> None:
+def follow(path: Path, out: BinaryIO, current: BinaryIO | None, interval: float = FOLLOW_INTERVAL) -> None:
     """Print what is appended to ``path`` until interrupted, across rotations (rename + new file)."""
-    current = _open_at_end(path)
     while True:
         chunk = current.read() if current is not None else b""
         if chunk:
@@ -99,10 +98,8 @@ def follow(path: Path, out: BinaryIO, interval: float = FOLLOW_INTERVAL) -> None
         time.sleep(interval)
 
 
-def _open_at_end(path: Path) -> BinaryIO | None:
+def _open(path: Path) -> BinaryIO | None:
     try:
-        f = open(path, "rb")
+        return open(path, "rb")
     except FileNotFoundError:
         return None
-    f.seek(0, os.SEEK_END)
-    return f
