@@ -9,7 +9,6 @@ import sys
 import threading
 import time
 from collections import defaultdict
-from pathlib import Path
 
 from protocol import Hello
 from worker.logs import MAX_LINE, split_line
