@@ -141,7 +141,7 @@ class FleetCollector:
                     rss.add_metric([s.bot], usage[0])
                     cpu.add_metric([s.bot], usage[1])
         for pid in set(self._processes) - live_pids:
-            del self._processes[pid]
+            self._processes.pop(pid, None)  # scrapes may run concurrently (one thread each)
         fleet = GaugeMetricFamily("botvisor_bots", "Bot containers by state", labels=["state"])
         for each, count in by_state.items():
             fleet.add_metric([each.value], count)
