@@ -15,8 +15,10 @@ from typing import Callable, Iterator
 import psutil
 import pytest
 
-from protocol import Hello
+from protocol import Bye, ContainerState, Hello, StateChange
 from supervisor.systemd import WEDGE_ENV, Notifier
+
+from .harness import alive, wait_until
 
 
 class NotifySocket:
@@ -202,3 +204,25 @@ def test_a_reload_while_the_fleet_is_still_starting_sends_no_early_ready(fleet_f
     assert "stopped" not in ready["STATUS"], f"READY=1 came before every bot was started: {ready}"
     tap.wait_for(lambda m: getattr(m, "message", "").startswith("reloaded"), what="the reload's notice")
     assert notify.kinds() == ["READY"], "no RELOADING=1 before the first READY=1"
+
+
+def test_sigterm_to_the_main_process_alone_stops_every_worker_gracefully(fleet_factory, launch):
+    """What KillMode=mixed relies on: SIGTERM to the supervisor only, and nothing left for the SIGKILL.
+
+    (KillMode=control-group was measured to SIGTERM the forkserver too: its death SIGKILLs every
+    worker through PR_SET_PDEATHSIG, so no stop was graceful; deploy/README.md.)
+    """
+    fleet = fleet_factory(["b1", "b2", "b3"])
+    service, tap = launch(fleet)
+    for bot in ("b1", "b2", "b3"):
+        tap.wait_for(lambda m, bot=bot: isinstance(m, Hello) and m.bot == bot, what=f"{bot}'s hello")
+    started = [p.pid for p in service.descendants()]
+    service.signal(signal.SIGTERM)
+    for bot in ("b1", "b2", "b3"):
+        tap.wait_for(lambda m, bot=bot: isinstance(m, Bye) and m.bot == bot, timeout=10, what=f"{bot}'s bye")
+        stopped = tap.wait_for(lambda m, bot=bot: isinstance(m, StateChange) and m.bot == bot
+                               and m.state is ContainerState.STOPPED, timeout=10, what=f"{bot} stopped")
+        assert stopped.last_exit.startswith("exit 0"), f"{bot}: {stopped.last_exit}"
+    assert service.wait(timeout=15) == 0
+    # the final SIGKILL of KillMode=mixed must find nothing left to kill
+    wait_until(lambda: not any(alive(p) for p in started), timeout=5, what="every descendant to exit")

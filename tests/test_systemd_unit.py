@@ -52,7 +52,8 @@ def test_the_unit_sets_what_the_service_relies_on():
     assert one["Restart"] == "on-failure"
     assert int(one["RestartSteps"]) > 0 and seconds(one["RestartMaxDelaySec"]) > seconds(one["RestartSec"])
     assert str(exit_codes.CONFIG_ERROR) in one["RestartPreventExitStatus"].split(), "a bad file must not loop"
-    assert one["KillMode"] == "control-group"
+    # SIGTERM to the supervisor only, SIGKILL to the whole cgroup after (deploy/README.md: why not control-group)
+    assert one["KillMode"] == "mixed" and one.get("SendSIGKILL", "yes") == "yes"
     assert seconds(one["TimeoutStopSec"]) > SupervisorSettings().stop_timeout
     assert one["User"] not in ("root", "0") and one["Group"] not in ("root", "0")
     assert one["NoNewPrivileges"] == "yes" and one["ProtectSystem"] == "strict" and one["PrivateTmp"] == "yes"
