@@ -45,7 +45,7 @@ from .container import BotContainer
 from .manager import BotManager
 from .process import WorkerProcess, stop_forkserver
 from .reload import ReloadPlan, plan_reload
-from .systemd import Notifier
+from .systemd import WEDGE_ENV, Notifier, debug_wedge_seconds
 from .timers import Timer, Timers
 from worker.spec import WorkerSpec
 
@@ -91,6 +91,9 @@ class Supervisor:
         # Containers exist before run(), so an embedding program can register listeners first.
         for bot in config.bots:
             self.manager.create_bot_container(bot.id, bot)
+        #: test hook: SIGUSR1 wedges the loop this long (see supervisor.systemd.WEDGE_ENV)
+        self._wedge = debug_wedge_seconds()
+        self.metrics: Any = None  # supervisor.metrics.MetricsServer when [metrics] listen is set
 
     # -- setup ---------------------------------------------------------------------------
     def _prepare_run_dir(self) -> None:
@@ -147,7 +150,7 @@ class Supervisor:
         if threading.current_thread() is not threading.main_thread():
             return  # embedded in a thread: the host program owns signals; use shutdown()
         signal.set_wakeup_fd(self._signal_w.fileno(), warn_on_full_buffer=False)
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP) + ((signal.SIGUSR1,) if self._wedge else ()):
             signal.signal(sig, lambda *_: None)  # the wakeup fd does the work
 
     def shutdown(self) -> None:
@@ -211,11 +214,12 @@ class Supervisor:
 
     # -- the fleet -------------------------------------------------------------------------
     def fleet_summary(self) -> str:
-        counts = Counter(c.state.value for c in self.manager)
-        parts = [f"{counts.get(s.value, 0)} {s.value}" for s in (ContainerState.RUNNING, ContainerState.BACKOFF,
-                                                                   ContainerState.FAILED)]
-        others = sum(n for s, n in counts.items() if s not in ("running", "backoff", "failed"))
-        return ", ".join(parts) + (f", {others} other" if others else "")
+        """One line for systemd's STATUS=: "2 running, 1 backoff, 0 failed[, 1 stopped ...]"."""
+        counts = Counter(c.state for c in self.manager)
+        always = (ContainerState.RUNNING, ContainerState.BACKOFF, ContainerState.FAILED)
+        parts = [f"{counts.get(s, 0)} {s.value}" for s in always]
+        parts += [f"{counts[s]} {s.value}" for s in ContainerState if s not in always and counts.get(s)]
+        return ", ".join(parts)
 
     def _start_fleet(self) -> None:
         interval = self.config.supervisor.start_interval
@@ -230,6 +234,8 @@ class Supervisor:
         self.timers.call_later(last, self._on_fleet_started)
 
     def _on_fleet_started(self) -> None:
+        if self.shutting_down:
+            return  # READY=1 after STOPPING=1 would confuse systemd
         self._ready = True
         self.notifier.ready(self.fleet_summary())
         log.info("fleet started: %s", self.fleet_summary())
@@ -245,6 +251,7 @@ class Supervisor:
         self._bind()
         self._install_signals()
         log.info("botvisor supervisor pid %d serving %d bot(s) as %r", self.pid, len(self.config.bots), self.server)
+        self._start_metrics()
         self._start_fleet()
         self._schedule_health_check()
         try:
@@ -309,6 +316,9 @@ class Supervisor:
                 self.request_shutdown(f"received {signal.Signals(signum).name}")
             elif signum == signal.SIGHUP:
                 self.reload()
+            elif signum == signal.SIGUSR1 and self._wedge:
+                log.warning("debug hook: wedging the loop for %g s (SIGUSR1, $%s)", self._wedge, WEDGE_ENV)
+                time.sleep(self._wedge)  # on purpose: nothing in the loop runs, watchdog pings included
 
     def request_shutdown(self, reason: str) -> None:
         if self.shutting_down:
@@ -319,7 +329,19 @@ class Supervisor:
         for container in self.manager:
             container.stop(f"supervisor shutting down ({reason})")
 
+    def _start_metrics(self) -> None:
+        if not self.config.metrics.listen:
+            return
+        from .metrics import MetricsServer
+
+        try:
+            self.metrics = MetricsServer.start(self, self.config.metrics.listen)
+        except OSError as exc:  # the bots matter more than their metrics: run on without them
+            self.notice("error", f"metrics endpoint {self.config.metrics.listen} not started: {exc}")
+
     def _close(self) -> None:
+        if self.metrics is not None:
+            self.metrics.stop()
         for container in self.manager:  # normally none is left; never leave one behind
             if container.process is not None:
                 container.process.signal_tree(signal.SIGKILL)
@@ -472,7 +494,9 @@ class Supervisor:
     # -- reload ----------------------------------------------------------------------------
     def reload(self) -> bool:
         """Re-read the config file; apply it, or refuse it and leave the fleet as it was."""
-        self.notifier.reloading()
+        ready = self._ready  # before READY=1 (fleet still starting) systemd gets no RELOADING=1
+        if ready:
+            self.notifier.reloading()
         try:
             try:
                 new = load_config(self.config.path)
@@ -488,7 +512,8 @@ class Supervisor:
             self.notice("info", f"reloaded {new.path}: {plan.summary()}")
             return True
         finally:
-            self.notifier.ready(self.fleet_summary())
+            if ready:
+                self.notifier.ready(self.fleet_summary())
 
     def _apply(self, plan: ReloadPlan) -> None:
         for bot_id in plan.removed:

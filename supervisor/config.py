@@ -118,7 +118,7 @@ class BotConfig:
 
 #: [supervisor] keys a bot inherits unless its own entry sets them
 INHERITED = ("heartbeat_interval", "heartbeat_timeout", "max_reconnect_attempts", "event_history",
-             "stop_timeout", "log_level", "messages_per_minute")
+             "stop_timeout", "log_level", "messages_per_minute", "max_memory_mb")
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +143,8 @@ class SupervisorSettings:
     messages_per_minute: float = checked(in_range(0.01, 6000), default=6.0)
     #: messages queued per tap before that tap starts losing them (it sees the gaps in seq)
     tap_queue: int = checked(in_range(10, 10_000_000), default=100_000)
+    #: every bot's default for max_memory_mb (None: no limit)
+    max_memory_mb: int | None = checked(in_range(1, 1_048_576), default=None)
     backoff: RestartPolicy = field(default_factory=RestartPolicy)
 
 
@@ -160,10 +162,27 @@ class Endpoints:
     commands: str | None = None
 
 
+def split_listen(value: str) -> tuple[str, int]:
+    """``"127.0.0.1:9464"`` or ``"[::1]:9464"`` -> (host, port); ValueError saying what is wrong."""
+    host, sep, port = value.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{value!r} must be HOST:PORT with a port from 1 to 65535 (e.g. \"127.0.0.1:9464\")")
+    return host, int(port)
+
+
+def _listen(value: str) -> str | None:
+    try:
+        split_listen(value)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class MetricsSettings:
     #: host:port for the Prometheus endpoint; None: off
-    listen: str | None = None
+    listen: str | None = checked(_listen, default=None)
 
 
 @dataclass(frozen=True, slots=True)

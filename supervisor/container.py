@@ -237,6 +237,7 @@ class BotContainer:
                 self._last_heartbeat_wall = message.ts
                 self.bot_status = message.bot_status
                 self.connection_attempts = message.connection_attempts
+                self._check_memory()
             case Event():
                 self._on_event(message)
             case Bye():
@@ -294,6 +295,21 @@ class BotContainer:
             quiet = now - self._last_seen if self._last_seen is not None else 0.0
             self._terminate(StopIntent.RECOVER, f"unhealthy: no heartbeat for {quiet:.1f} s "
                                                 f"(timeout {self.bot.stale_after:g} s)")
+
+    def _check_memory(self) -> None:
+        """On every heartbeat: a worker over max_memory_mb is restarted under the policy."""
+        limit = self.bot.max_memory_mb
+        if limit is None or self.process is None or self.state is not S.RUNNING:
+            return
+        self.rss, self.cpu = self.process.resources()
+        if self.rss > limit * 1024 * 1024:
+            self.recover(f"over its memory limit: rss {self.rss / 2**20:.0f} MiB > max_memory_mb {limit}")
+
+    def heartbeat_age(self) -> float | None:
+        """Seconds since the worker's loop was last heard from (None: no worker)."""
+        if self.process is None or self._last_seen is None:
+            return None
+        return max(0.0, self.clock() - self._last_seen)
 
     def recover(self, reason: str) -> None:
         """Restart the worker under the restart policy (e.g. over its memory limit)."""

@@ -28,6 +28,8 @@ def plan_reload(old: Config, new: Config) -> ReloadPlan:
     fixed = [name for name in FIXED_SETTINGS if getattr(new.supervisor, name) != getattr(old.supervisor, name)]
     if new.endpoints != old.endpoints:
         fixed.append("endpoints")
+    if new.metrics != old.metrics:
+        fixed.append("metrics")
     if fixed:
         return ReloadPlan(refused=f"{', '.join(fixed)} can only change with a restart of botvisor")
     old_bots = {bot.id: bot for bot in old.bots}

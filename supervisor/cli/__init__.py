@@ -11,6 +11,7 @@ import sys
 from types import ModuleType
 
 from . import check_config, creds, run, status, tap
+from . import check_config, logs, run, status, tap
 
 #: subcommand name -> module
 SUBCOMMANDS: dict[str, ModuleType] = {
@@ -19,6 +20,7 @@ SUBCOMMANDS: dict[str, ModuleType] = {
     "tap": tap,
     "status": status,
     "creds": creds,
+    "logs": logs,
 }
 
 

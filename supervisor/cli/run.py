@@ -20,7 +20,8 @@ def execute(args: argparse.Namespace) -> int:
     from ..arbiter import AlreadyRunning, Supervisor
     from ..logs import configure_supervisor_logging
 
-    configure_supervisor_logging(config.supervisor.log_level)
+    configure_supervisor_logging(config.supervisor.log_level, config.log_dir, config.supervisor.log_max_bytes,
+                                 config.supervisor.log_backups)
     try:
         return Supervisor(config).run()
     except AlreadyRunning as exc:

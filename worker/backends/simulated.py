@@ -55,6 +55,7 @@ class SimulatedBackend(Backend):
         self._redial_at: float | None = None
         self._failures_left = 0
         self._message_count = 0
+        self._prints = 0
         self._ballast: bytearray | None = None
         self._child: subprocess.Popen[bytes] | None = None
 
@@ -139,8 +140,9 @@ class SimulatedBackend(Backend):
             raise FatalBotError("temporary-ban", "temporarily banned (simulated reason 101: too many messages "
                                 "to non-contacts)", status=402, expires_at=expires)
         if self._next_print is not None and now >= self._next_print:
-            print(f"simulated stdout line from {self.ctx.bot.id}", flush=True)
-            print(f"simulated stderr line from {self.ctx.bot.id}", file=sys.stderr, flush=True)
+            self._prints += 1  # numbered, so a test can tell that no line was lost
+            print(f"simulated stdout line {self._prints} from {self.ctx.bot.id}", flush=True)
+            print(f"simulated stderr line {self._prints} from {self.ctx.bot.id}", file=sys.stderr, flush=True)
             self._next_print = now + (k.print_every or 1.0)
         if self._redial_at is not None and now >= self._redial_at:
             self._dial(now)
