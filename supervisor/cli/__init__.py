@@ -10,7 +10,7 @@ import argparse
 import sys
 from types import ModuleType
 
-from . import check_config, run, status, tap
+from . import check_config, history, keys, logout, reload, restart, run, send, start, status, stop, tap, top
 
 #: subcommand name -> module
 SUBCOMMANDS: dict[str, ModuleType] = {
@@ -18,6 +18,15 @@ SUBCOMMANDS: dict[str, ModuleType] = {
     "check-config": check_config,
     "tap": tap,
     "status": status,
+    "start": start,
+    "stop": stop,
+    "restart": restart,
+    "reload": reload,
+    "history": history,
+    "send": send,
+    "logout": logout,
+    "top": top,
+    "keys": keys,
 }
 
 
