@@ -147,7 +147,7 @@ def test_unknown_bot_stopped_bot_and_unconnected_bot_are_clear_errors(fleet_fact
     try:
         handle(fleet, "b1").backup()
     except ControlError as exc:
-        assert exc.code == "worker-error"
+        assert exc.code == "worker-error" and "backup" in str(exc)
 
 
 def test_a_stopped_worker_times_out_with_an_error_while_status_stays_fast(fleet_factory, launch):

@@ -20,6 +20,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def execute(args: argparse.Namespace) -> int:
     result = bot_call(args, "logout")
-    why = f": {result['reason']}" if isinstance(result, dict) and result.get("reason") else ""
-    print(f"{args.bot}: logged out{why}")
+    reason = result.get("reason") if isinstance(result, dict) else None
+    print(f"{args.bot}: {reason or 'logged out'}")
     return EXIT_OK
