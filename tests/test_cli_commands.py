@@ -153,3 +153,17 @@ def test_the_config_comes_from_botvisor_config_when_no_c_is_given(fleet_factory,
     service, tap = launch(fleet)
     done = cli(fleet, "status", "--json", config=False, env={"BOTVISOR_CONFIG": str(fleet.config_path)})
     assert done.returncode == 0 and json.loads(done.stdout)["pid"] == service.pid
+
+
+def test_status_is_coloured_on_a_terminal(fleet_factory, launch):
+    from .terminal import Terminal, botvisor
+
+    fleet = fleet_factory(["b1"])
+    service, tap = launch(fleet)
+    online(tap, "b1")
+    term = Terminal(botvisor("status", "-c", str(fleet.config_path)))
+    try:
+        assert term.wait_exit(30) == 0
+        assert "running" in term.text and "\x1b[32m" in term.text, "running in green"
+    finally:
+        term.close()

@@ -7,7 +7,6 @@ import json
 import signal
 import subprocess
 
-import pytest
 
 from protocol import Hello
 
