@@ -76,3 +76,19 @@ def test_top_outlives_a_supervisor_restart(fleet_factory, launch):
         term.close()
         if second is not None:
             second.cleanup()
+
+
+def test_top_shows_the_worst_bots_that_fit_on_a_small_screen(fleet_factory, launch):
+    bots = [f"b{i}" for i in range(8)]
+    fleet = fleet_factory(bots[:-1] + [{"id": "b7", "simulated": {"logout_after": 0.1}}])
+    service, tap = launch(fleet)
+    tap.wait_for(lambda m: isinstance(m, StateChange) and m.bot == "b7" and m.state is ContainerState.FAILED,
+                 what="b7 failed")
+    term = Terminal(botvisor("top", "-c", str(fleet.config_path)), rows=12)
+    try:
+        term.wait_for(lambda text: "more (healthier) bot(s)" in text, 20, "the rows that do not fit summed up")
+        assert screen_rows(term.text, bots)[0] == "b7", "the failed bot is on screen, first"
+        term.type(b"q")
+        assert term.wait_exit(10) == 0
+    finally:
+        term.close()

@@ -77,8 +77,10 @@ class FleetView:
             case Event():
                 bot["events_total"] += 1
 
-    def render(self) -> Group:
+    def render(self, height: int | None = None) -> Group:
         rows = sorted(self.bots.values(), key=lambda b: (table.health_rank(b), b["bot_id"]))
+        # the worst ones that fit on screen (header, table head and a "more" line take 6)
+        shown = rows if height is None or len(rows) <= height - 6 else rows[:max(1, height - 7)]
         counts: dict[str, int] = {}
         for b in rows:
             counts[b["container_state"]] = counts.get(b["container_state"], 0) + 1
@@ -91,7 +93,9 @@ class FleetView:
         parts: list[Any] = [head]
         if self.problem:
             parts.append(Text(self.problem, style="bold yellow"))
-        parts.append(table.build(rows))
+        parts.append(table.build(shown))
+        if len(shown) < len(rows):
+            parts.append(Text(f"… and {len(rows) - len(shown)} more (healthier) bot(s)", style="dim"))
         return Group(*parts)
 
 
@@ -124,7 +128,8 @@ def execute(args: argparse.Namespace) -> int:
     poller.register(sock, zmq.POLLIN)
     stdin = sys.stdin.fileno()
     try:
-        with keys(stdin) as interactive, Live(view.render(), console=Console(), screen=True,
+        console = Console()
+        with keys(stdin) as interactive, Live(view.render(console.height), console=console, screen=True,
                                               auto_refresh=False) as live:
             if interactive:
                 poller.register(stdin, zmq.POLLIN)
@@ -141,7 +146,7 @@ def execute(args: argparse.Namespace) -> int:
                     _refresh(client, view)
                     next_status = time.monotonic() + args.interval
                 if time.monotonic() >= next_draw:
-                    live.update(view.render(), refresh=True)
+                    live.update(view.render(console.height), refresh=True)
                     next_draw = time.monotonic() + REDRAW_EVERY
     except KeyboardInterrupt:
         pass
