@@ -90,8 +90,10 @@ def test_keys_generate_writes_a_pair_and_never_overwrites(tmp_path):
     assert zmq.auth.load_certificate(str(secret))[1] == sec
 
 
-def test_curve_admits_the_authorised_key_and_refuses_an_unknown_one(fleet_factory, tmp_path):
-    fleet, keys = secure_fleet(fleet_factory, tmp_path)
+@pytest.mark.parametrize("pinned", [False, True], ids=["server-key-from-pair", "server_public_key"])
+def test_curve_admits_the_authorised_key_and_refuses_an_unknown_one(fleet_factory, tmp_path, pinned):
+    extra = {"server_public_key": str(tmp_path / "keys" / "server.key")} if pinned else {}
+    fleet, keys = secure_fleet(fleet_factory, tmp_path, **extra)
     config = load_config(fleet.config_path)
     service = Service(fleet)
     try:
