@@ -39,7 +39,7 @@ from protocol.control import Reply, Request, decode_reply, decode_request, encod
 from protocol.signing import SIGNATURE_BYTES, new_secret, verify
 from protocol.topics import WELCOME, split
 
-from . import health
+from . import curve, health
 from .config import Config, ConfigError, load_config
 from .container import BotContainer
 from .manager import BotManager
@@ -115,6 +115,7 @@ class Supervisor:
     def _bind(self) -> None:
         self.context = zmq.Context()
         cfg = self.config
+        self._auth = curve.start_authenticator(self.context, cfg)  # None unless tcp:// needs CURVE
         self.events = self.context.socket(zmq.SUB)
         self.events.setsockopt(zmq.RCVHWM, 200_000)
         self.events.setsockopt(zmq.MAXMSGSIZE, 4 * 1024 * 1024)
@@ -126,10 +127,12 @@ class Supervisor:
         self.tap.setsockopt(zmq.SNDHWM, cfg.supervisor.tap_queue)
         self.tap.setsockopt(zmq.LINGER, 0)
         self.tap.setsockopt(zmq.XPUB_WELCOME_MSG, WELCOME)  # a tap can tell it is connected
+        curve.secure_server(self.tap, cfg, "tap")
         self.tap.bind(cfg.endpoint("tap"))
         self.control = self.context.socket(zmq.ROUTER)
         self.control.setsockopt(zmq.MAXMSGSIZE, 4 * 1024 * 1024)
         self.control.setsockopt(zmq.LINGER, 0)
+        curve.secure_server(self.control, cfg, "control")
         self.control.bind(cfg.endpoint("control"))
         self.commands = self.context.socket(zmq.ROUTER)
         self.commands.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a restarted worker takes over its identity
@@ -350,6 +353,8 @@ class Supervisor:
             signal.set_wakeup_fd(-1)
         for sock in (self.events, self.tap, self.control, self.commands):
             sock.close(0)
+        if self._auth is not None:
+            self._auth.stop()
         self.context.term()
         self.notifier.close()
 
@@ -468,6 +473,7 @@ class Supervisor:
     # -- operators -------------------------------------------------------------------------
     def _on_control(self) -> None:
         from .commands import dispatch
+        from .commands.codes import BAD_REQUEST, failure, salvage_id
 
         for _ in range(BATCH):
             try:
@@ -487,7 +493,7 @@ class Supervisor:
             try:
                 request = decode_request(raw)
             except ProtocolError as exc:
-                answer(error("", f"malformed request: {exc}"))
+                answer(failure(salvage_id(raw), BAD_REQUEST, f"malformed request: {exc}"))
                 continue
             dispatch(self, request, answer)
 

@@ -186,10 +186,26 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class SecuritySettings:
+    """CURVE keys (docs/control.md, "Security"); paths relative to the file. Needed as soon as
+    the control or tap endpoint is tcp://; ipc:// endpoints are guarded by the 0700 run_dir."""
+
+    #: the supervisor's key pair: a ``.key_secret`` file written by `botvisor keys generate`
+    server_key: str | None = None
+    #: the supervisor's public ``.key`` file, for clients without server_key (default: from server_key)
+    server_public_key: str | None = None
+    #: a directory holding the public ``.key`` file of every client allowed to connect
+    authorized_keys: str | None = None
+    #: the key pair botvisor commands present to a tcp:// supervisor (a ``.key_secret`` file)
+    client_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class _FileSchema:
     supervisor: dict[str, Any] = field(default_factory=dict)
     endpoints: Endpoints = field(default_factory=Endpoints)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    security: SecuritySettings = field(default_factory=SecuritySettings)
     bots: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -204,6 +220,8 @@ class Config:
     auth_root: Path
     run_dir: Path
     log_dir: Path | None
+    #: key paths resolved against the file's directory
+    security: SecuritySettings = field(default_factory=SecuritySettings)
 
     def bot(self, bot_id: str) -> BotConfig:
         for bot in self.bots:
@@ -260,8 +278,12 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
         auth_root=base / supervisor.auth_dir,
         run_dir=base / supervisor.run_dir,
         log_dir=base / supervisor.log_dir if supervisor.log_dir else None,
+        security=dataclasses.replace(schema.security, **{
+            f.name: str(base / getattr(schema.security, f.name))
+            for f in dataclasses.fields(SecuritySettings) if getattr(schema.security, f.name)}),
     )
     _check_endpoints(config)
+    _check_security(config)
     return config
 
 
@@ -300,3 +322,21 @@ def _check_endpoints(config: Config) -> None:
             )
         if scheme == "tcp" and spec.name in ("events", "commands"):
             raise ConfigError(config.path, f"endpoints.{spec.name}", "workers talk to the supervisor over ipc:// only")
+
+
+def _check_security(config: Config) -> None:
+    """A tcp:// control or tap endpoint is refused unless CURVE keys guard it."""
+    exposed = [role for role in ("control", "tap") if config.endpoint(role).startswith("tcp://")]
+    if not exposed:
+        return
+    from .curve import check_keys  # pyzmq only when keys matter
+
+    sec = config.security
+    for role in exposed:
+        if not (sec.server_key and sec.authorized_keys):
+            raise ConfigError(config.path, f"endpoints.{role}",
+                              "a tcp:// endpoint needs CURVE keys: set [security] server_key and authorized_keys "
+                              "(`botvisor keys generate` writes a key pair)")
+    problem = check_keys(sec)
+    if problem:
+        raise ConfigError(config.path, f"security.{problem[0]}", problem[1])

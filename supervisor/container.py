@@ -215,6 +215,13 @@ class BotContainer:
     def get_bot_instance(self) -> BotConfig:
         return self.bot
 
+    def get_bot(self, timeout: float | None = None) -> Any:
+        """A BotHandle on the bot in the worker (supervisor/handle.py): its calls block, so
+        never call them from a listener, which runs inside the supervisor's loop."""
+        from .handle import BotHandle
+
+        return BotHandle.for_config(self.runtime.config, self.bot.id, timeout=timeout)
+
     # -- what the supervisor feeds in ----------------------------------------------------
     def accepts(self, message: Message) -> bool:
         """True when ``message`` comes from this container's current worker process."""

@@ -10,8 +10,8 @@ import argparse
 import sys
 from types import ModuleType
 
-from . import check_config, creds, run, status, tap
-from . import check_config, logs, run, status, tap
+from . import (check_config, creds, history, keys, logout, logs, reload, restart, run, send, start, status, stop,
+               tap, top)
 
 #: subcommand name -> module
 SUBCOMMANDS: dict[str, ModuleType] = {
@@ -19,6 +19,15 @@ SUBCOMMANDS: dict[str, ModuleType] = {
     "check-config": check_config,
     "tap": tap,
     "status": status,
+    "start": start,
+    "stop": stop,
+    "restart": restart,
+    "reload": reload,
+    "history": history,
+    "send": send,
+    "logout": logout,
+    "top": top,
+    "keys": keys,
     "creds": creds,
     "logs": logs,
 }

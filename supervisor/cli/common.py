@@ -4,15 +4,30 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from protocol import exit_codes
 
 from ..config import Config, ConfigError, default_config_path, load_config
 
+#: the command did what was asked
+EXIT_OK = 0
+#: the supervisor or the worker refused or failed (the message says why); status: a bot is unwell
+EXIT_FAILURE = 1
+#: bad command line
+EXIT_USAGE = 2
+#: no supervisor answers on the config's control endpoint
+EXIT_NOT_RUNNING = 3
+
 
 def add_config_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-c", "--config", default=None,
                         help="the TOML file (default: $BOTVISOR_CONFIG, else ./botvisor.toml)")
+
+
+def add_timeout_argument(parser: argparse.ArgumentParser, default: float = 5.0) -> None:
+    parser.add_argument("--timeout", type=float, default=default, metavar="S",
+                        help=f"seconds to wait for the supervisor (default {default:g})")
 
 
 def load_or_exit(args: argparse.Namespace) -> Config:
@@ -24,6 +39,39 @@ def load_or_exit(args: argparse.Namespace) -> Config:
         raise SystemExit(exit_codes.CONFIG_ERROR) from None
 
 
-def fail(message: str, code: int = 1) -> int:
+def fail(message: str, code: int = EXIT_FAILURE) -> int:
     print(f"botvisor: {message}", file=sys.stderr)
     return code
+
+
+def control(args: argparse.Namespace, command: str, request_args: dict[str, Any] | None = None,
+            timeout: float | None = None) -> Any:
+    """Run one control command against the config's supervisor; on failure print why and exit
+    (EXIT_NOT_RUNNING when no supervisor answers, EXIT_FAILURE when it refused)."""
+    from ..client import ControlClient, ControlError, NotRunning
+
+    config = load_or_exit(args)
+    wait = timeout if timeout is not None else getattr(args, "timeout", 5.0)
+    try:
+        with ControlClient.for_config(config, timeout=wait) as client:
+            return client.call(command, request_args or {})
+    except NotRunning as exc:
+        raise SystemExit(fail(f"{exc} (config {config.path})", EXIT_NOT_RUNNING)) from None
+    except ControlError as exc:
+        raise SystemExit(fail(f"{command}: {exc}")) from None
+
+
+def bot_call(args: argparse.Namespace, method: str, *call_args: Any) -> Any:
+    """Call BotHandle.``method`` on ``args.bot`` (the path library users take too); on failure
+    print why and exit as ``control`` does."""
+    from ..client import ControlError, NotRunning
+    from ..handle import BotHandle
+
+    config = load_or_exit(args)
+    try:
+        with BotHandle.for_config(config, args.bot, timeout=args.timeout) as bot:
+            return getattr(bot, method)(*call_args)
+    except NotRunning as exc:
+        raise SystemExit(fail(f"{exc} (config {config.path})", EXIT_NOT_RUNNING)) from None
+    except ControlError as exc:
+        raise SystemExit(fail(f"{args.bot}: {exc}")) from None

@@ -51,23 +51,22 @@ def execute(args: argparse.Namespace) -> int:
         return fail(f"unknown --type {', '.join(unknown)} (known: {', '.join(sorted(KINDS | TYPES))})", 2)
     endpoints = list(args.endpoint)
     server = None
-    if not endpoints:
-        try:
+    config = None
+    if not endpoints or args.config or any(e.startswith("tcp://") for e in endpoints):
+        try:  # the config names the endpoint, and the CURVE keys a tcp:// endpoint needs
             config = load_config(args.config or default_config_path())
         except ConfigError as exc:
-            return fail(f"{exc} (or give --endpoint)", 78)
+            if not endpoints or args.config:
+                return fail(f"{exc} (or give --endpoint)", 78)
+    if not endpoints:
+        assert config is not None
         endpoints = [config.endpoint("tap")]
         server = config.supervisor.server_name
     context = zmq.Context()
-    sock = context.socket(zmq.SUB)
-    sock.setsockopt(zmq.RCVHWM, 100_000)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.RECONNECT_IVL, 100)
-    sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
-    for prefix in subscriptions(server, args.bot):
-        sock.setsockopt(zmq.SUBSCRIBE, prefix.encode())
-    for endpoint in endpoints:
-        sock.connect(endpoint)
+    try:
+        sock = connect(context, endpoints, subscriptions(server, args.bot), config)
+    except (OSError, ValueError) as exc:
+        return fail(f"cannot use the CURVE keys: {exc}")
     colour = sys.stdout.isatty() and not args.json
     matched = 0
     deadline = time.monotonic() + args.timeout if args.timeout is not None else None
@@ -106,6 +105,26 @@ def execute(args: argparse.Namespace) -> int:
     if args.count is not None:
         return 0 if matched >= args.count else 1
     return 0 if matched or deadline is None else 1
+
+
+def connect(context: zmq.Context, endpoints: list[str], prefixes: list[str], config: Any = None) -> zmq.Socket:
+    """One SUB socket on every endpoint. It reconnects by itself (every 100 ms to 1 s) when a
+    supervisor goes away and comes back, and re-sends its subscriptions: a restarted
+    supervisor is picked up again with no action here."""
+    from ..curve import client_keys, secure_client
+
+    sock = context.socket(zmq.SUB)
+    sock.setsockopt(zmq.RCVHWM, 100_000)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RECONNECT_IVL, 100)
+    sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+    for prefix in prefixes:
+        sock.setsockopt(zmq.SUBSCRIBE, prefix.encode())
+    for endpoint in endpoints:
+        if config is not None and endpoint.startswith("tcp://"):
+            secure_client(sock, client_keys(config, endpoint))  # applies to the connects that follow
+        sock.connect(endpoint)
+    return sock
 
 
 def subscriptions(server: str | None, bot_globs: list[str]) -> list[str]:

@@ -12,7 +12,8 @@ from typing import Any, Callable
 
 from protocol.control import Reply, Request, error
 
-from . import lifecycle, ping, status
+from . import backup, history, lifecycle, logout, mark_read, ping, presence, reload, send, status
+from .codes import UNKNOWN_COMMAND, failure
 
 log = logging.getLogger("botvisor.control")
 
@@ -26,13 +27,21 @@ COMMANDS: dict[str, Command] = {
     "start": lifecycle.start,
     "stop": lifecycle.stop,
     "restart": lifecycle.restart,
+    "reload": reload.execute,
+    "history": history.execute,
+    "send": send.execute,
+    "presence": presence.execute,
+    "mark_read": mark_read.execute,
+    "logout": logout.execute,
+    "backup": backup.execute,
 }
 
 
 def dispatch(supervisor: Any, request: Request, answer: Answer) -> None:
     command = COMMANDS.get(request.command)
     if command is None:
-        answer(error(request.id, f"unknown command {request.command!r} (known: {', '.join(sorted(COMMANDS))})"))
+        answer(failure(request.id, UNKNOWN_COMMAND,
+                       f"unknown command {request.command!r} (known: {', '.join(sorted(COMMANDS))})"))
         return
     try:
         command(supervisor, request, answer)

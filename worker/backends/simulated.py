@@ -17,7 +17,7 @@ import sys
 import time
 from typing import Any
 
-from protocol import BotStatus, ConnectionUpdate, ErrorEvent, MessageUpsert, PresenceUpdate
+from protocol import BotStatus, ConnectionUpdate, MessageUpsert, PresenceUpdate
 from protocol import exit_codes
 from supervisor.restart import reconnect_delay
 
@@ -135,8 +135,8 @@ class SimulatedBackend(Backend):
             self._logged_out("the simulated phone removed this device")
         if k.ban_after is not None and since_start >= k.ban_after:
             expires = time.time() + 3600
-            self.ctx.emit(CredsUpdate(verified=False, phone_number=self.phone, last_updated=time.time(),
-                                      reason="temporary-ban"))  # every fatal error marks the creds, as neonize
+            # every fatal error marks the creds unverified, as the neonize backend does
+            self.ctx.emit(self.creds.record(self.ctx.bot, "temporary-ban", verified=False, phone_number=self.phone))
             raise FatalBotError("temporary-ban", "temporarily banned (simulated reason 101: too many messages "
                                 "to non-contacts)", status=402, expires_at=expires)
         if self._next_print is not None and now >= self._next_print:

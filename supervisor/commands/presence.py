@@ -1,0 +1,22 @@
+"""``presence``: set the bot's presence.
+
+Args: ``{"bot": id, "presence": "available"|"unavailable"|"composing"|"paused"|"recording",
+"timeout"?: seconds}``. Result: the worker's answer, ``{"presence": ...}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from protocol.control import Request
+
+from .codes import BAD_REQUEST, failure
+from .forward import forward, text_argument
+
+
+def execute(supervisor: Any, request: Request, answer: Any) -> None:
+    presence = text_argument(request, "presence")
+    if presence is None:
+        answer(failure(request.id, BAD_REQUEST, "argument 'presence' must be a non-empty string"))
+        return
+    forward(supervisor, request, answer, "presence", {"presence": presence})

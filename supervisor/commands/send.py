@@ -1,0 +1,22 @@
+"""``send``: send a text message as the bot.
+
+Args: ``{"bot": id, "to": jid, "text": str, "timeout"?: seconds}``. Result: the worker's
+answer, ``{"id": message id, "timestamp": unix seconds, "to": jid}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from protocol.control import Request
+
+from .codes import BAD_REQUEST, failure
+from .forward import forward, text_argument
+
+
+def execute(supervisor: Any, request: Request, answer: Any) -> None:
+    to, text = text_argument(request, "to"), text_argument(request, "text")
+    if to is None or text is None:
+        answer(failure(request.id, BAD_REQUEST, "arguments 'to' and 'text' must be non-empty strings"))
+        return
+    forward(supervisor, request, answer, "send", {"to": to, "text": text})

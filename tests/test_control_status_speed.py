@@ -1,0 +1,87 @@
+"""`status` at 200 bots: the command handler as the supervisor runs it, with real psutil samples.
+
+A measurement, not a timed assertion (the machine is shared): it prints the time per status
+call, and asserts only that every bot is reported.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from pathlib import Path
+
+import psutil
+
+from protocol import BotStatus, Heartbeat, Hello
+from protocol.control import Request, encode_reply
+from supervisor.commands import dispatch
+from supervisor.config import parse_config
+from supervisor.manager import BotManager
+from supervisor.timers import Timers
+
+BOTS = 200
+
+
+class SampledProcess:
+    """A worker process as the container sees it, sampling a real process with psutil."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.sentinel = -1
+        self._psutil = psutil.Process(pid)
+
+    def resources(self) -> tuple[int, float]:
+        with self._psutil.oneshot():
+            return self._psutil.memory_info().rss, self._psutil.cpu_percent(None)
+
+    def signal_tree(self, sig: int) -> None:
+        pass
+
+
+class FakeSupervisor:
+    def __init__(self, config) -> None:
+        self.config = config
+        self.server = config.supervisor.server_name
+        self.pid = os.getpid()
+        self.stats: dict[str, int] = {}
+        self.timers = Timers()
+        self.manager = BotManager(self, self.server)
+
+    def spawn(self, container):
+        return SampledProcess(os.getpid())
+
+    def watch(self, container): ...
+    def unwatch(self, container): ...
+    def publish_state(self, container, previous): ...
+
+    def call_later(self, delay, callback):
+        return self.timers.call_later(delay, callback)
+
+
+def test_status_of_200_running_bots(tmp_path: Path, capsys):
+    raw = {"supervisor": {"server_name": "speed", "run_dir": str(tmp_path)},
+           "bots": [{"id": f"bot{i:03d}"} for i in range(BOTS)]}
+    config = parse_config(raw, tmp_path / "botvisor.toml")
+    supervisor = FakeSupervisor(config)
+    for bot in config.bots:
+        container = supervisor.manager.create_bot_container(bot.id, bot)
+        container.start()
+        pid = container.process.pid
+        container.on_message(Hello("speed", bot.id, pid, 0, time.time(), backend="simulated",
+                                   heartbeat_interval=30.0, version="t"))
+        container.on_message(Heartbeat("speed", bot.id, pid, 1, time.time(), BotStatus.ONLINE))
+    replies: list[bytes] = []
+    timings = []
+    for i in range(30):
+        started = time.perf_counter()
+        dispatch(supervisor, Request(str(i), "status", {}), lambda reply: replies.append(encode_reply(reply)))
+        timings.append(time.perf_counter() - started)
+    assert len(replies) == 30
+    from protocol.control import decode_reply
+
+    result = decode_reply(replies[-1]).result
+    assert len(result["bots"]) == BOTS and all(b["container_state"] == "running" for b in result["bots"])
+    with capsys.disabled():
+        print(f"\nstatus at {BOTS} bots (handler + msgpack encode): median {statistics.median(timings) * 1000:.1f} ms, "
+              f"max {max(timings) * 1000:.1f} ms, reply {len(replies[-1])} bytes")
