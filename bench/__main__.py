@@ -28,11 +28,13 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, Options]:
     p.add_argument("--fast-heartbeat", type=float, default=1.0, help="the fast heartbeat_interval (default 1)")
     p.add_argument("--stop-timeout", type=float, default=None,
                    help="botvisor's stop_timeout in the bench config (default: botvisor's default)")
-    p.add_argument("--peer-hang-bound", type=float, default=5.0,
-                   help="seconds to wait for a peer to notice a SIGSTOPped worker (default 5)")
+    p.add_argument("--peer-hang-bound", type=float, default=4.0,
+                   help="seconds to wait for a peer to notice a SIGSTOPped worker (default 4)")
     p.add_argument("--event-seconds", type=float, default=5.0, help="event path measurement window (default 5)")
+    p.add_argument("--max-rate", type=float, default=64000.0,
+                   help="highest offered events/s of the throughput steps (2,000 doubled; default 64,000)")
     p.add_argument("--warmup", type=float, default=2.0, help="event path warm-up seconds (default 2)")
-    p.add_argument("--settle", type=float, default=1.0, help="seconds to let a fleet settle after start (default 1)")
+    p.add_argument("--settle", type=float, default=0.5, help="seconds to let a fleet settle after start (default 0.5)")
     p.add_argument("--profile-seconds", type=float, default=4.0, help="py-spy the flat-out supervisor (0: off)")
     p.add_argument("--neonize-n", type=int, default=None, help="neonize fleet size (default: the largest size; 0: off)")
     p.add_argument("--no-peers", action="store_true", help="measure botvisor alone")
@@ -50,7 +52,7 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, Options]:
                       peer_hang_bound=args.peer_hang_bound, event_seconds=args.event_seconds, warmup=args.warmup,
                       settle=args.settle, profile_seconds=args.profile_seconds, peers=not args.no_peers,
                       neonize_n=args.neonize_n, seed=args.seed,
-                      peer_names=tuple(x for x in args.peers.split(",") if x))
+                      max_rate=args.max_rate, peer_names=tuple(x for x in args.peers.split(",") if x))
     unknown = set(options.peer_names) - {"supervisord", "circus", "circus-cd1"}
     if unknown:
         p.error(f"unknown peer(s) {', '.join(sorted(unknown))} (known: supervisord, circus, circus-cd1)")

@@ -16,9 +16,8 @@ from . import configs, profile
 from .procs import Reaper, wait_until
 from .subjects import Botvisor
 
-#: per-worker message_rate meaning "as fast as the worker can": its loop sends at most 256
-#: messages per pass and skips what it fell behind on, so offered load is whatever it manages
-FLAT_OUT_RATE = 1_000_000.0
+#: aggregate offered rates of the throughput steps (events/s, split evenly over the workers)
+RATES = (2000.0, 4000.0, 8000.0, 16000.0, 32000.0, 64000.0)
 #: aggregate events per second of the latency measurement
 LATENCY_RATE = 1000.0
 
@@ -115,8 +114,22 @@ def relay_run(root: Path, n: int, reaper: Reaper, warmup: float, duration: float
 
 
 def event_path(root: Path, n: int, reaper: Reaper, duration: float, profile_seconds: float,
-               warmup: float = 2.0) -> dict[str, Any]:
-    flat = botvisor_run(root / "flat", n, FLAT_OUT_RATE, reaper, warmup, duration, profile_seconds)
+               warmup: float = 2.0, rates: tuple[float, ...] = RATES) -> dict[str, Any]:
+    """Sustained throughput (offered rate doubled until botvisor falls behind or loses an
+    event), the bare relay's ceiling, and latency at LATENCY_RATE."""
+    steps: list[dict[str, Any]] = []
+    for i, rate in enumerate(rates):
+        step = botvisor_run(root / f"rate{int(rate)}", n, rate / n, reaper, warmup / 2, duration)
+        step["offered"] = rate
+        step["kept_up"] = step["rate"] >= 0.95 * rate and step["gaps"] == 0 and step["events_lost"] == 0
+        steps.append(step)
+        if not step["kept_up"] or i == len(rates) - 1:
+            if profile_seconds:  # where the supervisor's time goes when it cannot keep up
+                again = botvisor_run(root / "profile", n, rate / n, reaper, warmup / 2, 1.0, profile_seconds)
+                step["profile"] = again.get("profile")
+            break
+    sustained = [s for s in steps if s["kept_up"]]
+    best = max(sustained, key=lambda s: s["rate"]) if sustained else None
     ceiling = relay_run(root / "relay", n, reaper, warmup, duration)
     latency = botvisor_run(root / "latency", n, LATENCY_RATE / n, reaper, warmup / 2, duration)
-    return {"flat": flat, "ceiling": ceiling, "latency": latency}
+    return {"steps": steps, "flat": best or steps[-1], "limit": steps[-1], "ceiling": ceiling, "latency": latency}

@@ -105,30 +105,33 @@ def supervision_table(size: dict[str, Any], names: list[str]) -> str:
 def event_table(ep: dict[str, Any]) -> str:
     if "error" in ep:
         return f"event path: error: {ep['error']}"
-    flat, ceiling, lat = ep.get("flat", {}), ep.get("ceiling", {}), ep.get("latency", {})
-    ratio = flat.get("rate", 0) / ceiling["rate"] if ceiling.get("rate") else None
+    best, ceiling, lat = ep.get("flat", {}), ep.get("ceiling", {}), ep.get("latency", {})
+
     def per_event(d: dict[str, Any], key: str) -> str:
         cpu, rate = d.get(key), d.get("rate")
         return f"{cpu / 100 / rate * 1e6:.0f} µs" if cpu and rate else "—"
 
-    rows = [
-        ["botvisor, workers flat out → tap", f"{flat.get('rate', 0):,.0f}/s",
-         f"{flat.get('gaps', '?')} (events_lost {flat.get('events_lost', '?')}, tap_dropped {flat.get('tap_dropped', '?')})",
-         pct(flat.get("supervisor_cpu_pct")), per_event(flat, "supervisor_cpu_pct"), ms(flat.get("p50")),
-         ms(flat.get("p99"))],
-        [f"bare pyzmq+msgpack relay ({ceiling.get('publisher_processes', '?')} publisher processes)",
-         f"{ceiling.get('rate', 0):,.0f}/s", str(ceiling.get("gaps", "?")), pct(ceiling.get("relay_cpu_pct")),
-         per_event(ceiling, "relay_cpu_pct"), ms(ceiling.get("p50")), ms(ceiling.get("p99"))],
-        ["botvisor at 1,000 events/s", f"{lat.get('rate', 0):,.0f}/s",
-         f"{lat.get('gaps', '?')} (events_lost {lat.get('events_lost', '?')})", pct(lat.get("supervisor_cpu_pct")),
-         per_event(lat, "supervisor_cpu_pct"), ms(lat.get("p50")), ms(lat.get("p99"))],
-    ]
-    text = table(["path", "delivered", "lost (seq gaps at the tap)", "supervisor/relay CPU", "CPU per event", "latency p50",
-                  "latency p99"], rows)
-    if ratio is not None:
-        text += f"\n\nbotvisor delivers {ratio:.1%} of the bare relay's ceiling on this machine."
-    text += ("\n\nFlat-out latencies are queueing time under overload (workers wait on backpressure), not the "
-             "path's latency; the 1,000 events/s row is.")
+    def lost(d: dict[str, Any]) -> str:
+        return f"{d.get('gaps', '?')} (events_lost {d.get('events_lost', '?')}, tap_dropped {d.get('tap_dropped', '?')})"
+
+    rows = []
+    for step in ep.get("steps", []):
+        rows.append([f"botvisor, {step['offered']:,.0f}/s offered" + ("" if step["kept_up"] else " (fell behind)"),
+                     f"{step['rate']:,.0f}/s", lost(step), pct(step.get("supervisor_cpu_pct")),
+                     per_event(step, "supervisor_cpu_pct"), ms(step.get("p50")), ms(step.get("p99"))])
+    rows.append([f"bare pyzmq+msgpack relay, {ceiling.get('publisher_processes', '?')} publisher processes flat out",
+                 f"{ceiling.get('rate', 0):,.0f}/s", str(ceiling.get("gaps", "?")), pct(ceiling.get("relay_cpu_pct")),
+                 per_event(ceiling, "relay_cpu_pct"), ms(ceiling.get("p50")), ms(ceiling.get("p99"))])
+    rows.append(["botvisor at 1,000 events/s", f"{lat.get('rate', 0):,.0f}/s", lost(lat),
+                 pct(lat.get("supervisor_cpu_pct")), per_event(lat, "supervisor_cpu_pct"), ms(lat.get("p50")),
+                 ms(lat.get("p99"))])
+    text = table(["path", "delivered", "lost (seq gaps at the tap)", "supervisor (relay) CPU", "its CPU per event",
+                  "latency p50", "latency p99"], rows)
+    if best.get("kept_up") and ceiling.get("rate"):
+        text += (f"\n\nbotvisor sustains {best['rate']:,.0f} events/s with zero loss: "
+                 f"{best['rate'] / ceiling['rate']:.1%} of the bare relay's ceiling on this machine.")
+    text += ("\n\nThe offered rate doubles until botvisor delivers under 95 % of it or loses an event. The relay's "
+             "latencies are queueing time at overload (its publishers send flat out), not its path's latency.")
     return text
 
 
@@ -175,12 +178,12 @@ def targets(results: dict[str, Any]) -> list[list[str]]:
                      f"{replaced / limit:.2f} of the limit" if replaced else "—",
                      verdict(None if replaced is None and "hang" not in fast else bool(replaced and replaced <= limit))])
         ep = size.get("event_path", {})
-        flat, ceiling = get(ep, "flat", "rate"), get(ep, "ceiling", "rate")
-        if flat is not None and ceiling:
-            lossless = get(ep, "flat", "gaps") == 0 and get(ep, "flat", "events_lost") == 0
+        best, ceiling = get(ep, "flat"), get(ep, "ceiling", "rate")
+        if best is not None and ceiling:
+            rate = best["rate"] if best.get("kept_up") else 0.0
             rows.append([f"N={n} event path ≥ 50 % of the bare relay, zero loss",
-                         f"{flat:,.0f}/s vs {ceiling:,.0f}/s, loss {get(ep, 'flat', 'gaps')}",
-                         f"{flat / ceiling:.1%}", verdict(flat / ceiling >= 0.5 and lossless)])
+                         f"{rate:,.0f}/s sustained vs {ceiling:,.0f}/s", f"{rate / ceiling:.1%}",
+                         verdict(rate / ceiling >= 0.5)])
         p99 = get(ep, "latency", "p99")
         if p99 is not None:
             rows.append([f"N={n} latency p99 < 5 ms at 1,000 events/s", ms(p99), f"{p99 / 0.005:.2f} of the limit",
@@ -249,11 +252,15 @@ def render(results: dict[str, Any], notes: str = "") -> str:
         out += [f"## N = {n}", "", "Settings: " + "; ".join(f"**{k}**: {v}" for k, v in size["settings"].items()), "",
                 supervision_table(size, names), "", f"### Event path, N = {n}", "",
                 event_table(size.get("event_path", {})), ""]
-        for prof in (profile_text(get(size, "event_path", "flat", "profile"), "while workers send flat out"),
+        limit = get(size, "event_path", "limit") or {}
+        for prof in (profile_text(limit.get("profile"), f"at {limit.get('offered', 0):,.0f} events/s offered"),
                      profile_text(get(size, "botvisor_fast", "idle_profile"),
                                   "idle with fast heartbeats (200 Hz, only samples where it was running)")):
             if prof:
                 out += [prof, ""]
+    if results.get("codec"):
+        out += ["## One event's cost in the protocol code (µs per call, this process, best of 5)", "",
+                table(["step", "µs"], [[k, f"{v:.1f}"] for k, v in results["codec"].items()]), ""]
     neo = results.get("neonize", {})
     out += ["## neonize", "", table(["process", "RSS", "PSS", "USS"], [
         ["plain `import neonize.client` + failed dial", mib(get(neo, "reference", "rss")),

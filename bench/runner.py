@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from . import configs, eventpath, machine, neonize_memory, peers, profile, scenarios
+from . import codec_cost, configs, eventpath, machine, neonize_memory, peers, profile, scenarios
 from .procs import Reaper
 from .subjects import Botvisor, Circus, Subject, Supervisord
 
@@ -28,10 +28,11 @@ class Options:
     idle: float = 30.0
     fast_heartbeat: float = 1.0
     stop_timeout: float | None = None
-    peer_hang_bound: float = 5.0
+    peer_hang_bound: float = 4.0
     event_seconds: float = 5.0
+    max_rate: float = 64000.0
     warmup: float = 2.0
-    settle: float = 1.0
+    settle: float = 0.5
     profile_seconds: float = 4.0
     peers: bool = True
     #: which peers to run: supervisord, circus (its default check_delay), circus-cd1
@@ -68,6 +69,7 @@ class Runner:
         started = time.monotonic()
         results: dict[str, Any] = {"machine": machine.describe(), "sizes": {}, "options": vars(o).copy()}
         results["interpreter_startup"] = machine.interpreter_startup()
+        results["codec"] = codec_cost.measure()
         if o.peers:
             ok, why = peers.ensure(self.workdir / "peers-pip.log")
             results["peers"] = "ok" if ok else why
@@ -120,7 +122,8 @@ class Runner:
         out["event_path"] = {}
         self.attempt(f"N={n} event path (botvisor and the bare relay)", out, "event_path",
                      lambda: eventpath.event_path(root / "events", n, self.reaper, o.event_seconds,
-                                                  o.profile_seconds, o.warmup))
+                                                  o.profile_seconds, o.warmup,
+                                                  tuple(r for r in eventpath.RATES if r <= o.max_rate) or (o.max_rate,)))
         return out
 
     def supervise(self, subject: Subject, hang: bool) -> dict[str, Any]:

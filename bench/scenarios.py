@@ -153,6 +153,7 @@ def hang(subject: Subject, bound: float, rng: random.Random) -> dict[str, Any]:
         if alive(victim):  # the peer never noticed: end it ourselves (it restarts it as a crash)
             os.kill(victim, signal.SIGKILL)
             os.kill(victim, signal.SIGCONT)
+            wait_until(lambda: not alive(victim), 10, "the hung worker to die")
     if isinstance(subject, Botvisor) and subject.tap is not None:
         bot = next((h.bot for h in subject.tap.hellos if h.pid == victim), None)
         stopping = subject.tap.state_after(bot, "stopping", t0) if bot else None

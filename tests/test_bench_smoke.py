@@ -22,7 +22,7 @@ from bench import peers
 REPO = Path(__file__).resolve().parent.parent
 
 SMOKE = ["--sizes", "5", "--kills", "2", "--idle", "1", "--fast-heartbeat", "0.2", "--stop-timeout", "0.5",
-         "--peer-hang-bound", "0.5", "--event-seconds", "1", "--warmup", "0.5", "--settle", "0.2",
+         "--peer-hang-bound", "0.5", "--event-seconds", "1", "--warmup", "0.5", "--max-rate", "2000", "--settle", "0.2",
          "--profile-seconds", "0", "--neonize-n", "0", "--seed", "1"]
 
 
@@ -81,7 +81,7 @@ def test_smoke_run_measures_every_scenario_and_leaves_nothing_behind(workdir: Pa
     assert bv["shutdown"]["gone"] is not None
     assert size["botvisor_fast"]["hang"]["replaced"] is not None  # botvisor does notice a hung worker
     assert size["event_path"]["latency"]["events"] > 0 and size["event_path"]["ceiling"]["rate"] > 0
-    assert size["event_path"]["flat"]["gaps"] == 0
+    assert size["event_path"]["flat"]["gaps"] == 0 and size["event_path"]["flat"]["offered"] == 2000
     text = out.read_text()
     assert "## Targets" in text and "## Machine" in text and "| N = 5 | botvisor" in text
     if with_peers:
