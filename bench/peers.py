@@ -5,8 +5,8 @@ Created on first use in bench/.peers/venv (gitignored) with the ordinary ``pip``
 
 from __future__ import annotations
 
+import json
 import subprocess
-import sys
 import venv
 from pathlib import Path
 
@@ -47,12 +47,9 @@ def versions() -> dict[str, str]:
     python = bin_dir() / "python"
     if not python.exists():
         return {}
-    code = ("import importlib.metadata as m, json; print(json.dumps({p: m.version(p) for p in "
-            f"{PACKAGES!r} if __import__('importlib.util').util.find_spec('importlib.metadata')}}))")
+    code = "import importlib.metadata as m, json, sys; print(json.dumps({p: m.version(p) for p in sys.argv[1:]}))"
     try:
-        out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, timeout=30)
-        import json
-
+        out = subprocess.run([str(python), "-c", code, *PACKAGES], capture_output=True, text=True, timeout=30)
         return json.loads(out.stdout)
-    except Exception:
+    except (OSError, subprocess.SubprocessError, ValueError):
         return {}

@@ -7,6 +7,7 @@ error and the run goes on; every subject is closed (killed by pid) whatever happ
 
 from __future__ import annotations
 
+import os
 import random
 import sys
 import time
@@ -90,8 +91,6 @@ class Runner:
         results["neonize"] = neonize
         results["errors"] = self.errors
         results["elapsed"] = time.monotonic() - started
-        import os
-
         results["machine"]["load_at_end"] = [round(x, 2) for x in os.getloadavg()]
         return results
 
