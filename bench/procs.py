@@ -115,10 +115,13 @@ class Reaper:
 
 
 def install_signal_handlers() -> None:
-    """SIGTERM and SIGHUP end the bench like Ctrl-C does, so its finally blocks clean up."""
+    """SIGINT, SIGTERM and SIGHUP end the bench as Ctrl-C does, so its finally blocks clean up.
+
+    SIGINT is set explicitly: a shell starts a background job with SIGINT ignored.
+    """
 
     def interrupt(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt(f"received {signal.Signals(signum).name}")
 
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, interrupt)
