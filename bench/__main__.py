@@ -30,7 +30,7 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, Options]:
                    help="botvisor's stop_timeout in the bench config (default: botvisor's default)")
     p.add_argument("--peer-hang-bound", type=float, default=4.0,
                    help="seconds to wait for a peer to notice a SIGSTOPped worker (default 4)")
-    p.add_argument("--event-seconds", type=float, default=5.0, help="event path measurement window (default 5)")
+    p.add_argument("--event-seconds", type=float, default=3.0, help="event path measurement window (default 3)")
     p.add_argument("--max-rate", type=float, default=64000.0,
                    help="highest offered events/s of the throughput steps (2,000 doubled; default 64,000)")
     p.add_argument("--warmup", type=float, default=2.0, help="event path warm-up seconds (default 2)")

@@ -30,7 +30,7 @@ class Options:
     fast_heartbeat: float = 1.0
     stop_timeout: float | None = None
     peer_hang_bound: float = 4.0
-    event_seconds: float = 5.0
+    event_seconds: float = 3.0
     max_rate: float = 64000.0
     warmup: float = 2.0
     settle: float = 0.5
