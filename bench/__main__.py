@@ -44,6 +44,8 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, Options]:
     p.add_argument("--out", type=Path, default=HERE / "RESULTS.md", help="markdown results (default bench/RESULTS.md)")
     p.add_argument("--json", type=Path, default=None, help="also write the raw results as JSON")
     p.add_argument("--notes", type=Path, default=None, help="a markdown file inserted under the machine description")
+    p.add_argument("--render", type=Path, default=None, metavar="JSON",
+                   help="only re-render --out from the --json file of an earlier run")
     p.add_argument("--workdir", type=Path, default=None, help="scratch directory (default: a new one under /tmp)")
     p.add_argument("--keep", action="store_true", help="keep the scratch directory (logs, configs)")
     args = p.parse_args(argv)
@@ -61,6 +63,12 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, Options]:
 
 def main(argv: list[str] | None = None) -> int:
     args, options = parse(argv)
+    if args.render:
+        results = json.loads(args.render.read_text())
+        text = report.render(results, args.notes.read_text() if args.notes else "")
+        args.out.write_text(text + "\n")
+        print(text)
+        return 0
     install_signal_handlers()
     # short paths: ipc:// socket paths must stay under ~100 characters
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bvb-", dir="/tmp"))

@@ -18,6 +18,8 @@ from .subjects import Botvisor
 
 #: aggregate offered rates of the throughput steps (events/s, split evenly over the workers)
 RATES = (2000.0, 4000.0, 8000.0, 16000.0, 32000.0, 64000.0)
+#: a step whose p99 latency exceeds this is building a backlog: not sustained (seconds)
+MAX_P99 = 0.1
 #: aggregate events per second of the latency measurement
 LATENCY_RATE = 1000.0
 
@@ -113,6 +115,13 @@ def relay_run(root: Path, n: int, reaper: Reaper, warmup: float, duration: float
             proc.wait(5)
 
 
+def kept_up(step: dict[str, Any]) -> bool:
+    """Sustained: at least 95 % of the offered rate delivered, nothing lost, and no queue
+    building up (p99 latency under MAX_P99; a growing backlog shows as seconds)."""
+    return (step["rate"] >= 0.95 * step["offered"] and step["gaps"] == 0 and step["events_lost"] == 0
+            and step.get("p99") is not None and step["p99"] < MAX_P99)
+
+
 def event_path(root: Path, n: int, reaper: Reaper, duration: float, profile_seconds: float,
                warmup: float = 2.0, rates: tuple[float, ...] = RATES) -> dict[str, Any]:
     """Sustained throughput (offered rate doubled until botvisor falls behind or loses an
@@ -121,7 +130,7 @@ def event_path(root: Path, n: int, reaper: Reaper, duration: float, profile_seco
     for i, rate in enumerate(rates):
         step = botvisor_run(root / f"rate{int(rate)}", n, rate / n, reaper, warmup / 2, duration)
         step["offered"] = rate
-        step["kept_up"] = step["rate"] >= 0.95 * rate and step["gaps"] == 0 and step["events_lost"] == 0
+        step["kept_up"] = kept_up(step)
         steps.append(step)
         if not step["kept_up"] or i == len(rates) - 1:
             if profile_seconds:  # where the supervisor's time goes when it cannot keep up

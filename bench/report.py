@@ -102,10 +102,21 @@ def supervision_table(size: dict[str, Any], names: list[str]) -> str:
     return text
 
 
+def sustained(ep: dict[str, Any]) -> dict[str, Any] | None:
+    """The best step botvisor kept up with (criterion: eventpath.kept_up, re-applied here so an
+    older results file renders the same way)."""
+    from .eventpath import kept_up
+
+    for step in ep.get("steps", []):
+        step["kept_up"] = kept_up(step)
+    good = [s for s in ep.get("steps", []) if s["kept_up"]]
+    return max(good, key=lambda s: s["rate"]) if good else None
+
+
 def event_table(ep: dict[str, Any]) -> str:
     if "error" in ep:
         return f"event path: error: {ep['error']}"
-    best, ceiling, lat = ep.get("flat", {}), ep.get("ceiling", {}), ep.get("latency", {})
+    best, ceiling, lat = sustained(ep) or {}, ep.get("ceiling", {}), ep.get("latency", {})
 
     def per_event(d: dict[str, Any], key: str) -> str:
         cpu, rate = d.get(key), d.get("rate")
@@ -130,7 +141,8 @@ def event_table(ep: dict[str, Any]) -> str:
     if best.get("kept_up") and ceiling.get("rate"):
         text += (f"\n\nbotvisor sustains {best['rate']:,.0f} events/s with zero loss: "
                  f"{best['rate'] / ceiling['rate']:.1%} of the bare relay's ceiling on this machine.")
-    text += ("\n\nThe offered rate doubles until botvisor delivers under 95 % of it or loses an event. The relay's "
+    text += ("\n\nThe offered rate doubles until botvisor delivers under 95 % of it, loses an event or builds a "
+             "backlog (p99 latency over 100 ms). The relay's "
              "latencies are queueing time at overload (its publishers send flat out), not its path's latency.")
     return text
 
@@ -178,9 +190,9 @@ def targets(results: dict[str, Any]) -> list[list[str]]:
                      f"{replaced / limit:.2f} of the limit" if replaced else "—",
                      verdict(None if replaced is None and "hang" not in fast else bool(replaced and replaced <= limit))])
         ep = size.get("event_path", {})
-        best, ceiling = get(ep, "flat"), get(ep, "ceiling", "rate")
-        if best is not None and ceiling:
-            rate = best["rate"] if best.get("kept_up") else 0.0
+        best, ceiling = sustained(ep) if isinstance(ep, dict) and "steps" in ep else None, get(ep, "ceiling", "rate")
+        if ceiling and isinstance(ep, dict) and "steps" in ep:
+            rate = best["rate"] if best else 0.0
             rows.append([f"N={n} event path ≥ 50 % of the bare relay, zero loss",
                          f"{rate:,.0f}/s sustained vs {ceiling:,.0f}/s", f"{rate / ceiling:.1%}",
                          verdict(rate / ceiling >= 0.5)])
