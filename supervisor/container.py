@@ -41,6 +41,8 @@ from .timers import Timer
 
 log = logging.getLogger("botvisor.container")
 S = ContainerState
+#: seconds a stale worker gets between SIGTERM and SIGKILL (at most; stop_timeout if shorter)
+STALE_GRACE_S = 1.0
 
 
 class InvalidTransition(RuntimeError):
@@ -300,8 +302,10 @@ class BotContainer:
         """Called periodically: replace a worker whose loop has gone quiet."""
         if self.state in (S.INITIALIZING, S.RUNNING) and not health.is_fresh(self._last_seen, now, self.bot.stale_after):
             quiet = now - self._last_seen if self._last_seen is not None else 0.0
+            # a loop that stopped answering will not act on SIGTERM either: short grace, then SIGKILL
             self._terminate(StopIntent.RECOVER, f"unhealthy: no heartbeat for {quiet:.1f} s "
-                                                f"(timeout {self.bot.stale_after:g} s)")
+                                                f"(timeout {self.bot.stale_after:g} s)",
+                            grace=min(self.bot.stop_timeout, STALE_GRACE_S))
 
     def _check_memory(self) -> None:
         """On every heartbeat: a worker over max_memory_mb is restarted under the policy."""
@@ -361,7 +365,7 @@ class BotContainer:
         self.runtime.watch(self)
         self._transition(S.INITIALIZING, reason)
 
-    def _terminate(self, intent: StopIntent, reason: str) -> None:
+    def _terminate(self, intent: StopIntent, reason: str, grace: float | None = None) -> None:
         if self.state is S.STOPPING:
             if intent is StopIntent.STOP:
                 self._stop_intent = intent
@@ -369,12 +373,12 @@ class BotContainer:
         self._stop_intent = intent
         self._transition(S.STOPPING, reason)
         self.process.signal_tree(signal.SIGTERM)
-        self._timer = self.runtime.call_later(self.bot.stop_timeout, self._kill)
+        self._timer = self.runtime.call_later(self.bot.stop_timeout if grace is None else grace, self._kill)
 
     def _kill(self) -> None:
         self._timer = None
         if self.process is not None and self.state is S.STOPPING:
-            log.warning("bot %s: still alive %g s after SIGTERM, sending SIGKILL", self.bot.id, self.bot.stop_timeout)
+            log.warning("bot %s: still alive after SIGTERM, sending SIGKILL", self.bot.id)
             self.process.signal_tree(signal.SIGKILL)
 
     def _cancel_timer(self) -> None:
