@@ -135,7 +135,7 @@ def test_unknown_bot_stopped_bot_and_unconnected_bot_are_clear_errors(fleet_fact
         handle(fleet, "quiet").send_text("15550001111", "hi")
     with pytest.raises(ControlError, match="not connected") as info:
         handle(fleet, "unpaired").send_text("15550001111@s.whatsapp.net", "hi")
-    assert info.value.code == "worker-error"
+    assert info.value.code in ("worker-error", "not-running")  # its command socket may still be connecting
     with pytest.raises(ControlError, match="'to' and 'text'"):
         service.control("send", {"bot": "b1", "to": "", "text": "x"})
     with pytest.raises(ControlError, match="'timeout'"):
@@ -143,11 +143,9 @@ def test_unknown_bot_stopped_bot_and_unconnected_bot_are_clear_errors(fleet_fact
     with pytest.raises(ControlError, match="unknown command 'explode'") as info:
         service.control("explode")
     assert info.value.code == "unknown-command"
-    # backup is forwarded to the worker, which answers (with an error while it has no such operation)
-    try:
-        handle(fleet, "b1").backup()
-    except ControlError as exc:
-        assert exc.code == "worker-error" and "backup" in str(exc)
+    # backup is forwarded to the worker, which backs its own session up
+    made = handle(fleet, "b1").backup()
+    assert made["stamp"] and (fleet.bot_dir("b1") / made["store"].rsplit("/", 1)[-1]).is_file()
 
 
 def test_a_stopped_worker_times_out_with_an_error_while_status_stays_fast(fleet_factory, launch):

@@ -70,6 +70,17 @@ def logout(backend: Backend, args: dict[str, Any]) -> Any:
     return backend.logout()
 
 
+def backup(backend: Backend, args: dict[str, Any]) -> Any:
+    """Back up this bot's session now (SQLite online backup or JSON copy), from inside its worker."""
+    from .credentials import CredentialsManager
+
+    made = CredentialsManager.for_bot_dir(backend.ctx.bot_dir).backup_credentials(backend.ctx.bot)
+    if made is None:
+        raise CommandError("nothing to back up: this bot has no stored session yet")
+    return {"stamp": made.stamp, "store": str(made.store) if made.store else None,
+            "metadata": str(made.metadata) if made.metadata else None}
+
+
 #: command name -> handler(backend, args) -> plain-data result
 OPERATIONS: dict[str, Callable[[Backend, dict[str, Any]], Any]] = {
     "ping": ping,
@@ -77,4 +88,5 @@ OPERATIONS: dict[str, Callable[[Backend, dict[str, Any]], Any]] = {
     "presence": presence,
     "mark_read": mark_read,
     "logout": logout,
+    "backup": backup,
 }
