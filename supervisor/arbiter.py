@@ -480,8 +480,6 @@ class Supervisor:
                 frames = self.control.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            if len(frames) < 2:
-                continue
             identity, envelope, raw = frames[0], frames[1:-1], frames[-1]
 
             def answer(reply: Reply, identity: bytes = identity, envelope: list[bytes] = envelope) -> None:

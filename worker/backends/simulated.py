@@ -71,9 +71,6 @@ class SimulatedBackend(Backend):
     def _dial(self, now: float) -> None:
         self.connection_attempts += 1
         self.status = BotStatus.LOADING
-        if self.connection_attempts > self.ctx.bot.max_reconnect_attempts:
-            raise BotCrash("reconnect-exhausted",
-                           f"gave up after {self.connection_attempts - 1} connection attempts")
         self.ctx.emit(ConnectionUpdate("connecting", attempt=self.connection_attempts))
         if self._failures_left > 0:
             self._failures_left -= 1
