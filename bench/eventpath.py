@@ -22,6 +22,10 @@ RATES = (2000.0, 4000.0, 8000.0, 16000.0, 32000.0, 64000.0)
 MAX_P99 = 0.1
 #: aggregate events per second of the latency measurement
 LATENCY_RATE = 1000.0
+#: each worker's simulated message_rate in the flat-out run: the config's maximum, so every
+#: worker sends as fast as its loop and the supervisor's backpressure allow, as the relay's
+#: publishers do (the simulated backend emits at most 256 per loop pass, so heartbeats go on)
+FLAT_OUT_PER_WORKER = 1_000_000.0
 
 
 def _sink(reaper: Reaper, endpoint: str, log: Path, warmup: float, duration: float) -> Any:
@@ -139,6 +143,9 @@ def event_path(root: Path, n: int, reaper: Reaper, duration: float, profile_seco
             break
     sustained = [s for s in steps if s["kept_up"]]
     best = max(sustained, key=lambda s: s["rate"]) if sustained else None
+    # the same regime as the ceiling: every sender flat out, what arrives counted, loss counted
+    flat_out = botvisor_run(root / "flatout", n, FLAT_OUT_PER_WORKER, reaper, warmup, duration, profile_seconds)
     ceiling = relay_run(root / "relay", n, reaper, warmup, duration)
     latency = botvisor_run(root / "latency", n, LATENCY_RATE / n, reaper, warmup / 2, duration)
-    return {"steps": steps, "flat": best or steps[-1], "limit": steps[-1], "ceiling": ceiling, "latency": latency}
+    return {"steps": steps, "flat": best or steps[-1], "limit": steps[-1], "flat_out": flat_out, "ceiling": ceiling,
+            "latency": latency}

@@ -4,6 +4,12 @@ One strict converter shared by the wire codec and the configuration loader, so b
 bad input the same way: unknown keys, missing keys and wrong types raise ``SchemaError``
 naming the key path. Per-field range checks ride in the field metadata as ``check``: a
 function returning an error string, or None when the value is fine.
+
+Every message on the bus goes through here, so each type is compiled once into a fast
+converter (a closure over its field plan) that only answers "valid or not". When it says
+"not", the slower explaining converter runs on the same value and raises the SchemaError
+with the key path: error messages cost nothing on the valid path, and the fast path can
+never accept what the explaining one refuses, because it is only ever stricter.
 """
 
 from __future__ import annotations
@@ -118,6 +124,13 @@ def convert(tp: Any, value: Any, path: str) -> Any:
 
 def from_mapping(cls: type[T], value: Any, path: str = "") -> T:
     """Build dataclass ``cls`` from ``value``; refuse unknown or missing keys and wrong types."""
+    try:
+        return _fast(cls)(value)  # type: ignore[no-any-return]
+    except _Mismatch:
+        return _explained_from_mapping(cls, value, path)
+
+
+def _explained_from_mapping(cls: type[T], value: Any, path: str) -> T:
     if not isinstance(value, Mapping):
         raise SchemaError(path, f"must be a table/map, got {type(value).__name__}")
     hints = _hints(cls)
@@ -143,15 +156,32 @@ def from_mapping(cls: type[T], value: Any, path: str = "") -> T:
     return cls(**kwargs)
 
 
+#: values that are their own plain-data form
+_SCALARS = frozenset({str, int, float, bool, bytes, type(None)})
+
+
+@functools.cache
+def _field_names(tp: type) -> tuple[str, ...] | None:
+    return tuple(f.name for f in dataclasses.fields(tp)) if dataclasses.is_dataclass(tp) else None
+
+
 def to_mapping(obj: Any, *, drop_none: bool = True) -> Any:
     """The plain-data form of a dataclass (enums as values, None fields dropped)."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+    kind = type(obj)
+    if kind in _SCALARS:
+        return obj
+    names = _field_names(kind)
+    if names is not None:
         out = {}
-        for field in dataclasses.fields(obj):
-            item = getattr(obj, field.name)
-            if item is None and drop_none:
-                continue
-            out[field.name] = to_mapping(item, drop_none=drop_none)
+        for name in names:
+            item = getattr(obj, name)
+            if item is None:
+                if not drop_none:
+                    out[name] = None
+            elif type(item) in _SCALARS:
+                out[name] = item
+            else:
+                out[name] = to_mapping(item, drop_none=drop_none)
         return out
     if isinstance(obj, enum.Enum):
         return obj.value
@@ -160,3 +190,167 @@ def to_mapping(obj: Any, *, drop_none: bool = True) -> Any:
     if isinstance(obj, dict):
         return {key: to_mapping(item, drop_none=drop_none) for key, item in obj.items()}
     return obj
+
+
+# -- the compiled fast path ------------------------------------------------------------------
+class _Mismatch(Exception):
+    """The fast path's only answer to a bad value: "ask the explaining converter"."""
+
+
+_MISMATCH = _Mismatch()
+Fast = Callable[[Any], Any]
+
+
+def _mismatch(_value: Any) -> Any:
+    raise _MISMATCH
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+@functools.cache
+def _fast(tp: Any) -> Fast:
+    """The converter of ``tp``, compiled once: exact types only, no paths, no messages."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return _identity
+    if origin in (typing.Union, types.UnionType):
+        return _fast_union(typing.get_args(tp))
+    if origin is typing.Literal:
+        return _fast_literal(typing.get_args(tp))
+    if origin in (list, tuple):
+        return _fast_sequence(_fast((typing.get_args(tp) or (Any,))[0]), origin)
+    if origin is dict or tp is dict:
+        return _fast_dict(_fast((typing.get_args(tp) or (str, Any))[1]))
+    if dataclasses.is_dataclass(tp):
+        return _fast_dataclass(tp)  # type: ignore[arg-type]
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return _fast_enum(tp)
+    if tp is float:
+        return _fast_float
+    if isinstance(tp, type):
+        return _fast_exact(tp)
+    return _mismatch  # the explaining converter raises the TypeError for the annotation
+
+
+def _fast_union(options: tuple[Any, ...]) -> Fast:
+    nullable = type(None) in options
+    converters = tuple(_fast(o) for o in options if o is not type(None))
+    if nullable and len(converters) == 1:
+        (only,) = converters
+
+        def optional(value: Any) -> Any:
+            return None if value is None else only(value)
+
+        return optional
+
+    def union(value: Any) -> Any:
+        if value is None and nullable:
+            return None
+        for convert_option in converters:
+            try:
+                return convert_option(value)
+            except _Mismatch:
+                pass
+        raise _MISMATCH
+
+    return union
+
+
+def _fast_literal(allowed: tuple[Any, ...]) -> Fast:
+    members = frozenset(allowed)
+    bool_allowed = True in allowed
+
+    def literal(value: Any) -> Any:
+        try:
+            if value in members and (bool_allowed or type(value) is not bool):
+                return value
+        except TypeError:  # unhashable
+            pass
+        raise _MISMATCH
+
+    return literal
+
+
+def _fast_sequence(item: Fast, origin: type) -> Fast:
+    def sequence(value: Any) -> Any:
+        if type(value) is not list and type(value) is not tuple:
+            raise _MISMATCH
+        items = [item(x) for x in value]
+        return tuple(items) if origin is tuple else items
+
+    return sequence
+
+
+def _fast_dict(item: Fast) -> Fast:
+    def mapping(value: Any) -> Any:
+        if type(value) is not dict:
+            raise _MISMATCH
+        out = {}
+        for key, x in value.items():
+            if type(key) is not str:
+                raise _MISMATCH
+            out[key] = item(x)
+        return out
+
+    return mapping
+
+
+def _fast_dataclass(cls: type) -> Fast:
+    hints = _hints(cls)
+    plan = tuple(
+        (f.name, _fast(hints[f.name]),
+         f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING, f.metadata.get("check"))
+        for f in dataclasses.fields(cls) if f.init
+    )
+    names = frozenset(name for name, *_ in plan)
+
+    def build(value: Any) -> Any:
+        if type(value) is not dict or not names.issuperset(value):
+            raise _MISMATCH
+        kwargs = {}
+        for name, convert_field, required, check in plan:
+            if name in value:
+                converted = convert_field(value[name])
+                if check is not None and converted is not None and check(converted):
+                    raise _MISMATCH
+                kwargs[name] = converted
+            elif required:
+                raise _MISMATCH
+        return cls(**kwargs)
+
+    return build
+
+
+def _fast_enum(tp: type[enum.Enum]) -> Fast:
+    members = tp._value2member_map_
+
+    def member(value: Any) -> Any:
+        try:
+            found = members.get(value)
+        except TypeError:  # unhashable
+            found = None
+        if found is None:
+            raise _MISMATCH
+        return found
+
+    return member
+
+
+def _fast_float(value: Any) -> Any:
+    kind = type(value)
+    if kind is float:
+        return value
+    if kind is int:
+        return float(value)
+    raise _MISMATCH
+
+
+def _fast_exact(tp: type) -> Fast:
+    def exact(value: Any) -> Any:
+        if type(value) is tp:
+            return value
+        raise _MISMATCH
+
+    return exact

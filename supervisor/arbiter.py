@@ -19,6 +19,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any, Callable
 
 import zmq
@@ -43,6 +44,7 @@ from . import curve, health
 from .config import Config, ConfigError, load_config
 from .container import BotContainer
 from .manager import BotManager
+from .poller import EVENTS, NOBLOCK, POLLIN, Poller
 from .process import WorkerProcess, stop_forkserver
 from .reload import ReloadPlan, plan_reload
 from .systemd import WEDGE_ENV, Notifier, debug_wedge_seconds
@@ -53,6 +55,10 @@ log = logging.getLogger("botvisor.supervisor")
 
 #: messages handled per socket per loop pass, so one busy socket cannot starve the others
 BATCH = 2000
+#: at most one pass per this many seconds while worker messages arrive faster than that: each
+#: wakeup costs more than handling a message, so dense traffic is taken in batches, for at
+#: most this much added latency; sparse traffic (heartbeats) is handled as it comes
+COALESCE_S = 0.001
 #: how long an exit waits for the worker's last messages (its error and bye) still in flight
 LAST_WORDS_S = 0.25
 
@@ -84,6 +90,7 @@ class Supervisor:
         self._removing: set[str] = set()
         self._lock_fd: int | None = None
         self._ready = False
+        self._last_events_at = 0.0
         # signals (and shutdown() from other threads) reach the loop as bytes on this pair
         self._signal_r, self._signal_w = socket.socketpair()
         self._signal_r.setblocking(False)
@@ -143,11 +150,13 @@ class Supervisor:
         for endpoint in (cfg.endpoint(r) for r in ("events", "tap", "control", "commands")):
             if endpoint.startswith("ipc://"):
                 os.chmod(endpoint[len("ipc://"):], 0o600)
-        self.poller = zmq.Poller()
+        self._handlers = {self.events: self._on_events, self.tap: self._on_tap_subscriptions,
+                          self.control: self._on_control, self.commands: self._on_worker_replies}
+        self.poller = Poller()
         for sock in (self.events, self.tap, self.control, self.commands):
-            self.poller.register(sock, zmq.POLLIN)
-        self._signal_fd = self._signal_r.fileno()  # zmq.Poller reports plain sockets by fd
-        self.poller.register(self._signal_fd, zmq.POLLIN)
+            self.poller.add_socket(sock)
+        self._signal_fd = self._signal_r.fileno()
+        self.poller.add_fd(self._signal_fd)
 
     def _install_signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -194,12 +203,12 @@ class Supervisor:
     def watch(self, container: BotContainer) -> None:
         sentinel = container.process.sentinel
         self._sentinels[sentinel] = container
-        self.poller.register(sentinel, zmq.POLLIN)
+        self.poller.add_fd(sentinel)
 
     def unwatch(self, container: BotContainer) -> None:
         sentinel = container.process.sentinel
         if self._sentinels.pop(sentinel, None) is not None:
-            self.poller.unregister(sentinel)
+            self.poller.remove_fd(sentinel)
 
     def publish_state(self, container: BotContainer, previous: ContainerState) -> None:
         message = StateChange(
@@ -267,23 +276,23 @@ class Supervisor:
 
     def _loop_once(self) -> None:
         now = time.monotonic()
+        since = now - self._last_events_at
+        if since < COALESCE_S:  # traffic is dense: let it queue up and take it in one pass
+            time.sleep(COALESCE_S - since)
+            now = time.monotonic()
         deadline = self.timers.next_deadline()
         watchdog = self.notifier.watchdog_due(now)
         if watchdog is not None:
             deadline = watchdog if deadline is None else min(deadline, watchdog)
-        timeout = 1000 if deadline is None else max(0, int((deadline - now) * 1000) + 1)
-        ready = dict(self.poller.poll(min(timeout, 1000)))
-        if self._signal_fd in ready:
+        timeout = 1.0 if deadline is None else min(1.0, max(0.0, deadline - now) + 0.0005)
+        ready = self.poller.poll(timeout)
+        if self._signal_fd in ready.fds:
             self._guarded(self._on_signals)
-        if self.events in ready:
-            self._guarded(self._on_events)
-        if self.tap in ready:
-            self._guarded(self._drain, self.tap)
-        if self.control in ready:
-            self._guarded(self._on_control)
-        if self.commands in ready:
-            self._guarded(self._on_worker_replies)
-        for fd in [fd for fd in ready if isinstance(fd, int) and fd in self._sentinels]:
+        for sock in ready.sockets:
+            self._guarded(self._handlers[sock])
+        if self.events in ready.sockets:
+            self._last_events_at = now
+        for fd in [fd for fd in ready.fds if fd in self._sentinels]:
             container = self._sentinels[fd]
             self._guarded(self._await_last_words, container.process.pid, container.process.exitcode)
             self._guarded(container.on_exit, container.process.exitcode)
@@ -356,15 +365,12 @@ class Supervisor:
         if self._auth is not None:
             self._auth.stop()
         self.context.term()
+        self.poller.close()
         self.notifier.close()
 
     # -- worker traffic ------------------------------------------------------------------
     def _on_events(self) -> None:
-        for _ in range(BATCH):
-            try:
-                frames = self.events.recv_multipart(zmq.NOBLOCK, copy=True)
-            except zmq.Again:
-                return
+        for frames in queued(self.events):
             self._on_worker_message(frames)
 
     def _on_worker_message(self, frames: list[bytes]) -> None:
@@ -415,13 +421,9 @@ class Supervisor:
     def _to_tap(self, topic: bytes, payload: bytes) -> None:
         self.tap.send_multipart([topic, payload], zmq.NOBLOCK)
 
-    @staticmethod
-    def _drain(sock: zmq.Socket) -> None:
-        for _ in range(BATCH):
-            try:
-                sock.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                return
+    def _on_tap_subscriptions(self) -> None:
+        for _frames in queued(self.tap):
+            pass  # a tap (un)subscribed; XPUB hands us the notice, there is nothing to do with it
 
     # -- commands to workers ---------------------------------------------------------------
     def call_worker(self, bot_id: str, command: str, args: dict[str, Any], on_reply: Callable[[Reply], None],
@@ -451,11 +453,7 @@ class Supervisor:
         self._pending[request_id] = (self.timers.call_later(wait, expire), on_reply)
 
     def _on_worker_replies(self) -> None:
-        for _ in range(BATCH):
-            try:
-                frames = self.commands.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
+        for frames in queued(self.commands):
             if len(frames) != 2:
                 self._reject("command_reply", "malformed worker reply")
                 continue
@@ -475,11 +473,7 @@ class Supervisor:
         from .commands import dispatch
         from .commands.codes import BAD_REQUEST, failure, salvage_id
 
-        for _ in range(BATCH):
-            try:
-                frames = self.control.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
+        for frames in queued(self.control):
             identity, envelope, raw = frames[0], frames[1:-1], frames[-1]
 
             def answer(reply: Reply, identity: bytes = identity, envelope: list[bytes] = envelope) -> None:
@@ -553,3 +547,16 @@ class Supervisor:
             check(None)
         else:
             container.on("state", check)
+
+
+def queued(sock: zmq.Socket, limit: int = BATCH) -> Iterator[list[bytes]]:
+    """The messages already queued on ``sock``, at most ``limit`` (so one busy socket cannot
+    starve the others), read without waiting. ``zmq.EVENTS`` says when to stop, which is
+    cheaper than ending every drain on a ``zmq.Again`` exception."""
+    for _ in range(limit):
+        if not sock.getsockopt(EVENTS) & POLLIN:
+            return
+        try:
+            yield sock.recv_multipart(NOBLOCK)
+        except zmq.Again:
+            return

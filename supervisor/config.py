@@ -106,6 +106,8 @@ class BotConfig:
     messages_per_minute: float = checked(in_range(0.01, 6000), default=6.0)
     #: restart the worker when its RSS exceeds this many MiB
     max_memory_mb: int | None = checked(in_range(1, 1_048_576), default=None)
+    #: nice steps the worker runs below the supervisor, so busy bots cannot starve it (0: same)
+    nice: int = checked(in_range(0, 19), default=10)
     #: run this bot's worker as this user/group (supervisor running as root only)
     user: str | None = None
     group: str | None = None
@@ -118,7 +120,7 @@ class BotConfig:
 
 #: [supervisor] keys a bot inherits unless its own entry sets them
 INHERITED = ("heartbeat_interval", "heartbeat_timeout", "max_reconnect_attempts", "event_history",
-             "stop_timeout", "log_level", "messages_per_minute", "max_memory_mb")
+             "stop_timeout", "log_level", "messages_per_minute", "max_memory_mb", "nice")
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +147,8 @@ class SupervisorSettings:
     tap_queue: int = checked(in_range(10, 10_000_000), default=100_000)
     #: every bot's default for max_memory_mb (None: no limit)
     max_memory_mb: int | None = checked(in_range(1, 1_048_576), default=None)
+    #: every bot's default for nice: the workers' CPU priority below the supervisor's
+    nice: int = checked(in_range(0, 19), default=10)
     backoff: RestartPolicy = field(default_factory=RestartPolicy)
 
 

@@ -29,6 +29,7 @@ from .bus import EventBus
 from .errors import CommandError, WorkerExit
 from .lifeline import detach_session, watch_supervisor
 from .logs import configure_logging, flush_captured
+from .priority import lower_priority
 from .privileges import become_bot_user
 from .ratelimit import Outbox, TokenBucket
 from .recovery import check_worker_start
@@ -45,6 +46,7 @@ def worker_entry(spec: WorkerSpec) -> None:
 
 def run_worker(spec: WorkerSpec) -> int:
     detach_session()
+    lower_priority(spec.bot.nice)  # after detach_session: its new session is what gets weighted
     os.umask(PRIVATE_UMASK)  # whatever this process creates (neonize's store too) is 0600
     supervisor_fd = watch_supervisor(spec.supervisor_pid)
     signal_r, signal_w = socket.socketpair()
