@@ -144,7 +144,11 @@ def event_path(root: Path, n: int, reaper: Reaper, duration: float, profile_seco
     sustained = [s for s in steps if s["kept_up"]]
     best = max(sustained, key=lambda s: s["rate"]) if sustained else None
     # the same regime as the ceiling: every sender flat out, what arrives counted, loss counted
-    flat_out = botvisor_run(root / "flatout", n, FLAT_OUT_PER_WORKER, reaper, warmup, duration, profile_seconds)
+    try:
+        flat_out: dict[str, Any] | None = botvisor_run(root / "flatout", n, FLAT_OUT_PER_WORKER, reaper, warmup,
+                                                       duration, profile_seconds)
+    except Exception as exc:  # the other measurements of this size still count
+        flat_out = {"error": f"{type(exc).__name__}: {exc}"}
     ceiling = relay_run(root / "relay", n, reaper, warmup, duration)
     latency = botvisor_run(root / "latency", n, LATENCY_RATE / n, reaper, warmup / 2, duration)
     return {"steps": steps, "flat": best or steps[-1], "limit": steps[-1], "flat_out": flat_out, "ceiling": ceiling,

@@ -135,6 +135,10 @@ def event_table(ep: dict[str, Any]) -> str:
                      f"{step['rate']:,.0f}/s", lost(step), pct(step.get("supervisor_cpu_pct")),
                      per_event(step, "supervisor_cpu_pct"), ms(step.get("p50")), ms(step.get("p99"))])
     flat_out = ep.get("flat_out")
+    if flat_out and "error" in flat_out:
+        rows.append([f"botvisor, {ep.get('n', 'N')} workers flat out", f"error: {flat_out['error']}", "—", "—", "—",
+                     "—", "—"])
+        flat_out = None
     if flat_out:
         rows.append([f"botvisor, {ep.get('n', 'N')} workers flat out", f"{flat_out['rate']:,.0f}/s", lost(flat_out),
                      pct(flat_out.get("supervisor_cpu_pct")), per_event(flat_out, "supervisor_cpu_pct"),
@@ -209,7 +213,7 @@ def targets(results: dict[str, Any]) -> list[list[str]]:
         ep = size.get("event_path", {})
         best, ceiling = sustained(ep) if isinstance(ep, dict) and "steps" in ep else None, get(ep, "ceiling", "rate")
         flat_out = get(ep, "flat_out")
-        if ceiling and flat_out:
+        if ceiling and flat_out and "error" not in flat_out:
             rate = flat_out["rate"] if no_loss(flat_out) else 0.0
             rows.append([f"N={n} event path ≥ 50 % of the bare relay, zero loss (both flat out)",
                          f"{flat_out['rate']:,.0f}/s, {flat_out['gaps']} lost, vs {ceiling:,.0f}/s",
