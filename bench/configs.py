@@ -44,6 +44,8 @@ class BotvisorSettings:
     heartbeat_timeout: float | None = None
     backend: str = "simulated"
     message_rate: float = 0.0
+    #: seconds from a worker's start to its (simulated) connection, when its traffic begins
+    connect_delay: float | None = None
     start_interval: float = 0.0
     stop_timeout: float | None = None  # None: botvisor's default
     backoff: dict[str, float] = field(default_factory=lambda: dict(BACKOFF))
@@ -73,6 +75,8 @@ def write_botvisor_config(root: Path, settings: BotvisorSettings, server: str = 
         lines += ["[[bots]]", f"id = {toml_value(bot)}", f"backend = {toml_value(settings.backend)}"]
         if settings.backend == "simulated" and settings.message_rate:
             lines += ["[bots.simulated]", f"message_rate = {toml_value(float(settings.message_rate))}"]
+            if settings.connect_delay is not None:
+                lines += [f"connect_delay = {toml_value(float(settings.connect_delay))}"]
     path = root / "botvisor.toml"
     path.write_text("\n".join(lines) + "\n")
     return path

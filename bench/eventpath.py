@@ -41,10 +41,10 @@ def _sink_result(proc: Any, log: Path, timeout: float) -> dict[str, Any]:
     return json.loads(lines[-1])
 
 
-def _status(subject: Botvisor) -> dict[str, Any]:
+def _status(subject: Botvisor, timeout: float = 10) -> dict[str, Any]:
     from supervisor.client import ControlClient
 
-    with ControlClient(subject.endpoint("control"), timeout=10) as client:
+    with ControlClient(subject.endpoint("control"), timeout=timeout) as client:
         return client.call("status")
 
 
@@ -61,15 +61,19 @@ def _all_running(subject: Botvisor, timeout: float) -> None:
 
 
 def botvisor_run(root: Path, n: int, rate_per_worker: float, reaper: Reaper, warmup: float, duration: float,
-                 profile_seconds: float = 0.0) -> dict[str, Any]:
-    """N simulated workers at ``rate_per_worker`` through botvisor to a sink on its tap."""
-    settings = configs.BotvisorSettings(n=n, message_rate=rate_per_worker)
+                 profile_seconds: float = 0.0, hold: float | None = None) -> dict[str, Any]:
+    """N simulated workers at ``rate_per_worker`` through botvisor to a sink on its tap. With
+    ``hold``, the traffic begins that many seconds after the start (once every bot runs)."""
+    settings = configs.BotvisorSettings(n=n, message_rate=rate_per_worker, connect_delay=hold)
     subject = Botvisor(root, settings, reaper)
     try:
+        started = time.monotonic()
         subject.start()
         subject.tap.close()  # the sink is the tap here; the bench's own would only compete for CPU
         subject.tap = None
         _all_running(subject, 60 + n * 0.2)
+        if hold is not None:
+            time.sleep(max(0.0, started + hold - time.monotonic()))
         sink_log = root / "sink.log"
         sink = _sink(reaper, subject.endpoint("tap"), sink_log, warmup, duration)
         time.sleep(warmup)
@@ -77,7 +81,7 @@ def botvisor_run(root: Path, n: int, rate_per_worker: float, reaper: Reaper, war
         c0, t0 = sum(proc.cpu_times()[:2]), time.monotonic()
         out = _sink_result(sink, sink_log, warmup + duration + 30)
         out["supervisor_cpu_pct"] = (sum(proc.cpu_times()[:2]) - c0) / (time.monotonic() - t0) * 100
-        status = _status(subject)
+        status = _status(subject, timeout=60)  # flat out, the supervisor answers late
         out["events_lost"] = sum(b["events_lost"] for b in status["bots"])
         out["tap_dropped"] = status["stats"].get("tap_dropped", 0)
         if profile_seconds:
@@ -145,8 +149,9 @@ def event_path(root: Path, n: int, reaper: Reaper, duration: float, profile_seco
     best = max(sustained, key=lambda s: s["rate"]) if sustained else None
     # the same regime as the ceiling: every sender flat out, what arrives counted, loss counted
     try:
+        # the flood begins once every bot runs: a supervisor busy relaying answers `status` late
         flat_out: dict[str, Any] | None = botvisor_run(root / "flatout", n, FLAT_OUT_PER_WORKER, reaper, warmup,
-                                                       duration, profile_seconds)
+                                                       duration, profile_seconds, hold=5.0 + n * 0.05)
     except Exception as exc:  # the other measurements of this size still count
         flat_out = {"error": f"{type(exc).__name__}: {exc}"}
     ceiling = relay_run(root / "relay", n, reaper, warmup, duration)

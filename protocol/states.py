@@ -33,13 +33,15 @@ class BotStatus(StrEnum):
 S = ContainerState
 
 #: every edge a container may take; anything else is a bug and raises
+#: (a worker that could not even be started counts as one that ended at once: the edges from
+#: stopped, backoff and failed to backoff and failed)
 TRANSITIONS: dict[ContainerState, frozenset[ContainerState]] = {
-    S.STOPPED: frozenset({S.INITIALIZING}),
+    S.STOPPED: frozenset({S.INITIALIZING, S.BACKOFF, S.FAILED}),
     S.INITIALIZING: frozenset({S.RUNNING, S.STOPPING, S.BACKOFF, S.FAILED, S.STOPPED}),
     S.RUNNING: frozenset({S.STOPPING, S.BACKOFF, S.FAILED, S.STOPPED}),
     S.STOPPING: frozenset({S.STOPPED, S.BACKOFF, S.FAILED}),
-    S.BACKOFF: frozenset({S.INITIALIZING, S.STOPPED}),
-    S.FAILED: frozenset({S.INITIALIZING, S.STOPPED}),
+    S.BACKOFF: frozenset({S.INITIALIZING, S.BACKOFF, S.FAILED, S.STOPPED}),
+    S.FAILED: frozenset({S.INITIALIZING, S.BACKOFF, S.STOPPED}),
 }
 
 #: states in which a worker process exists

@@ -45,7 +45,7 @@ from .config import Config, ConfigError, load_config
 from .container import BotContainer
 from .manager import BotManager
 from .poller import EVENTS, NOBLOCK, POLLIN, Poller
-from .process import WorkerProcess, stop_forkserver
+from .process import WorkerProcess, stop_forkserver, worker_context
 from .reload import ReloadPlan, plan_reload
 from .systemd import WEDGE_ENV, Notifier, debug_wedge_seconds
 from .timers import Timer, Timers
@@ -91,6 +91,7 @@ class Supervisor:
         self._lock_fd: int | None = None
         self._ready = False
         self._last_events_at = 0.0
+        self._health_timer: Timer | None = None
         # signals (and shutdown() from other threads) reach the loop as bytes on this pair
         self._signal_r, self._signal_w = socket.socketpair()
         self._signal_r.setblocking(False)
@@ -179,6 +180,7 @@ class Supervisor:
             events_endpoint=self.config.endpoint("events"), commands_endpoint=self.config.endpoint("commands"),
             secret=secret, supervisor_pid=self.pid, log_dir=self.config.log_dir,
             log_max_bytes=self.config.supervisor.log_max_bytes, log_backups=self.config.supervisor.log_backups,
+            subscribe_timeout=bot.stale_after,
         )
         if bot.user is not None or bot.group is not None:
             self._hand_over_bot_dir(bot)
@@ -204,6 +206,9 @@ class Supervisor:
         sentinel = container.process.sentinel
         self._sentinels[sentinel] = container
         self.poller.add_fd(sentinel)
+        due = container.stale_at()  # a new worker's hello deadline may come before the next look
+        if self._health_timer is not None and due is not None and due < self._health_timer.when:
+            self._schedule_health_check()
 
     def unwatch(self, container: BotContainer) -> None:
         sentinel = container.process.sentinel
@@ -234,14 +239,16 @@ class Supervisor:
         return ", ".join(parts)
 
     def _start_fleet(self) -> None:
+        # fixes the forkserver's preload: neonize's dependencies only for a fleet that uses them
+        worker_context(neonize=any(bot.backend == "neonize" for bot in self.config.bots))
         interval = self.config.supervisor.start_interval
         autostart = [bot for bot in self.config.bots if bot.autostart]
         for i, bot in enumerate(autostart):
             container = self.manager.get_bot_container(bot.id)
             if i == 0 or interval <= 0:
                 container.start()
-            else:
-                self.timers.call_later(i * interval, container.start)
+            else:  # the container's own timer: a stop or a reload that removes the bot cancels it
+                container.start_later(i * interval)
         last = max(0.0, (len(autostart) - 1) * interval)
         self.timers.call_later(last, self._on_fleet_started)
 
@@ -308,15 +315,19 @@ class Supervisor:
                           getattr(handler, "__qualname__", handler))
 
     def _schedule_health_check(self) -> None:
-        interval = health.check_interval([c.bot.stale_after for c in self.manager])
+        """The next look for stale workers, just past the earliest moment one can be stale."""
+        if self._health_timer is not None:
+            self._health_timer.cancel()
+        now = time.monotonic()
+        deadlines = (d for c in self.manager if (d := c.stale_at()) is not None)
+        self._health_timer = self.timers.call_later(health.next_check(deadlines, now), self._check_health)
 
-        def check() -> None:
-            now = time.monotonic()
-            for container in self.manager:
-                container.check_health(now)
-            self._schedule_health_check()
-
-        self.timers.call_later(interval, check)
+    def _check_health(self) -> None:
+        self._health_timer = None
+        now = time.monotonic()
+        for container in self.manager:
+            container.check_health(now)
+        self._schedule_health_check()
 
     def _on_signals(self) -> None:
         try:

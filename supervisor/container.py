@@ -41,8 +41,11 @@ from .timers import Timer
 
 log = logging.getLogger("botvisor.container")
 S = ContainerState
-#: seconds a stale worker gets between SIGTERM and SIGKILL (at most; stop_timeout if shorter)
-STALE_GRACE_S = 1.0
+#: seconds a stale worker gets between SIGTERM and SIGKILL (at most; stop_timeout if shorter).
+#: Its loop has not run for heartbeat_timeout, and only the loop acts on SIGTERM: the grace
+#: serves just a loop that comes back within it, so it is short, and a hang is replaced within
+#: heartbeat_timeout + 0.5 s (bench)
+STALE_GRACE_S = 0.25
 
 
 class InvalidTransition(RuntimeError):
@@ -151,6 +154,11 @@ class BotContainer:
         self._cancel_timer()
         self._spawn("started")
 
+    def start_later(self, delay: float) -> None:
+        """Start in ``delay`` seconds (a staggered boot) unless stopped before then."""
+        self._cancel_timer()
+        self._timer = self.runtime.call_later(delay, self.start)
+
     def stop(self, reason: str = "stop requested") -> None:
         """Stop the worker: SIGTERM to its process group, SIGKILL after stop_timeout."""
         if self.state in (S.BACKOFF, S.FAILED):
@@ -158,6 +166,8 @@ class BotContainer:
             self._transition(S.STOPPED, reason)
         elif self.state in PROCESS_STATES:
             self._terminate(StopIntent.STOP, reason)
+        else:
+            self._cancel_timer()  # stopped with a staggered start pending: it must not start later
 
     def restart(self, reason: str = "restart requested") -> None:
         if self.state in (S.INITIALIZING, S.RUNNING):
@@ -316,6 +326,13 @@ class BotContainer:
         if self.rss > limit * 1024 * 1024:
             self.recover(f"over its memory limit: rss {self.rss / 2**20:.0f} MiB > max_memory_mb {limit}")
 
+    def stale_at(self) -> float | None:
+        """The clock() time at which this worker goes stale unless heard from (None: no worker
+        to time, or one already being stopped)."""
+        if self.process is None or self.state is S.STOPPING:
+            return None
+        return health.stale_at(self._last_seen, self.bot.stale_after)
+
     def heartbeat_age(self) -> float | None:
         """Seconds since the worker's loop was last heard from (None: no worker)."""
         if self.process is None or self._last_seen is None:
@@ -332,7 +349,8 @@ class BotContainer:
         self.history = deque(self.history, maxlen=bot.event_history)
 
     # -- internals -------------------------------------------------------------------------
-    def _schedule_restart(self, now: float, healthy_for: float, intent: StopIntent | None) -> None:
+    def _schedule_restart(self, now: float, healthy_for: float, intent: StopIntent | None,
+                          at_once: bool = True) -> None:
         policy = self.bot.backoff
         if healthy_for >= policy.reset_after:
             self._streak = 0
@@ -347,7 +365,7 @@ class BotContainer:
         self.next_restart_at = time.time() + delay
         self._transition(S.BACKOFF, f"{cause}; restart {self._streak} of the streak in {delay:.2f} s")
         self.restarts += 1
-        if delay <= 0:
+        if delay <= 0 and at_once:
             self._spawn("restarted after a crash")
         else:
             self._timer = self.runtime.call_later(delay, lambda: self._spawn("restarted after backoff"))
@@ -361,7 +379,16 @@ class BotContainer:
         self._started_at = self.clock()
         self.connection_attempts = 0
         self.bot_status = BotStatus.LOADING
-        self.process = self.runtime.spawn(self)
+        try:
+            self.process = self.runtime.spawn(self)
+        except Exception as exc:  # e.g. fork failed, or the forkserver died: a crash at birth
+            log.exception("bot %s: could not start its worker", self.bot.id)
+            self.bot_status = BotStatus.OFFLINE
+            self.last_exit = "never started"
+            self.reason = f"could not start its worker: {exc.__class__.__name__}: {exc}"
+            # never again from inside this call: a spawn that keeps failing must not recurse
+            self._schedule_restart(self.clock(), 0.0, StopIntent.RECOVER, at_once=False)
+            return
         self.runtime.watch(self)
         self._transition(S.INITIALIZING, reason)
 

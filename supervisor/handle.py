@@ -56,9 +56,11 @@ class BotHandle:
 
     send_text = send_message
 
-    def set_presence(self, presence: str) -> dict[str, Any]:
-        """available, unavailable, composing, paused or recording."""
-        return self.call("presence", presence=presence)
+    def set_presence(self, presence: str, chat: str | None = None) -> dict[str, Any]:
+        """available, unavailable, composing, paused or recording (in ``chat``, for typing)."""
+        if chat is None:
+            return self.call("presence", presence=presence)
+        return self.call("presence", presence=presence, chat=chat)
 
     def mark_read(self, chat: str, message_ids: list[str], sender: str | None = None) -> dict[str, Any]:
         args: dict[str, Any] = {"chat": chat, "message_ids": list(message_ids)}

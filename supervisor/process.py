@@ -22,22 +22,25 @@ from worker.spec import WorkerSpec
 
 #: imported once in the forkserver, shared copy-on-write by every worker
 PRELOAD = ["worker.main", "worker.backends.simulated", "zmq", "msgpack"]
-#: neonize's pure dependencies (no threads, no Go): measured with 4 neonize + 4 simulated bots,
-#: a neonize worker starts ~0.2 s sooner and holds ~10 MiB less private memory (USS 37.6 -> 27.3
-#: MiB); a simulated one ~1 MiB more (5.1 -> 6.1); the forkserver 26 -> 41 MiB RSS, shared
-PRELOAD += ["google.protobuf.message", "segno", "phonenumbers", "PIL.Image", "magic", "linkpreview", "requests"]
+#: neonize's pure dependencies (no threads, no Go), preloaded only when the configuration has a
+#: neonize bot. Measured with 4 neonize + 4 simulated bots: a neonize worker starts ~0.2 s sooner
+#: and holds ~10 MiB less private memory (USS 37.6 -> 27.3 MiB). The pages are shared, but they
+#: count in every worker's RSS: a simulated worker's RSS went from 22.6 to 36.4 MiB with them.
+NEONIZE_PRELOAD = ["google.protobuf.message", "segno", "phonenumbers", "PIL.Image", "magic", "linkpreview",
+                   "requests"]
 
 _context: Any = None
 
 
-def worker_context() -> Any:
+def worker_context(neonize: bool = False) -> Any:
+    """The start method's context; the forkserver's preload is fixed by the first call."""
     global _context
     if _context is None:
         methods = multiprocess.get_all_start_methods()
         method = "forkserver" if "forkserver" in methods else "spawn"
         context = multiprocess.get_context(method)
         if method == "forkserver":
-            context.set_forkserver_preload(PRELOAD)
+            context.set_forkserver_preload(PRELOAD + (NEONIZE_PRELOAD if neonize else []))
         _context = context
     return _context
 

@@ -45,8 +45,12 @@ class FakeRuntime:
         self.spawned: list[FakeProcess] = []
         self.states: list[tuple[str, ContainerState, ContainerState, str | None]] = []
         self.watched: set[int] = set()
+        #: exceptions the next spawns raise, in order (e.g. a dead forkserver's refusal)
+        self.spawn_errors: list[Exception] = []
 
     def spawn(self, container) -> FakeProcess:
+        if self.spawn_errors:
+            raise self.spawn_errors.pop(0)
         process = FakeProcess(pid=5000 + len(self.spawned), sentinel=100 + len(self.spawned))
         self.spawned.append(process)
         return process

@@ -119,7 +119,7 @@ def test_history_shows_the_last_events(fleet_factory, launch):
 
 
 def test_send_and_logout_go_through_the_worker(fleet_factory, launch):
-    fleet = fleet_factory(["b1", {"id": "off", "autostart": False}])
+    fleet = fleet_factory([{"id": "b1", "messages_per_minute": 0.01}, {"id": "off", "autostart": False}])
     service, tap = launch(fleet)
     online(tap, "b1")
     sent = cli(fleet, "send", "b1", "+15550001111", "hi from the cli")
@@ -128,6 +128,9 @@ def test_send_and_logout_go_through_the_worker(fleet_factory, launch):
     echoed = tap.wait_for(lambda m: isinstance(m, Event) and m.type is EventType.MESSAGE_UPSERT and m.data.from_me,
                           what="the sent message")
     assert echoed.data.text == "hi from the cli" and echoed.data.chat == "15550001111@s.whatsapp.net"
+    held = cli(fleet, "send", "b1", "15550002222", "over the rate limit")
+    assert held.returncode == 0, held.stderr
+    assert "b1: queued message 1 to 15550002222@s.whatsapp.net (rate limit: position 1" in held.stdout
     not_running = cli(fleet, "send", "off", "15550001111", "hi")
     assert not_running.returncode == 1 and "off is stopped, not running" in not_running.stderr
     unknown = cli(fleet, "send", "ghost", "15550001111", "hi")

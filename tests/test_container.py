@@ -80,12 +80,12 @@ def test_a_worker_that_goes_quiet_turns_unhealthy_and_is_terminated_then_killed(
     c.check_health(clock())
     process = runtime.spawned[0]
     assert c.state is S.STOPPING and process.signals == [SIGTERM] and "no heartbeat" in c.reason
-    clock.advance(0.99)
+    clock.advance(0.24)
     runtime.run_timers()
     assert process.signals == [SIGTERM]
     clock.advance(0.02)
     runtime.run_timers()
-    assert process.signals == [SIGTERM, SIGKILL], "a stale worker gets 1 s, not the whole stop_timeout"
+    assert process.signals == [SIGTERM, SIGKILL], "a stale worker gets 0.25 s, not the whole stop_timeout"
     c.on_exit(-9)
     assert c.state is S.INITIALIZING and c.restarts == 1, "restarted at once: first of its streak"
 
@@ -246,3 +246,58 @@ def test_bot_manager_exposes_the_original_api():
         manager.get_bot_container("zz")
     with pytest.raises(ValueError):
         manager.create_bot_container("b1", bot)
+
+
+def test_a_worker_that_cannot_be_started_is_retried_under_the_restart_policy():
+    c, runtime, clock = make()
+    runtime.spawn_errors = [ConnectionRefusedError(111, "Connection refused"), OSError(11, "fork failed")]
+    c.start()
+    assert c.state is S.BACKOFF and c.process is None and runtime.spawned == []
+    assert c.reason.startswith("could not start its worker: ConnectionRefusedError")
+    assert c.last_exit == "never started" and c.restarts == 1
+    runtime.run_timers()  # the first retry of a streak is immediate, but on the next loop pass
+    assert c.state is S.BACKOFF and "fork failed" in c.reason and c.restarts == 2
+    assert c.next_restart_at is not None
+    clock.advance(POLICY.initial)
+    runtime.run_timers()
+    assert c.state is S.INITIALIZING and len(runtime.spawned) == 1
+    hello(c)
+    assert c.state is S.RUNNING
+
+
+def test_a_worker_that_never_starts_ends_failed_at_the_intensity_limit():
+    c, runtime, clock = make()
+    runtime.spawn_errors = [OSError(12, "Cannot allocate memory")] * (POLICY.max_restarts + 1)
+    c.start()
+    for _ in range(POLICY.max_restarts + 1):
+        clock.advance(POLICY.max)
+        runtime.run_timers()
+    assert c.state is S.FAILED and "gave up after more than 3 restarts" in c.reason
+    assert "Cannot allocate memory" in c.reason
+
+
+def test_a_staggered_start_is_cancelled_by_a_stop_before_it_fires():
+    c, runtime, clock = make()
+    c.start_later(2.0)
+    assert c.state is S.STOPPED
+    c.stop("removed from the configuration")
+    clock.advance(3.0)
+    runtime.run_timers()
+    assert c.state is S.STOPPED and runtime.spawned == [], "a stopped (or removed) bot started anyway"
+    other, runtime, clock = make("b2")
+    other.start_later(2.0)
+    clock.advance(2.0)
+    runtime.run_timers()
+    assert other.state is S.INITIALIZING and len(runtime.spawned) == 1
+
+
+def test_the_health_deadline_is_when_the_worker_goes_stale_and_none_without_a_worker():
+    c, runtime, clock = make()
+    assert c.stale_at() is None
+    c.start()
+    assert c.stale_at() == clock() + 3.0, "a new worker has heartbeat_timeout to say hello"
+    clock.advance(1.0)
+    hello(c)
+    assert c.stale_at() == clock() + 3.0
+    c.stop()
+    assert c.stale_at() is None, "a worker being stopped is not timed"

@@ -79,6 +79,11 @@ def test_handle_sends_sets_presence_and_marks_read_through_the_worker(fleet_fact
                               and m.data.from_me, what="the sent message on the tap")
         assert echoed.data.id == sent["id"] and echoed.data.text == "hello there"
         assert bot.set_presence("composing") == {"presence": "composing"}
+        typing = bot.set_presence("composing", chat="15550001111")
+        assert typing == {"presence": "composing", "chat": "15550001111@s.whatsapp.net"}
+        shown = tap.wait_for(lambda m: isinstance(m, Event) and m.type is EventType.PRESENCE_UPDATE
+                             and m.data.chat is not None, what="the chat presence on the tap")
+        assert shown.data.chat == "15550001111@s.whatsapp.net"
         assert bot.mark_read("15550001111@s.whatsapp.net", ["A", "B"]) == {"chat": "15550001111@s.whatsapp.net",
                                                                            "read": ["A", "B"]}
         with pytest.raises(ControlError, match="presence must be one of") as info:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import signal
 
-from protocol import ContainerState as S, Hello, Notice, StateChange
+from protocol import ContainerState as S, Heartbeat, Hello, Notice, StateChange
+
+from .harness import wait_until
 
 
 def pids_by_bot(service) -> dict[str, int | None]:
@@ -104,3 +106,27 @@ def test_the_reload_plan_sorts_bots_and_refuses_settings_that_need_a_restart(tmp
     assert {b.id for b in plan_reload(old, inherited).changed} == {"a", "b", "c"}, "inherited settings count"
     moved = config('[supervisor]\nheartbeat_interval = 5\nserver_name = "other"\n[[bots]]\nid = "a"\n')
     assert "server_name can only change with a restart" in plan_reload(old, moved).refused
+
+
+def test_a_bot_removed_during_a_staggered_boot_is_never_started(fleet_factory, launch):
+    # both start with the fleet, 'later' 2 s after 'first'; the reload comes in between
+    fleet = fleet_factory([{"id": "first", "autostart": True}, {"id": "later", "autostart": True}],
+                          start_interval=2.0)
+    service, tap = launch(fleet)
+    wait_until(lambda: pids_by_bot(service)["first"] is not None, 10, "first's worker")
+    assert pids_by_bot(service)["later"] is None, "later started before its turn"
+    fleet.bots = [{"id": "first", "autostart": True}]
+    fleet.write()
+    service.signal(signal.SIGHUP)
+    tap.wait_for(lambda m: isinstance(m, Notice) and "reloaded" in m.message, timeout=10, what="the reload notice")
+    # the fleet-started line is due at the same instant as later's start, and comes after it
+    wait_until(lambda: "fleet started" in service.log(), 10, "the end of the staggered boot")
+    # the tap stream is ordered: a heartbeat of first's sent after that line comes after anything
+    # the pending start could have published (an orphan's start shows only as its state change)
+    tap.wait_for(lambda m: isinstance(m, Heartbeat) and m.bot == "first", history=False, timeout=10,
+                 what="a heartbeat after the boot ended")
+    assert set(pids_by_bot(service)) == {"first"}
+    started = [m for m in tap.seen if m.bot == "later"
+               and (isinstance(m, Hello) or isinstance(m, StateChange) and m.state is S.INITIALIZING)]
+    assert not started, f"a removed bot was started: {started}"
+    assert service.control("status")["stats"].get("rejected", 0) == 0, "an unknown worker was heard from"

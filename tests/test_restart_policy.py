@@ -77,3 +77,12 @@ def test_exit_codes_read_as_words():
     assert exit_codes.describe(78) == "exit 78 (fatal)"
     assert exit_codes.describe(-9) == "SIGKILL"
     assert exit_codes.describe(3) == "exit 3"
+
+
+def test_the_next_health_check_is_just_past_the_earliest_deadline_and_at_most_a_second_away():
+    from supervisor.health import MAX_CHECK_INTERVAL, PAST_DEADLINE, next_check
+
+    assert next_check([105.0, 102.5, 104.0], now=102.0) == pytest.approx(0.5 + PAST_DEADLINE)
+    assert next_check([], now=50.0) == MAX_CHECK_INTERVAL
+    assert next_check([500.0], now=100.0) == MAX_CHECK_INTERVAL
+    assert next_check([99.0], now=100.0) == pytest.approx(PAST_DEADLINE), "overdue: look at once"

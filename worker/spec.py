@@ -23,7 +23,9 @@ class WorkerSpec:
     log_dir: Path | None = None
     log_max_bytes: int = 10 * 1024 * 1024
     log_backups: int = 5
-    #: seconds to wait for the supervisor's subscription before the first message
+    #: seconds to wait for the supervisor's subscription before the first message (a hello sent
+    #: before it is lost); the supervisor passes the bot's heartbeat_timeout, its own deadline
+    #: for that hello, since a loaded supervisor can take seconds to attach a new worker
     subscribe_timeout: float = 5.0
 
     @property

@@ -1,7 +1,8 @@
 """``presence``: set the bot's presence.
 
 Args: ``{"bot": id, "presence": "available"|"unavailable"|"composing"|"paused"|"recording",
-"timeout"?: seconds}``. Result: the worker's answer, ``{"presence": ...}``.
+"chat"?: JID or number (typing in that chat), "timeout"?: seconds}``. Result: the worker's
+answer, ``{"presence": ...[, "chat": ...]}``.
 """
 
 from __future__ import annotations
@@ -19,4 +20,11 @@ def execute(supervisor: Any, request: Request, answer: Any) -> None:
     if presence is None:
         answer(failure(request.id, BAD_REQUEST, "argument 'presence' must be a non-empty string"))
         return
-    forward(supervisor, request, answer, "presence", {"presence": presence})
+    args: dict[str, Any] = {"presence": presence}
+    if "chat" in request.args:
+        chat = text_argument(request, "chat")
+        if chat is None:
+            answer(failure(request.id, BAD_REQUEST, "argument 'chat' must be a non-empty string"))
+            return
+        args["chat"] = chat
+    forward(supervisor, request, answer, "presence", args)
