@@ -67,7 +67,17 @@ def fleet(root: Path, n: int, reaper: Reaper, timeout: float = 120) -> dict[str,
             cold = scenarios.cold_start(subject, timeout)
         except BenchTimeout as exc:
             return {"error": str(exc)}
-        time.sleep(2.0)  # past the first dial, which fails offline within milliseconds
+        # A hello comes before the backend loads neonize (and the Go runtime): wait until every
+        # worker has dialled (its first connection-update; offline, the dial fails at once)
+        tap = subject.tap
+        assert tap is not None
+        try:
+            wait_until(lambda: len(tap.first_dial) >= n, timeout, f"{n} first dials", interval=0.05)
+            with tap.lock:
+                cold["all_dialled"] = max(tap.first_dial.values()) - subject.started_at
+        except BenchTimeout as exc:
+            cold["all_dialled_error"] = str(exc)
+        time.sleep(1.0)  # past the failed dial's clean-up
         return {"cold": cold, "memory": scenarios.memory(subject)}
     finally:
         subject.close()

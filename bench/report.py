@@ -254,8 +254,10 @@ def targets(results: dict[str, Any]) -> list[list[str]]:
                  mib(uss) if uss is not None else get(neo, "fleet", "skipped") or get(neo, "fleet", "error") or "—",
                  f"{uss / 30e6:.2f} of the limit" if uss else "—", verdict(None if uss is None else uss < 30e6)])
     cold = get(neo, "fleet", "cold", "all_hellos")
+    dialled = get(neo, "fleet", "cold", "all_dialled")
     rows.append([f"neonize cold start: {results['options'].get('neonize_n') or big} bots at hello within 10 s",
-                 secs(cold) if cold is not None else get(neo, "fleet", "skipped") or "—",
+                 (secs(cold) + (f" (every worker's neonize loaded and dialled: {secs(dialled)})" if dialled else ""))
+                 if cold is not None else get(neo, "fleet", "skipped") or "—",
                  f"{cold / 10:.2f} of the limit" if cold else "—", verdict(None if cold is None else cold <= 10)])
     return rows
 

@@ -38,6 +38,8 @@ class TapRecorder:
         self.hellos: list[Seen] = []
         self.states: list[Seen] = []
         self.welcome_at: float | None = None
+        #: when each bot's first connection-update arrived (its backend loaded and dialling)
+        self.first_dial: dict[str, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench-tap", daemon=True)
         self._thread.start()
@@ -58,6 +60,11 @@ class TapRecorder:
                 if len(frames) != 2:
                     continue
                 kind = frames[0].rsplit(b".", 1)[-1]
+                if kind == b"connection-update":
+                    bot = frames[0].split(b".")[1].decode()
+                    with self.lock:
+                        self.first_dial.setdefault(bot, now)
+                    continue
                 if kind not in (b"hello", b"state"):
                     continue
                 body = msgpack.unpackb(frames[1], raw=False)

@@ -9,7 +9,7 @@ import pytest
 
 from protocol import Hello
 from supervisor.config import ConfigError, load_config
-from worker.priority import MAX_NICE
+from worker.priority import MAX_NICE, lower_priority
 
 from .harness import make_fleet
 
@@ -44,3 +44,24 @@ def test_nice_is_inherited_from_the_supervisor_section_and_range_checked(tmp_pat
     bad = make_fleet(tmp_path / "bad", [{"id": "a", "nice": 20}])
     with pytest.raises(ConfigError, match=r"bots\[0\] \(a\)\.nice: must be at most 19, got 20"):
         load_config(bad.write())
+
+
+def test_a_worker_outside_its_own_session_leaves_the_shared_autogroup_alone():
+    before = _autogroup_nice(os.getpid())
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # a worker that could not lead its own session: it shares ours
+        try:
+            os.setpgid(0, 0)  # a group leader, as some supervisors start their children: setsid refuses
+            lower_priority(5)
+            os.write(write_end, str(os.getpriority(os.PRIO_PROCESS, 0)).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    try:
+        child_nice = int(os.read(read_end, 16) or b"-99")
+    finally:
+        os.close(read_end)
+        os.waitpid(pid, 0)
+    assert child_nice == min(MAX_NICE, os.getpriority(os.PRIO_PROCESS, 0) + 5), "the process itself is lowered"
+    assert _autogroup_nice(os.getpid()) == before, "the session's shared autogroup was reniced"

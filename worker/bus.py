@@ -28,8 +28,9 @@ log = logging.getLogger("botvisor.worker.bus")
 SEND_HWM = 100_000
 #: how long one send may wait for room before the message is counted as dropped
 SEND_WAIT_S = 1.0
-#: the pause between two tries while the queue is full
+#: the first pause between two tries while the queue is full, doubled up to the second
 FULL_QUEUE_PAUSE_S = 0.001
+MAX_FULL_QUEUE_PAUSE_S = 0.064
 
 
 class EventBus:
@@ -67,7 +68,7 @@ class EventBus:
             self.dropped += 1  # its seq is spent: the supervisor counts the gap
             return False
         frames = [topic, payload, sign(self.secret, topic, payload)]
-        deadline = 0.0
+        deadline = pause = 0.0
         while True:
             try:
                 self.socket.send_multipart(frames, zmq.NOBLOCK)
@@ -80,10 +81,11 @@ class EventBus:
             # Sleeping yields it; with SEND_HWM queued, a pause loses no throughput.
             now = time.monotonic()
             if not deadline:
-                deadline = now + SEND_WAIT_S
+                deadline, pause = now + SEND_WAIT_S, FULL_QUEUE_PAUSE_S
             elif now >= deadline:
                 break
-            time.sleep(FULL_QUEUE_PAUSE_S)
+            time.sleep(min(pause, max(0.0, deadline - now)))
+            pause = min(2 * pause, MAX_FULL_QUEUE_PAUSE_S)  # 50 full workers retrying every ms starved it too
         self.dropped += 1
         return False
 

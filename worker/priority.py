@@ -30,6 +30,11 @@ def lower_priority(steps: int) -> None:
     if steps <= 0:
         return
     os.nice(steps)
+    if os.getsid(0) != os.getpid():
+        # Not a session of our own (setsid was refused: started as a group leader, e.g. by
+        # another supervisor): the autogroup is shared with whoever started us, and raising its
+        # nice would slow them all down. Measured: it niced a whole shell session to 19.
+        return
     try:
         current = int(AUTOGROUP.read_text().split("nice")[1])
         AUTOGROUP.write_text(str(min(MAX_NICE, current + steps)))
