@@ -12,7 +12,6 @@ import logging
 import os
 
 import zmq
-from zmq.utils.monitor import recv_monitor_message
 
 from .botdir import chown_bot_dir, drop_privileges, resolve_identity
 from .lifeline import set_parent_death_signal
@@ -35,6 +34,9 @@ def become_bot_user(spec: WorkerSpec, commands: zmq.Socket) -> None:
 
 def _reconnect_and_wait(sock: zmq.Socket, endpoint: str) -> None:
     """Connect again under a monitor, so the connection is known to be up before root is gone."""
+    # imported here: zmq.utils.monitor pulls in asyncio (~3 MiB in every worker), for a rare path
+    from zmq.utils.monitor import recv_monitor_message
+
     monitor = sock.get_monitor_socket(zmq.EVENT_CONNECTED)
     try:
         sock.disconnect(endpoint)
