@@ -1,8 +1,8 @@
 """The worker's CPU priority: below the supervisor's, so a busy fleet cannot starve it.
 
-Measured (bench, 50 simulated workers sending flat out on 2 cores): at equal priority the
-supervisor got 3 % of a core and relayed 124 events/s; its health checks starve the same
-way. With the workers 10 nice steps below it relayed 26,000/s at 77 % of a core.
+Measured with 50 simulated workers sending flat out on 2 cores: at equal priority the
+supervisor got 3 % of a core and relayed 124 events/s (its health checks starve the same
+way); with the workers 10 nice steps below, 6,800 to 24,000 events/s (bench/RESULTS.md).
 """
 
 from __future__ import annotations
