@@ -58,14 +58,17 @@ def unpack_map(raw: bytes, what: str = "payload") -> dict[str, Any]:
     return body
 
 
+#: kind name -> Kind: a dict lookup per message instead of an Enum call
+_KINDS = {kind.value: kind for kind in Kind}
+
+
 def decode(payload: bytes) -> Message:
     """The message in ``payload``, or ProtocolError saying what is wrong with it."""
     body = unpack_map(payload)
     kind_name = body.pop("kind", None)
-    try:
-        kind = Kind(kind_name)
-    except ValueError:
-        raise ProtocolError(f"unknown message kind {kind_name!r}") from None
+    kind = _KINDS.get(kind_name) if isinstance(kind_name, str) else None
+    if kind is None:
+        raise ProtocolError(f"unknown message kind {kind_name!r}")
     cls = CLASS_OF[kind]
     try:
         if cls is Event:

@@ -19,7 +19,6 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any, Callable
 
 import zmq
@@ -44,7 +43,7 @@ from . import curve, health
 from .config import Config, ConfigError, load_config
 from .container import BotContainer
 from .manager import BotManager
-from .poller import EVENTS, NOBLOCK, POLLIN, Poller
+from .poller import Poller, queued
 from .process import WorkerProcess, stop_forkserver, worker_context
 from .reload import ReloadPlan, plan_reload
 from .systemd import WEDGE_ENV, Notifier, debug_wedge_seconds
@@ -53,8 +52,6 @@ from worker.spec import WorkerSpec
 
 log = logging.getLogger("botvisor.supervisor")
 
-#: messages handled per socket per loop pass, so one busy socket cannot starve the others
-BATCH = 2000
 #: at most one pass per this many seconds while worker messages arrive faster than that: each
 #: wakeup costs more than handling a message, so dense traffic is taken in batches, for at
 #: most this much added latency; sparse traffic (heartbeats) is handled as it comes
@@ -559,15 +556,3 @@ class Supervisor:
         else:
             container.on("state", check)
 
-
-def queued(sock: zmq.Socket, limit: int = BATCH) -> Iterator[list[bytes]]:
-    """The messages already queued on ``sock``, at most ``limit`` (so one busy socket cannot
-    starve the others), read without waiting. ``zmq.EVENTS`` says when to stop, which is
-    cheaper than ending every drain on a ``zmq.Again`` exception."""
-    for _ in range(limit):
-        if not sock.getsockopt(EVENTS) & POLLIN:
-            return
-        try:
-            yield sock.recv_multipart(NOBLOCK)
-        except zmq.Again:
-            return

@@ -68,7 +68,7 @@ class EventBus:
             self.dropped += 1  # its seq is spent: the supervisor counts the gap
             return False
         frames = [topic, payload, sign(self.secret, topic, payload)]
-        deadline = pause = 0.0
+        deadline, pause = time.monotonic() + SEND_WAIT_S, FULL_QUEUE_PAUSE_S
         while True:
             try:
                 self.socket.send_multipart(frames, zmq.NOBLOCK)
@@ -76,16 +76,13 @@ class EventBus:
             except zmq.Again:
                 pass
             # The queue is full. An XPUB reports POLLOUT as soon as one message fits, so waiting
-            # on it spins at the queue's edge and takes the CPU from whoever drains the queue
-            # (two flat-out workers on 2 cores starved the supervisor to 2,000 events/s).
-            # Sleeping yields it; with SEND_HWM queued, a pause loses no throughput.
-            now = time.monotonic()
-            if not deadline:
-                deadline, pause = now + SEND_WAIT_S, FULL_QUEUE_PAUSE_S
-            elif now >= deadline:
+            # on it would retry at the queue's edge; sleeping yields the CPU to whoever drains
+            # the queue, and growing pauses keep many full workers from waking every millisecond.
+            left = deadline - time.monotonic()
+            if left <= 0:
                 break
-            time.sleep(min(pause, max(0.0, deadline - now)))
-            pause = min(2 * pause, MAX_FULL_QUEUE_PAUSE_S)  # 50 full workers retrying every ms starved it too
+            time.sleep(min(pause, left))
+            pause = min(2 * pause, MAX_FULL_QUEUE_PAUSE_S)
         self.dropped += 1
         return False
 

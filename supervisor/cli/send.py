@@ -2,8 +2,9 @@
 
 TO is a WhatsApp jid (``15551234567@s.whatsapp.net``) or a phone number (digits, with the
 country code). Prints the message id, or its place in the queue when the bot's
-messages_per_minute holds it back (the worker sends it when its turn comes); exits 1 when the bot is not running, not connected or
-does not answer within --timeout, 3 when no supervisor answers.
+messages_per_minute holds it back (the worker sends it when its turn comes). Exits 1 when the
+bot is not running, not connected or does not answer within --timeout, 3 when no supervisor
+answers.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def jid(to: str) -> str:
 def execute(args: argparse.Namespace) -> int:
     to = jid(args.to)
     result = bot_call(args, "send_message", to, args.text)
-    if result.get("queued"):  # over the bot's messages_per_minute: the worker sends it when its turn comes
+    if result.get("queued"):  # over the bot's messages_per_minute
         print(f"{args.bot}: queued message {result.get('queue_id', '?')} to {result.get('to', to)} "
               f"(rate limit: position {result.get('position', '?')}, "
               f"expected in {result.get('expected_delay', '?')} s)")
