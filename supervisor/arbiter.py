@@ -9,15 +9,12 @@ the loop (the wakeup fd carries the signal number); the loop dispatches.
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import logging
 import os
 import signal
 import socket
 import threading
 import time
-import uuid
 from collections import Counter
 from typing import Any, Callable
 
@@ -31,24 +28,27 @@ from protocol import (
     ProtocolError,
     StateChange,
     check_topic,
+    curve,
     decode,
     encode,
     exit_codes,
 )
-from protocol.control import Reply, Request, decode_reply, decode_request, encode_reply, encode_request, error
+from protocol.config import Config, ConfigError, load_config
+from protocol.control import Reply, decode_request, encode_reply
 from protocol.signing import SIGNATURE_BYTES, new_secret, verify
-from protocol.topics import WELCOME, split
+from protocol.topics import split
+from worker.spec import WorkerSpec
 
-from . import curve, health
-from .config import Config, ConfigError, load_config
+from . import health
+from .calls import WorkerCalls
 from .container import BotContainer
 from .manager import BotManager
 from .poller import Poller, queued
 from .process import WorkerProcess, stop_forkserver, worker_context
-from .reload import ReloadPlan, plan_reload
+from .reload import ReloadPlan, apply_plan, plan_reload
+from .sockets import bind_sockets, lock_run_dir
 from .systemd import WEDGE_ENV, Notifier, debug_wedge_seconds
 from .timers import Timer, Timers
-from worker.spec import WorkerSpec
 
 log = logging.getLogger("botvisor.supervisor")
 
@@ -58,10 +58,6 @@ log = logging.getLogger("botvisor.supervisor")
 COALESCE_S = 0.001
 #: how long an exit waits for the worker's last messages (its error and bye) still in flight
 LAST_WORDS_S = 0.25
-
-
-class AlreadyRunning(RuntimeError):
-    pass
 
 
 class Supervisor:
@@ -81,7 +77,7 @@ class Supervisor:
         self._sentinels: dict[int, BotContainer] = {}
         #: pids whose bye arrived: their exit can be judged at once
         self._byes: set[int] = set()
-        self._pending: dict[str, tuple[Timer, Callable[[Reply], None]]] = {}
+        self.calls = WorkerCalls(self)
         self._notice_seq = 0
         #: bots removed by a reload whose workers are still stopping
         self._removing: set[str] = set()
@@ -102,52 +98,12 @@ class Supervisor:
 
     # -- setup ---------------------------------------------------------------------------
     def _prepare_run_dir(self) -> None:
-        run_dir = self.config.run_dir
-        run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(run_dir, 0o700)
-        # One supervisor per run_dir: a second one would unlink and steal the ipc sockets.
-        fd = os.open(run_dir / "supervisor.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
-            os.close(fd)
-            raise AlreadyRunning(f"another supervisor (pid {holder or '?'}) already runs in {run_dir}") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(self.pid).encode(), 0)
-        self._lock_fd = fd
+        self._lock_fd = lock_run_dir(self.config.run_dir, self.pid)
 
     def _bind(self) -> None:
         self.context = zmq.Context()
-        cfg = self.config
-        self._auth = curve.start_authenticator(self.context, cfg)  # None unless tcp:// needs CURVE
-        self.events = self.context.socket(zmq.SUB)
-        self.events.setsockopt(zmq.RCVHWM, 200_000)
-        self.events.setsockopt(zmq.MAXMSGSIZE, 4 * 1024 * 1024)
-        self.events.setsockopt(zmq.SUBSCRIBE, b"")
-        self.events.bind(cfg.endpoint("events"))
-        self.tap = self.context.socket(zmq.XPUB)
-        # Lossy on purpose: a tap that stops reading loses its own messages (and sees the gaps in
-        # seq), but never blocks the supervisor or starves the other taps.
-        self.tap.setsockopt(zmq.SNDHWM, cfg.supervisor.tap_queue)
-        self.tap.setsockopt(zmq.LINGER, 0)
-        self.tap.setsockopt(zmq.XPUB_WELCOME_MSG, WELCOME)  # a tap can tell it is connected
-        curve.secure_server(self.tap, cfg, "tap")
-        self.tap.bind(cfg.endpoint("tap"))
-        self.control = self.context.socket(zmq.ROUTER)
-        self.control.setsockopt(zmq.MAXMSGSIZE, 4 * 1024 * 1024)
-        self.control.setsockopt(zmq.LINGER, 0)
-        curve.secure_server(self.control, cfg, "control")
-        self.control.bind(cfg.endpoint("control"))
-        self.commands = self.context.socket(zmq.ROUTER)
-        self.commands.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a restarted worker takes over its identity
-        self.commands.setsockopt(zmq.ROUTER_MANDATORY, 1)  # an absent worker is an error, not a silent drop
-        self.commands.setsockopt(zmq.MAXMSGSIZE, 4 * 1024 * 1024)
-        self.commands.setsockopt(zmq.LINGER, 0)
-        self.commands.bind(cfg.endpoint("commands"))
-        for endpoint in (cfg.endpoint(r) for r in ("events", "tap", "control", "commands")):
-            if endpoint.startswith("ipc://"):
-                os.chmod(endpoint[len("ipc://"):], 0o600)
+        self._auth = curve.start_authenticator(self.context, self.config)  # None unless tcp:// needs CURVE
+        self.events, self.tap, self.control, self.commands = bind_sockets(self.context, self.config)
         self._handlers = {self.events: self._on_events, self.tap: self._on_tap_subscriptions,
                           self.control: self._on_control, self.commands: self._on_worker_replies}
         self.poller = Poller()
@@ -437,44 +393,10 @@ class Supervisor:
     def call_worker(self, bot_id: str, command: str, args: dict[str, Any], on_reply: Callable[[Reply], None],
                     timeout: float | None = None) -> None:
         """Ask bot ``bot_id``'s worker to run ``command``; ``on_reply`` gets exactly one Reply."""
-        request_id = uuid.uuid4().hex
-        container = self.manager.find(bot_id)
-        if container is None:
-            on_reply(error(request_id, f"no bot {bot_id!r} is configured"))
-            return
-        if container.state is not ContainerState.RUNNING:
-            on_reply(error(request_id, f"bot {bot_id} is {container.state}, not running"))
-            return
-        try:
-            self.commands.send_multipart([bot_id.encode(), encode_request(Request(request_id, command, args))],
-                                         zmq.NOBLOCK)
-        except zmq.ZMQError as exc:
-            reason = "its worker is not connected" if exc.errno == errno.EHOSTUNREACH else str(exc)
-            on_reply(error(request_id, f"cannot reach bot {bot_id}: {reason}"))
-            return
-        wait = timeout if timeout is not None else self.config.supervisor.command_timeout
-
-        def expire() -> None:
-            if self._pending.pop(request_id, None) is not None:
-                on_reply(error(request_id, f"bot {bot_id} did not answer {command!r} within {wait:g} s"))
-
-        self._pending[request_id] = (self.timers.call_later(wait, expire), on_reply)
+        self.calls.call(bot_id, command, args, on_reply, timeout)
 
     def _on_worker_replies(self) -> None:
-        for frames in queued(self.commands):
-            if len(frames) != 2:
-                self._reject("command_reply", "malformed worker reply")
-                continue
-            try:
-                reply = decode_reply(frames[1])
-            except ProtocolError as exc:
-                self._reject("command_reply", str(exc))
-                continue
-            pending = self._pending.pop(reply.id, None)
-            if pending is not None:
-                timer, on_reply = pending
-                timer.cancel()
-                on_reply(reply)
+        self.calls.on_replies()
 
     # -- operators -------------------------------------------------------------------------
     def _on_control(self) -> None:
@@ -522,37 +444,4 @@ class Supervisor:
                 self.notifier.ready(self.fleet_summary())
 
     def _apply(self, plan: ReloadPlan) -> None:
-        for bot_id in plan.removed:
-            container = self.manager.get_bot_container(bot_id)
-            container.stop("removed from the configuration")
-            self._forget_when_stopped(container)
-        for bot in plan.changed:
-            container = self.manager.get_bot_container(bot.id)
-            container.update_config(bot)
-            if container.state in (ContainerState.INITIALIZING, ContainerState.RUNNING, ContainerState.STOPPING):
-                container.restart("configuration changed")
-        for bot in plan.added:
-            container = self.manager.find(bot.id)
-            if container is not None:  # removed by an earlier reload and still stopping: keep it
-                self._removing.discard(bot.id)
-                container.update_config(bot)
-            else:
-                container = self.manager.create_bot_container(bot.id, bot)
-            if bot.autostart:
-                container.start()
-
-    def _forget_when_stopped(self, container: BotContainer) -> None:
-        bot_id = container.bot.id
-        self._removing.add(bot_id)
-
-        def check(event: Any) -> None:
-            if container.state is ContainerState.STOPPED and bot_id in self._removing:
-                self._removing.discard(bot_id)
-                self.manager.remove_bot_container(bot_id)
-                self.secrets.pop(bot_id, None)
-
-        if container.state is ContainerState.STOPPED:
-            check(None)
-        else:
-            container.on("state", check)
-
+        apply_plan(self.manager, plan, self._removing, forget=lambda bot_id: self.secrets.pop(bot_id, None))

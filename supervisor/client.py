@@ -17,7 +17,7 @@ from protocol.control import Request, decode_reply, encode_request
 from protocol.errors import BotvisorError, ProtocolError
 
 from .commands import codes
-from .curve import ClientKeys, client_keys, secure_client
+from protocol.curve import ClientKeys, client_keys, secure_client
 
 
 class ControlError(BotvisorError):

@@ -35,7 +35,7 @@ from protocol.sequence import SequenceTracker
 from protocol.states import PROCESS_STATES, TRANSITIONS
 
 from . import health
-from .config import BotConfig
+from protocol.config import BotConfig
 from .restart import ExitAction, backoff_delay, classify_exit, within_intensity
 from .timers import Timer
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from .config import BotConfig
+from protocol.config import BotConfig
 from .container import BotContainer, ContainerEvent, ContainerStatus, Runtime
 
 

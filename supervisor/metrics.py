@@ -26,7 +26,7 @@ from prometheus_client.process_collector import ProcessCollector
 
 from protocol import ContainerState, EventType
 
-from .config import split_listen
+from protocol.config import split_listen
 
 log = logging.getLogger("botvisor.metrics")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.config import ConfigError, load_config
+from protocol.config import ConfigError, load_config
 
 from .harness import REPO
 

@@ -21,7 +21,7 @@ from protocol import (
     MessageUpsert,
     exit_codes,
 )
-from supervisor.config import BotConfig
+from protocol.config import BotConfig
 from supervisor.container import BotContainer, InvalidTransition
 from supervisor.manager import BotManager, UnknownBot
 from supervisor.restart import RestartPolicy

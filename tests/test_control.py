@@ -21,7 +21,7 @@ from supervisor.client import (
     NotRunning,
     UnknownBot,
 )
-from supervisor.config import load_config
+from protocol.config import load_config
 from supervisor.container import BotContainer
 
 

@@ -16,8 +16,8 @@ import zmq
 from protocol import ContainerState, StateChange
 from protocol.control import Request, encode_request
 from supervisor.client import AuthenticationFailed, ControlClient, NotRunning
-from supervisor.config import ConfigError, load_config
-from supervisor.curve import ClientKeys, generate
+from protocol.config import ConfigError, load_config
+from protocol.curve import ClientKeys, generate
 
 from .harness import REPO, Service
 from .terminal import botvisor

@@ -16,7 +16,7 @@ import psutil
 from protocol import BotStatus, Heartbeat, Hello
 from protocol.control import Request, encode_reply
 from supervisor.commands import dispatch
-from supervisor.config import parse_config
+from protocol.config import parse_config
 from supervisor.manager import BotManager
 from supervisor.timers import Timers
 

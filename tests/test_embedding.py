@@ -6,7 +6,7 @@ import threading
 
 from protocol import ContainerState
 from supervisor.arbiter import Supervisor
-from supervisor.config import load_config
+from protocol.config import load_config
 
 from .harness import alive, kill_pid, wait_until
 

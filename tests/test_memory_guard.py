@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from protocol import ContainerState, Hello, StateChange
-from supervisor.config import ConfigError, parse_config
+from protocol.config import ConfigError, parse_config
 
 
 def test_a_bot_over_its_memory_limit_is_restarted_with_the_reason_and_the_others_are_untouched(fleet_factory, launch):

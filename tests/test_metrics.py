@@ -13,7 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from protocol import ContainerState, Event, EventType, Hello, Notice, StateChange
-from supervisor.config import ConfigError, parse_config, split_listen
+from protocol.config import ConfigError, parse_config, split_listen
 
 
 def free_port() -> int:

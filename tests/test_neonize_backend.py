@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from protocol import ConnectionUpdate, CredsUpdate, ErrorEvent
-from supervisor.config import BotConfig
+from protocol.config import BotConfig
 from supervisor.restart import RestartPolicy
 
 from neonize.proto import Neonize_pb2 as pb

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from protocol import Hello
-from supervisor.config import ConfigError, load_config
+from protocol.config import ConfigError, load_config
 from worker.priority import MAX_NICE, lower_priority
 
 from .harness import make_fleet

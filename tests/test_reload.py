@@ -87,7 +87,7 @@ def test_a_bot_removed_and_added_back_before_its_worker_stopped_comes_back(fleet
 def test_the_reload_plan_sorts_bots_and_refuses_settings_that_need_a_restart(tmp_path):
     from pathlib import Path
 
-    from supervisor.config import parse_config
+    from protocol.config import parse_config
     from supervisor.reload import plan_reload
 
     def config(text: str):

@@ -17,7 +17,7 @@ from protocol.errors import SchemaError
 from protocol.events import DATA_TYPES
 from protocol.messages import CLASS_OF
 from protocol.schema import _explained_from_mapping, _fast, _Mismatch, from_mapping, to_mapping
-from supervisor.config import BotConfig, SupervisorSettings
+from protocol.config import BotConfig, SupervisorSettings
 
 from .test_protocol import messages, plain
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from protocol import exit_codes
-from supervisor.config import SupervisorSettings, load_config
+from protocol.config import SupervisorSettings, load_config
 
 from .harness import REPO
 

@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds to wait for a supervisor on the events endpoint (default 1)")
     args = parser.parse_args(argv)
 
-    from supervisor.config import ConfigError, load_config
+    from protocol.config import ConfigError, load_config
 
     from .main import run_worker
     from .spec import WorkerSpec

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from supervisor.config import BotConfig
+from protocol.config import BotConfig
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from typing import Any
 
 from protocol import exit_codes
 
-from ..config import Config, ConfigError, default_config_path, load_config
+from protocol.config import Config, ConfigError, default_config_path, load_config
 
 #: the command did what was asked
 EXIT_OK = 0

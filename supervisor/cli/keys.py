@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def execute(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..curve import generate
+    from protocol.curve import generate
 
     target = Path(args.dir)
     existing = [p for p in (target / f"{args.name}.key", target / f"{args.name}.key_secret") if p.exists()]

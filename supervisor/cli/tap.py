@@ -23,7 +23,7 @@ from protocol import Event, EventType, Kind, ProtocolError, decode
 from protocol.messages import KIND_OF
 from protocol.topics import bot_prefix
 
-from ..config import ConfigError, default_config_path, load_config
+from protocol.config import ConfigError, default_config_path, load_config
 from .common import add_config_argument, fail
 from .render import describe_message, render_qr
 
@@ -111,7 +111,7 @@ def connect(context: zmq.Context, endpoints: list[str], prefixes: list[str], con
     """One SUB socket on every endpoint. It reconnects by itself (every 100 ms to 1 s) when a
     supervisor goes away and comes back, and re-sends its subscriptions: a restarted
     supervisor is picked up again with no action here."""
-    from ..curve import client_keys, secure_client
+    from protocol.curve import client_keys, secure_client
 
     sock = context.socket(zmq.SUB)
     sock.setsockopt(zmq.RCVHWM, 100_000)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 from protocol import BotStatus, EventData
-from supervisor.config import BotConfig
+from protocol.config import BotConfig
 
 if TYPE_CHECKING:
     from ..ratelimit import Outbox

@@ -35,7 +35,7 @@ from typing import Any
 from urllib.parse import quote
 
 from protocol import BotStatus, ConnectionUpdate, CredsUpdate, ErrorEvent, EventData, MessageUpsert
-from supervisor.restart import reconnect_delay
+from protocol.backoff import reconnect_delay
 
 from ..atomic import write_atomic
 from ..errors import BotCrash, CommandError, FatalBotError

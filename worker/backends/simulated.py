@@ -19,7 +19,7 @@ from typing import Any
 
 from protocol import BotStatus, ConnectionUpdate, MessageUpsert, PresenceUpdate
 from protocol import exit_codes
-from supervisor.restart import reconnect_delay
+from protocol.backoff import reconnect_delay
 
 from ..atomic import write_atomic
 from ..credentials import CredentialsManager

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from protocol import exit_codes, valid_name
-from protocol.errors import BotvisorError, SchemaError
-from protocol.schema import checked, from_mapping, in_range
-
-from .restart import RestartPolicy
+from . import exit_codes
+from .backoff import RestartPolicy
+from .codec import valid_name
+from .errors import BotvisorError, SchemaError
+from .schema import checked, from_mapping, in_range
 
 DEFAULT_CONFIG_PATH = "botvisor.toml"
 CONFIG_ENV = "BOTVISOR_CONFIG"
