@@ -42,7 +42,7 @@ def _sink_result(proc: Any, log: Path, timeout: float) -> dict[str, Any]:
 
 
 def _status(subject: Botvisor, timeout: float = 10) -> dict[str, Any]:
-    from supervisor.client import ControlClient
+    from protocol.client import ControlClient
 
     with ControlClient(subject.endpoint("control"), timeout=timeout) as client:
         return client.call("status")

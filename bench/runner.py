@@ -16,7 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from . import codec_cost, configs, eventpath, machine, neonize_memory, peers, profile, scenarios
+from . import (
+    codec_cost,
+    configs,
+    eventpath,
+    machine,
+    neonize_memory,
+    peers,
+    profile,
+    scenarios,
+)
 from .procs import Reaper
 from .subjects import Botvisor, Circus, Subject, Supervisord
 

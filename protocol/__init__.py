@@ -3,7 +3,14 @@
 A leaf package: it imports nothing from ``supervisor`` or ``worker``.
 """
 
-from .codec import MAX_PAYLOAD_BYTES, PROTOCOL_VERSION, check_topic, decode, encode, valid_name
+from .codec import (
+    MAX_PAYLOAD_BYTES,
+    PROTOCOL_VERSION,
+    check_topic,
+    decode,
+    encode,
+    valid_name,
+)
 from .errors import BotvisorError, ProtocolError, SchemaError
 from .events import (
     ConnectionUpdate,

@@ -8,7 +8,7 @@ Server names and bot ids never contain '.', so a prefix selects exactly what it 
 from __future__ import annotations
 
 from .events import EventType
-from .messages import Event, Kind, Message, KIND_OF
+from .messages import KIND_OF, Event, Kind, Message
 
 MAX_TOPIC_BYTES = 256
 #: the single-frame message a tap receives when its subscription reaches the supervisor

@@ -400,8 +400,9 @@ class Supervisor:
 
     # -- operators -------------------------------------------------------------------------
     def _on_control(self) -> None:
+        from protocol.codes import BAD_REQUEST, failure, salvage_id
+
         from .commands import dispatch
-        from .commands.codes import BAD_REQUEST, failure, salvage_id
 
         for frames in queued(self.control):
             identity, envelope, raw = frames[0], frames[1:-1], frames[-1]

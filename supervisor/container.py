@@ -30,12 +30,12 @@ from protocol import (
     Message,
     exit_codes,
 )
+from protocol.config import BotConfig
 from protocol.schema import to_mapping
 from protocol.sequence import SequenceTracker
 from protocol.states import PROCESS_STATES, TRANSITIONS
 
 from . import health
-from protocol.config import BotConfig
 from .restart import ExitAction, backoff_delay, classify_exit, within_intensity
 from .timers import Timer
 
@@ -228,9 +228,9 @@ class BotContainer:
         return self.bot
 
     def get_bot(self, timeout: float | None = None) -> Any:
-        """A BotHandle on the bot in the worker (supervisor/handle.py): its calls block, so
+        """A BotHandle on the bot in the worker (protocol/handle.py): its calls block, so
         never call them from a listener, which runs inside the supervisor's loop."""
-        from .handle import BotHandle
+        from protocol.handle import BotHandle
 
         return BotHandle.for_config(self.runtime.config, self.bot.id, timeout=timeout)
 

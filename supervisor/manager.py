@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from protocol.config import BotConfig
+
 from .container import BotContainer, ContainerEvent, ContainerStatus, Runtime
 
 

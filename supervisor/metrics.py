@@ -25,7 +25,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.process_collector import ProcessCollector
 
 from protocol import ContainerState, EventType
-
 from protocol.config import split_listen
 
 log = logging.getLogger("botvisor.metrics")

@@ -22,8 +22,8 @@ import psutil
 import zmq
 
 from protocol import Hello, Message, decode
+from protocol.client import ControlClient
 from protocol.topics import WELCOME
-from supervisor.client import ControlClient
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -11,7 +11,6 @@ import pytest
 from protocol import (
     BotStatus,
     ConnectionUpdate,
-    ContainerState as S,
     CredsUpdate,
     ErrorEvent,
     Event,
@@ -20,6 +19,9 @@ from protocol import (
     Hello,
     MessageUpsert,
     exit_codes,
+)
+from protocol import (
+    ContainerState as S,
 )
 from protocol.config import BotConfig
 from supervisor.container import BotContainer, InvalidTransition

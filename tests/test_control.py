@@ -12,8 +12,7 @@ import pytest
 import zmq
 
 from protocol import ContainerState, Event, EventType, Hello, Notice, StateChange
-from protocol.control import Request, decode_reply, encode_request
-from supervisor.client import (
+from protocol.client import (
     BotNotRunning,
     CommandTimeout,
     ControlClient,
@@ -22,8 +21,8 @@ from supervisor.client import (
     UnknownBot,
 )
 from protocol.config import load_config
+from protocol.control import Request, decode_reply, encode_request
 from supervisor.container import BotContainer
-
 
 
 def hello_of(tap, bot):

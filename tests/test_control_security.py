@@ -14,9 +14,9 @@ import pytest
 import zmq
 
 from protocol import ContainerState, StateChange
-from protocol.control import Request, encode_request
-from supervisor.client import AuthenticationFailed, ControlClient, NotRunning
+from protocol.client import AuthenticationFailed, ControlClient, NotRunning
 from protocol.config import ConfigError, load_config
+from protocol.control import Request, encode_request
 from protocol.curve import ClientKeys, generate
 
 from .harness import REPO, Service

@@ -14,9 +14,9 @@ from pathlib import Path
 import psutil
 
 from protocol import BotStatus, Heartbeat, Hello
+from protocol.config import parse_config
 from protocol.control import Request, encode_reply
 from supervisor.commands import dispatch
-from protocol.config import parse_config
 from supervisor.manager import BotManager
 from supervisor.timers import Timers
 

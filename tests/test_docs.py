@@ -5,7 +5,13 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from protocol.config import BotConfig, Endpoints, MetricsSettings, SimulatedSettings, SupervisorSettings
+from protocol.config import (
+    BotConfig,
+    Endpoints,
+    MetricsSettings,
+    SimulatedSettings,
+    SupervisorSettings,
+)
 from supervisor.restart import RestartPolicy
 
 from .harness import REPO

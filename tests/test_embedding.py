@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 
 from protocol import ContainerState
-from supervisor.arbiter import Supervisor
 from protocol.config import load_config
+from supervisor.arbiter import Supervisor
 
 from .harness import alive, kill_pid, wait_until
 

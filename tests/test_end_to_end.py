@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from protocol import Event, EventType, Heartbeat, Hello, StateChange, ContainerState
+from protocol import ContainerState, Event, EventType, Heartbeat, Hello, StateChange
 
 from .harness import alive, wait_until
 

@@ -13,7 +13,6 @@ from protocol.sequence import SequenceTracker
 from protocol.signing import new_secret, sign
 
 
-
 def test_ten_workers_times_ten_thousand_events_reach_the_tap_with_none_lost(fleet_factory, launch):
     n_bots, n_events = 10, 10_000
     bots = [{"id": f"b{i}", "simulated": {"message_rate": 4000.0, "message_limit": n_events, "seed": i}}

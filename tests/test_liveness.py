@@ -6,7 +6,8 @@ import os
 import signal
 import time
 
-from protocol import ContainerState as S, Hello, StateChange
+from protocol import ContainerState as S
+from protocol import Hello, StateChange
 
 from .harness import alive, wait_until
 

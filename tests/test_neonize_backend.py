@@ -10,13 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
+from neonize.proto import Neonize_pb2 as pb
 
 from protocol import ConnectionUpdate, CredsUpdate, ErrorEvent
 from protocol.config import BotConfig
 from supervisor.restart import RestartPolicy
-
-from neonize.proto import Neonize_pb2 as pb
-
 from worker.backends.base import BackendContext
 from worker.backends.neonize import NEONIZE_STORE, QR_FILE, NeonizeBackend, store_uri
 from worker.errors import BotCrash, FatalBotError

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import pytest
-
-from protocol import ConnectionUpdate, CredsUpdate, ErrorEvent, MessageUpsert, PresenceUpdate
-from protocol.codec import decode, encode
-from protocol.messages import Event
-from protocol.events import EVENT_OF_DATA
-
 from neonize.proto import Neonize_pb2 as pb
-from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import ExtendedTextMessage, ImageMessage, Message
+from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import (
+    ExtendedTextMessage,
+    ImageMessage,
+    Message,
+)
 
+from protocol import (
+    ConnectionUpdate,
+    CredsUpdate,
+    ErrorEvent,
+    MessageUpsert,
+    PresenceUpdate,
+)
+from protocol.codec import decode, encode
+from protocol.events import EVENT_OF_DATA
+from protocol.messages import Event
 from worker.backends.neonize_events import FATAL_CODES, map_event
 
 NOW = 1_800_000_000.0

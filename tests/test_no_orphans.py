@@ -8,7 +8,8 @@ import time
 
 import psutil
 
-from protocol import ContainerState as S, Event, EventType, Hello, StateChange
+from protocol import ContainerState as S
+from protocol import Event, EventType, Hello, StateChange
 
 from .harness import alive, wait_until
 

@@ -30,7 +30,14 @@ from protocol import (
     decode,
     encode,
 )
-from protocol.control import Request, decode_reply, decode_request, encode_reply, encode_request, ok
+from protocol.control import (
+    Request,
+    decode_reply,
+    decode_request,
+    encode_reply,
+    encode_request,
+    ok,
+)
 from protocol.events import EVENT_OF_DATA
 from protocol.signing import new_secret, sign, verify
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from protocol import Event, EventType, ErrorEvent
-
-from .worker_harness import StandaloneWorker
-
+from protocol import ErrorEvent, Event, EventType
 from worker.errors import CommandError
 from worker.ratelimit import Outbox, TokenBucket
+
+from .worker_harness import StandaloneWorker
 
 
 def test_the_bucket_allows_one_message_per_interval_without_bursts():

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import signal
 
-from protocol import ContainerState as S, Heartbeat, Hello, Notice, StateChange
+from protocol import ContainerState as S
+from protocol import Heartbeat, Hello, Notice, StateChange
 
 from .harness import wait_until
 

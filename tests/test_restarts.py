@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-
-from protocol import ContainerState as S, Hello, StateChange
+from protocol import ContainerState as S
+from protocol import Hello, StateChange
 
 FAST = {"initial": 0.2, "factor": 2.0, "max": 5.0, "jitter": 0.0, "reset_after": 60.0, "max_restarts": 3,
         "restart_window": 60.0}

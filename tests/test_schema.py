@@ -13,11 +13,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocol import encode
+from protocol.config import BotConfig, SupervisorSettings
 from protocol.errors import SchemaError
 from protocol.events import DATA_TYPES
 from protocol.messages import CLASS_OF
-from protocol.schema import _explained_from_mapping, _fast, _Mismatch, from_mapping, to_mapping
-from protocol.config import BotConfig, SupervisorSettings
+from protocol.schema import (
+    _explained_from_mapping,
+    _fast,
+    _Mismatch,
+    from_mapping,
+    to_mapping,
+)
 
 from .test_protocol import messages, plain
 

@@ -7,11 +7,17 @@ exit codes), so each test also compares with what the neonize mapping makes of t
 from __future__ import annotations
 
 import pytest
-
-from protocol import Bye, ContainerState, CredsUpdate, Event, EventType, Hello, StateChange
-
 from neonize.proto import Neonize_pb2 as pb
 
+from protocol import (
+    Bye,
+    ContainerState,
+    CredsUpdate,
+    Event,
+    EventType,
+    Hello,
+    StateChange,
+)
 from worker.backends.neonize_events import map_event
 
 pytestmark = pytest.mark.slow

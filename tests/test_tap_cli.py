@@ -7,7 +7,6 @@ import json
 import signal
 import subprocess
 
-
 from protocol import Hello
 
 from .harness import REPO, Service, make_fleet

@@ -17,7 +17,16 @@ import time
 
 import zmq
 
-from protocol import MAX_PAYLOAD_BYTES, BotStatus, Bye, Event, EventData, Heartbeat, Hello, encode
+from protocol import (
+    MAX_PAYLOAD_BYTES,
+    BotStatus,
+    Bye,
+    Event,
+    EventData,
+    Heartbeat,
+    Hello,
+    encode,
+)
 from protocol.events import EVENT_OF_DATA
 from protocol.messages import Message
 from protocol.signing import sign

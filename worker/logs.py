@@ -23,7 +23,6 @@ import threading
 import time
 from pathlib import Path
 
-
 #: bytes of captured output per record; with the line prefix a record stays under PIPE_BUF
 MAX_LINE = 3500
 

@@ -10,8 +10,23 @@ import argparse
 import sys
 from types import ModuleType
 
-from . import (check_config, creds, history, keys, logout, logs, reload, restart, run, send, start, status, stop,
-               tap, top)
+from . import (
+    check_config,
+    creds,
+    history,
+    keys,
+    logout,
+    logs,
+    reload,
+    restart,
+    run,
+    send,
+    start,
+    status,
+    stop,
+    tap,
+    top,
+)
 
 #: subcommand name -> module
 SUBCOMMANDS: dict[str, ModuleType] = {

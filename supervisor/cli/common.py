@@ -7,7 +7,6 @@ import sys
 from typing import Any
 
 from protocol import exit_codes
-
 from protocol.config import Config, ConfigError, default_config_path, load_config
 
 #: the command did what was asked
@@ -48,7 +47,7 @@ def control(args: argparse.Namespace, command: str, request_args: dict[str, Any]
             timeout: float | None = None) -> Any:
     """Run one control command against the config's supervisor; on failure print why and exit
     (EXIT_NOT_RUNNING when no supervisor answers, EXIT_FAILURE when it refused)."""
-    from ..client import ControlClient, ControlError, NotRunning
+    from protocol.client import ControlClient, ControlError, NotRunning
 
     config = load_or_exit(args)
     wait = timeout if timeout is not None else getattr(args, "timeout", 5.0)
@@ -64,8 +63,8 @@ def control(args: argparse.Namespace, command: str, request_args: dict[str, Any]
 def bot_call(args: argparse.Namespace, method: str, *call_args: Any) -> Any:
     """Call BotHandle.``method`` on ``args.bot`` (the path library users take too); on failure
     print why and exit as ``control`` does."""
-    from ..client import ControlError, NotRunning
-    from ..handle import BotHandle
+    from protocol.client import ControlError, NotRunning
+    from protocol.handle import BotHandle
 
     config = load_or_exit(args)
     try:

@@ -18,10 +18,10 @@ import sys
 import time
 from typing import Any
 
+from protocol.client import ControlClient, ControlError, NotRunning
 from worker.credentials import CredentialsError, CredentialsManager
 from worker.errors import WorkerExit
 
-from ..client import ControlClient, ControlError, NotRunning
 from .common import add_config_argument, fail, load_or_exit
 from .creds_migrate import migrate
 

@@ -17,7 +17,12 @@ from typing import Any
 from protocol import valid_name
 from worker.atomic import write_atomic
 from worker.botdir import LOCK_FILE, follow_owner
-from worker.credentials import JSON_STORE, NEONIZE_STORE, CredentialsError, CredentialsManager
+from worker.credentials import (
+    JSON_STORE,
+    NEONIZE_STORE,
+    CredentialsError,
+    CredentialsManager,
+)
 from worker.errors import WorkerExit
 from worker.storefiles import copy_sqlite
 

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from .common import EXIT_OK, EXIT_USAGE, add_config_argument, add_timeout_argument, control, fail
+from .common import (
+    EXIT_OK,
+    EXIT_USAGE,
+    add_config_argument,
+    add_timeout_argument,
+    control,
+    fail,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

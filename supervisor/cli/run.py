@@ -18,8 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def execute(args: argparse.Namespace) -> int:
     config = load_or_exit(args)
     from ..arbiter import Supervisor
-    from ..sockets import AlreadyRunning
     from ..logs import configure_supervisor_logging
+    from ..sockets import AlreadyRunning
 
     configure_supervisor_logging(config.supervisor.log_level, config.log_dir, config.supervisor.log_max_bytes,
                                  config.supervisor.log_backups)

@@ -15,7 +15,13 @@ import sys
 from rich.console import Console
 
 from . import table
-from .common import EXIT_FAILURE, EXIT_OK, add_config_argument, add_timeout_argument, control
+from .common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    add_config_argument,
+    add_timeout_argument,
+    control,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -20,10 +20,10 @@ import msgpack
 import zmq
 
 from protocol import Event, EventType, Kind, ProtocolError, decode
+from protocol.config import ConfigError, default_config_path, load_config
 from protocol.messages import KIND_OF
 from protocol.topics import bot_prefix
 
-from protocol.config import ConfigError, default_config_path, load_config
 from .common import add_config_argument, fail
 from .render import describe_message, render_qr
 

@@ -23,9 +23,9 @@ from rich.live import Live
 from rich.text import Text
 
 from protocol import Event, Heartbeat, Hello, ProtocolError, StateChange, decode
+from protocol.client import ControlClient, ControlError, NotRunning
 from protocol.topics import WELCOME
 
-from ..client import ControlClient, ControlError, NotRunning
 from ..container import iso
 from . import table
 from .common import EXIT_NOT_RUNNING, EXIT_OK, add_config_argument, fail, load_or_exit

@@ -10,10 +10,21 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
+from protocol.codes import UNKNOWN_COMMAND, failure
 from protocol.control import Reply, Request, error
 
-from . import backup, history, lifecycle, logout, mark_read, ping, presence, reload, send, status
-from .codes import UNKNOWN_COMMAND, failure
+from . import (
+    backup,
+    history,
+    lifecycle,
+    logout,
+    mark_read,
+    ping,
+    presence,
+    reload,
+    send,
+    status,
+)
 
 log = logging.getLogger("botvisor.control")
 

@@ -11,9 +11,15 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from protocol import ContainerState
+from protocol.codes import (
+    BAD_REQUEST,
+    NOT_RUNNING,
+    TIMEOUT,
+    UNKNOWN_BOT,
+    WORKER_ERROR,
+    failure,
+)
 from protocol.control import Reply, Request, ok
-
-from .codes import BAD_REQUEST, NOT_RUNNING, TIMEOUT, UNKNOWN_BOT, WORKER_ERROR, failure
 
 #: the longest a caller may ask a worker command to wait, seconds
 MAX_TIMEOUT = 3600.0

@@ -10,9 +10,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from protocol.codes import BAD_REQUEST, UNKNOWN_BOT, failure
 from protocol.control import Request, ok
 
-from .codes import BAD_REQUEST, UNKNOWN_BOT, failure
 from .forward import bot_argument
 
 

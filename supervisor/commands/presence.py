@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from protocol.codes import BAD_REQUEST, failure
 from protocol.control import Request
 
-from .codes import BAD_REQUEST, failure
 from .forward import forward, text_argument
 
 

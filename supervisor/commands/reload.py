@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from protocol.codes import REFUSED, failure
 from protocol.control import Request, ok
-
-from .codes import REFUSED, failure
 
 
 def execute(supervisor: Any, request: Request, answer: Any) -> None:

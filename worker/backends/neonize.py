@@ -34,7 +34,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from protocol import BotStatus, ConnectionUpdate, CredsUpdate, ErrorEvent, EventData, MessageUpsert
+from protocol import (
+    BotStatus,
+    ConnectionUpdate,
+    CredsUpdate,
+    ErrorEvent,
+    EventData,
+    MessageUpsert,
+)
 from protocol.backoff import reconnect_delay
 
 from ..atomic import write_atomic

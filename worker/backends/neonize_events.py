@@ -17,7 +17,14 @@ from typing import Any, Callable
 from neonize.proto import Neonize_pb2 as pb
 from neonize.utils import Jid2String, JIDToNonAD, extract_text
 
-from protocol import ConnectionUpdate, CredsUpdate, ErrorEvent, EventData, MessageUpsert, PresenceUpdate
+from protocol import (
+    ConnectionUpdate,
+    CredsUpdate,
+    ErrorEvent,
+    EventData,
+    MessageUpsert,
+    PresenceUpdate,
+)
 
 R = pb.ConnectFailureReason
 

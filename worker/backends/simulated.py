@@ -17,8 +17,13 @@ import sys
 import time
 from typing import Any
 
-from protocol import BotStatus, ConnectionUpdate, MessageUpsert, PresenceUpdate
-from protocol import exit_codes
+from protocol import (
+    BotStatus,
+    ConnectionUpdate,
+    MessageUpsert,
+    PresenceUpdate,
+    exit_codes,
+)
 from protocol.backoff import reconnect_delay
 
 from ..atomic import write_atomic

@@ -14,14 +14,14 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from protocol.control import Request, decode_reply, encode_request
+from protocol.curve import ClientKeys, client_keys, secure_client
 from protocol.errors import BotvisorError, ProtocolError
 
-from .commands import codes
-from protocol.curve import ClientKeys, client_keys, secure_client
+from . import codes
 
 
 class ControlError(BotvisorError):
-    """The supervisor answered with an error, or did not answer. ``code``: see commands/codes.py."""
+    """The supervisor answered with an error, or did not answer. ``code``: see protocol/codes.py."""
 
     def __init__(self, message: str, code: str | None = None) -> None:
         super().__init__(message)
