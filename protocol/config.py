@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from . import exit_codes
 from .backoff import RestartPolicy
+from .cluster_config import ClusterSettings
 from .codec import valid_name
 from .errors import BotvisorError, SchemaError
 from .schema import checked, from_mapping, in_range
@@ -112,6 +113,8 @@ class BotConfig:
     user: str | None = None
     group: str | None = None
     simulated: SimulatedSettings = field(default_factory=SimulatedSettings)
+    #: [cluster] only: run this bot on this shard instead of where rendezvous hashing puts it
+    shard: int | None = checked(in_range(0, 4095), default=None)
 
     @property
     def stale_after(self) -> float:
@@ -210,6 +213,7 @@ class _FileSchema:
     endpoints: Endpoints = field(default_factory=Endpoints)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
+    cluster: ClusterSettings | None = None
     bots: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -226,6 +230,8 @@ class Config:
     log_dir: Path | None
     #: key paths resolved against the file's directory
     security: SecuritySettings = field(default_factory=SecuritySettings)
+    #: None: one host, no database (docs/cluster.md)
+    cluster: ClusterSettings | None = None
 
     def bot(self, bot_id: str) -> BotConfig:
         for bot in self.bots:
@@ -285,7 +291,9 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
         security=dataclasses.replace(schema.security, **{
             f.name: str(base / getattr(schema.security, f.name))
             for f in dataclasses.fields(SecuritySettings) if getattr(schema.security, f.name)}),
+        cluster=schema.cluster,
     )
+    _check_cluster(config)
     _check_endpoints(config)
     _check_security(config)
     return config
@@ -310,6 +318,22 @@ def _resolve_bot(supervisor: SupervisorSettings, sup_raw: dict[str, Any], entry:
         raise SchemaError(f"{where}.heartbeat_timeout",
                           f"{bot.stale_after} s must exceed heartbeat_interval ({bot.heartbeat_interval} s)")
     return bot
+
+
+def _check_cluster(config: Config) -> None:
+    cluster = config.cluster
+    if cluster is None:
+        for i, bot in enumerate(config.bots):
+            if bot.shard is not None:
+                raise ConfigError(config.path, f"bots[{i}] ({bot.id}).shard", "a shard pin needs a [cluster] table")
+        return
+    problem = cluster.problem()
+    if problem:
+        raise ConfigError(config.path, f"cluster.{problem[0]}", problem[1])
+    for i, bot in enumerate(config.bots):
+        if bot.shard is not None and bot.shard >= cluster.shards:
+            raise ConfigError(config.path, f"bots[{i}] ({bot.id}).shard",
+                              f"{bot.shard} is not below shards = {cluster.shards}")
 
 
 def _check_endpoints(config: Config) -> None:

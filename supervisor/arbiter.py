@@ -66,6 +66,12 @@ class Supervisor:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.server = config.supervisor.server_name
+        self.cluster: Any = None  # supervisor.cluster.member.ClusterMember when [cluster] is set
+        if config.cluster is not None:
+            from .cluster.member import ClusterMember
+
+            self.cluster = ClusterMember(self, config)
+            self.config = config = self.cluster.local(config)
         self.pid = os.getpid()
         self.timers = Timers()
         self.manager = BotManager(self, self.server)
@@ -124,8 +130,14 @@ class Supervisor:
         self._signal_w.send(bytes([signal.SIGTERM]))
 
     # -- Runtime (what containers call) ----------------------------------------------------
+    def start_gate(self, container: BotContainer) -> bool:
+        """False holds a start back: in a cluster, until the bot's lease is this shard's."""
+        return self.cluster is None or self.cluster.gate(container)
+
     def spawn(self, container: BotContainer) -> WorkerProcess:
         bot = container.bot
+        if self.cluster is not None:
+            self.cluster.may_run(bot.id)  # never a worker without its lease, whatever asked for it
         secret = new_secret()
         self.secrets[bot.id] = secret
         spec = WorkerSpec(
@@ -178,6 +190,8 @@ class Supervisor:
         self._to_tap(*encode(message))
         if self._ready:
             self.notifier.status(self.fleet_summary())
+        if self.cluster is not None:
+            self.cluster.on_state(container)
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
         return self.timers.call_later(delay, callback)
@@ -224,6 +238,9 @@ class Supervisor:
         self._install_signals()
         log.info("botvisor supervisor pid %d serving %d bot(s) as %r", self.pid, len(self.config.bots), self.server)
         self._start_metrics()
+        if self.cluster is not None:
+            self.poller.add_fd(self.cluster.fd())
+            self.cluster.start()
         self._start_fleet()
         self._schedule_health_check()
         try:
@@ -256,6 +273,8 @@ class Supervisor:
             container = self._sentinels[fd]
             self._guarded(self._await_last_words, container.process.pid, container.process.exitcode)
             self._guarded(container.on_exit, container.process.exitcode)
+        if self.cluster is not None and self.cluster.fd() in ready.fds:
+            self._guarded(self.cluster.on_wakeup)
         self._guarded(self.timers.run_due)
 
     def _guarded(self, handler: Callable[..., Any], *args: Any) -> None:
@@ -321,6 +340,8 @@ class Supervisor:
         for container in self.manager:  # normally none is left; never leave one behind
             if container.process is not None:
                 container.process.signal_tree(signal.SIGKILL)
+        if self.cluster is not None:
+            self.cluster.close()
         stop_forkserver()
         if threading.current_thread() is threading.main_thread():
             signal.set_wakeup_fd(-1)
@@ -429,6 +450,8 @@ class Supervisor:
         try:
             try:
                 new = load_config(self.config.path)
+                if self.cluster is not None:
+                    new = self.cluster.local(new)
             except ConfigError as exc:
                 self.notice("error", f"reload refused, the running fleet is unchanged: {exc}")
                 return False
@@ -438,6 +461,8 @@ class Supervisor:
                 return False
             self.config = new
             self._apply(plan)
+            if self.cluster is not None:
+                self.cluster.after_reload()
             self.notice("info", f"reloaded {new.path}: {plan.summary()}")
             return True
         finally:

@@ -152,6 +152,9 @@ class BotContainer:
         if self.state is S.FAILED:  # an operator's start is a fresh chance
             self._streak, self._restart_times = 0, ()
         self._cancel_timer()
+        gate = getattr(self.runtime, "start_gate", None)
+        if gate is not None and not gate(self):
+            return  # [cluster]: the supervisor starts it again once the bot's lease is held
         self._spawn("started")
 
     def start_later(self, delay: float) -> None:

@@ -9,10 +9,15 @@ from .common import add_config_argument, load_or_exit
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_argument(parser)
+    parser.add_argument("--shards", nargs="*", type=int, default=None, metavar="N",
+                        help="[cluster]: print which shard runs each bot, and what changing the number of "
+                             "shards to each N would move (default: one fewer and one more)")
 
 
 def execute(args: argparse.Namespace) -> int:
     config = load_or_exit(args)
+    if args.shards is not None:
+        return _shards(config, args.shards)
     sup = config.supervisor
     print(f"{config.path}: OK")
     print(f"  server {sup.server_name!r}, auth {config.auth_root}, run {config.run_dir}")
@@ -26,4 +31,16 @@ def execute(args: argparse.Namespace) -> int:
     for bot in config.bots:
         extra = "" if bot.autostart else " (autostart off)"
         print(f"    {bot.id:<20} {bot.backend:<10} {config.bot_dir(bot.id)}{extra}")
+    return 0
+
+
+def _shards(config, other: list[int]) -> int:
+    from supervisor.cluster.sharding import report
+
+    from .common import fail
+
+    if config.cluster is None:
+        return fail(f"{config.path}: no [cluster] table: every bot runs on this one host")
+    n = config.cluster.shards
+    print(report(config, other or [m for m in (n - 1, n + 1) if m >= 1]))
     return 0

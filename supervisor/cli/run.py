@@ -23,7 +23,12 @@ def execute(args: argparse.Namespace) -> int:
 
     configure_supervisor_logging(config.supervisor.log_level, config.log_dir, config.supervisor.log_max_bytes,
                                  config.supervisor.log_backups)
+    from protocol import exit_codes
+    from protocol.config import ConfigError
+
     try:
         return Supervisor(config).run()
     except AlreadyRunning as exc:
         return fail(str(exc))
+    except ConfigError as exc:  # e.g. [cluster] shard = "auto" on a host with no ordinal
+        return fail(str(exc), exit_codes.CONFIG_ERROR)

@@ -29,6 +29,7 @@ from protocol.backoff import reconnect_delay
 from ..atomic import write_atomic
 from ..credentials import CredentialsManager
 from ..errors import BotCrash, CommandError, FatalBotError
+from . import simserver
 from .base import Backend, BackendContext
 
 SESSION_FILE = "creds.json"
@@ -63,6 +64,7 @@ class SimulatedBackend(Backend):
         self._prints = 0
         self._ballast: bytearray | None = None
         self._child: subprocess.Popen[bytes] | None = None
+        self._stream: int | None = None  # the simulated server's claim on this account (simserver.py)
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self, now: float) -> None:
@@ -99,6 +101,8 @@ class SimulatedBackend(Backend):
 
     def _open(self, now: float) -> None:
         self._connect_at = None
+        if self._stream is None:
+            self._stream = simserver.claim(self.me, self.ctx.bot.id)
         self.opened_at = now
         self.status = BotStatus.ONLINE
         attempt, self.connection_attempts = self.connection_attempts, 0

@@ -1,0 +1,236 @@
+"""The supervisor's side of a cluster: which bots are ours, and never one without its lease.
+
+The loop (arbiter.py) calls in at five points: ``local`` (the shard's view of a config),
+``gate`` (may this container start now?), ``may_run`` (checked again at spawn), ``on_state`` (a
+bot stopped: hand it over if it left us) and ``on_wakeup`` (the keeper has results). The policy,
+stated once: a worker of ours runs only while this shard's view of its lease is live, i.e.
+until ``sent + lease_ttl - stop_margin``, where ``sent`` is when the last successful acquiring or
+renewing statement left this host. ``lapse_grace`` before that the worker gets SIGTERM; at it,
+SIGKILL. A lease the database says we lost is ended with SIGKILL at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import signal
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from protocol import ContainerState
+from protocol.cluster_config import ShardUnknown, resolve_shard
+from protocol.config import Config, ConfigError
+
+from .keeper import Acquired, LeaseKeeper, Lost, Released, Renewed, Trouble
+from .sharding import local_config
+
+if TYPE_CHECKING:
+    from ..arbiter import Supervisor
+    from ..container import BotContainer
+    from ..timers import Timer
+
+log = logging.getLogger("botvisor.cluster")
+#: [cluster] keys a reload may change (the rest need a restart of the shard)
+LIVE_KEYS = ("shards", "peer_control", "peer_tap")
+#: seconds between looks for a statement stuck on a dead network
+STUCK_CHECK_S = 0.25
+#: seconds a shutting-down shard spends handing its bots over
+CLOSE_S = 20.0
+
+
+class LeaseNotHeld(RuntimeError):
+    pass
+
+
+class ClusterMember:
+    def __init__(self, supervisor: Supervisor, config: Config) -> None:
+        assert config.cluster is not None
+        self.supervisor = supervisor
+        self.settings = config.cluster
+        try:
+            self.shard = resolve_shard(self.settings)
+        except ShardUnknown as exc:
+            raise ConfigError(config.path, "cluster.shard", str(exc)) from None
+        dsn = self.settings.dsn()
+        if dsn is None:
+            raise ConfigError(config.path, "cluster.database", "a cluster needs its PostgreSQL DSN here or in "
+                                                               "$BOTVISOR_DATABASE")
+        # a new incarnation never inherits its predecessor's leases: it waits for them to expire
+        self.owner = f"{self.shard}/{uuid.uuid4().hex[:12]}"
+        self.keeper = LeaseKeeper(self.settings, dsn, supervisor.server, self.owner, self.shard,
+                                  bot_dir=lambda bot: self.supervisor.config.bot_dir(bot))
+        #: bot -> (token, monotonic deadline of our view of the lease)
+        self.held: dict[str, tuple[int, float]] = {}
+        #: bots asked to start that wait for their lease
+        self.pending: set[str] = set()
+        self._lapse_timer: Timer | None = None
+        self._stuck_limit = max(1.0, min(self.settings.renew_interval, self.settings.lease_ttl / 4))
+
+    # -- the shard's view ------------------------------------------------------------------
+    def local(self, config: Config) -> Config:
+        """``config`` with only this shard's bots; ConfigError if it changes what needs a restart."""
+        new = config.cluster
+        if new is None:
+            raise ConfigError(config.path, "cluster", "a running shard cannot leave its cluster: restart it")
+        fixed = [f.name for f in dataclasses.fields(new)
+                 if f.name not in LIVE_KEYS and getattr(new, f.name) != getattr(self.settings, f.name)]
+        if fixed:
+            raise ConfigError(config.path, "cluster", f"{', '.join(fixed)} can only change with a restart")
+        if self.shard >= new.shards:
+            raise ConfigError(config.path, "cluster.shards", f"this is shard {self.shard}: scale the shards down "
+                                                             "after lowering shards, not before")
+        self.settings = new
+        return local_config(config, self.shard)
+
+    def fd(self) -> int:
+        return self.keeper.wake_r.fileno()
+
+    def start(self) -> None:
+        log.info("shard %d of %d, lease owner %s", self.shard, self.settings.shards, self.owner)
+        self.keeper.start()
+        self.supervisor.timers.call_later(STUCK_CHECK_S, self._check_stuck)
+
+    def close(self) -> None:
+        for bot in list(self.held):  # every worker has ended by now: leave each bot ready to move
+            self.keeper.hand_over(bot)
+        self.held.clear()
+        if not self.keeper.close(CLOSE_S):
+            log.warning("the lease keeper did not finish in %g s; unreleased leases expire on their own", CLOSE_S)
+
+    # -- gates -----------------------------------------------------------------------------
+    def _live(self, bot: str, now: float | None = None) -> bool:
+        held = self.held.get(bot)
+        return held is not None and (now or time.monotonic()) < held[1] - self.settings.lapse_grace
+
+    def gate(self, container: BotContainer) -> bool:
+        """True: start now. False: it starts once its lease is ours."""
+        bot = container.bot.id
+        if self._live(bot):
+            return True
+        self.pending.add(bot)
+        self.keeper.want(self.pending | set(self.held))
+        return False
+
+    def may_run(self, bot: str) -> None:
+        if not self._live(bot):
+            raise LeaseNotHeld(f"shard {self.shard} does not hold the lease of bot {bot!r}")
+
+    def on_state(self, container: BotContainer) -> None:
+        bot = container.bot.id
+        if container.state is ContainerState.STOPPED and bot in self.held and not self._ours(bot):
+            self._hand_over(bot)
+
+    def after_reload(self) -> None:
+        """Bots that left this shard and are not running: hand them over now."""
+        for bot in list(self.held):
+            container = self.supervisor.manager.find(bot)
+            if not self._ours(bot) and (container is None or container.state is ContainerState.STOPPED):
+                self._hand_over(bot)
+        self.pending = {bot for bot in self.pending if self._ours(bot)}
+        self.keeper.want(self.pending | set(self.held))
+
+    def _ours(self, bot: str) -> bool:
+        return not self.supervisor.shutting_down and any(b.id == bot for b in self.supervisor.config.bots)
+
+    def _hand_over(self, bot: str) -> None:
+        self.held.pop(bot, None)
+        self.pending.discard(bot)
+        self.keeper.hand_over(bot)
+
+    # -- results from the keeper -------------------------------------------------------------
+    def on_wakeup(self) -> None:
+        try:
+            while self.keeper.wake_r.recv(4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+        while not self.keeper.results.empty():
+            self._on_result(self.keeper.results.get_nowait())
+        self._schedule_lapse()
+
+    def _on_result(self, result: Any) -> None:
+        ttl, margin = self.settings.lease_ttl, self.settings.stop_margin
+        match result:
+            case Acquired(bot=bot, token=token, sent=sent):
+                if not self._ours(bot):
+                    self.keeper.hand_over(bot)  # it left us while we were taking it
+                    return
+                self.held[bot] = (token, sent + ttl - margin)
+                level = "warning" if result.stale else "info"
+                self.supervisor.notice(level, f"{bot}: lease {token} taken by shard {self.shard}; {result.choice}")
+                container = self.supervisor.manager.find(bot)
+                if bot in self.pending and container is not None:
+                    self.pending.discard(bot)
+                    container.start()
+            case Renewed(bots=bots, sent=sent):
+                for bot in bots:
+                    if bot in self.held:
+                        self.held[bot] = (self.held[bot][0], sent + ttl - margin)
+            case Lost(bot=bot):
+                if bot in self.held:
+                    token, _ = self.held.pop(bot)
+                    self._end(bot, f"lease {token} lost: the database no longer gives it to this shard", kill=True)
+            case Released(bot=bot, token=token):
+                if result.error:
+                    self.supervisor.notice("error", f"{bot}: lease {token} handover: {result.error}")
+                else:
+                    self.supervisor.notice("info", f"{bot}: handed over (lease {token} released, "
+                                                   f"{result.files} file(s) stored, {result.seconds * 1000:.0f} ms)")
+            case Trouble(text=text):
+                self.supervisor.notice("warning", f"shard {self.shard}: {text}")
+
+    def _end(self, bot: str, reason: str, kill: bool) -> None:
+        """Stop the bot's worker (SIGKILL now when ``kill``); it starts again once the lease is back."""
+        container = self.supervisor.manager.find(bot)
+        self.keeper.drop(bot)
+        if container is None:
+            return
+        self.pending.add(bot)
+        self.keeper.want(self.pending | set(self.held))
+        if kill and container.process is not None:
+            container.process.signal_tree(signal.SIGKILL)
+        container.stop(reason)
+
+    # -- deadlines ---------------------------------------------------------------------------
+    def _schedule_lapse(self) -> None:
+        if self._lapse_timer is not None:
+            self._lapse_timer.cancel()
+            self._lapse_timer = None
+        if not self.held:
+            return
+        first = min(deadline for _token, deadline in self.held.values()) - self.settings.lapse_grace
+        self._lapse_timer = self.supervisor.timers.call_later(max(0.0, first - time.monotonic()), self._lapse)
+
+    def _lapse(self) -> None:
+        self._lapse_timer = None
+        now = time.monotonic()
+        for bot, (token, deadline) in list(self.held.items()):
+            if now < deadline - self.settings.lapse_grace:
+                continue
+            self.held.pop(bot)
+            self._end(bot, f"lease {token} not renewed: stopping {deadline - now:.1f} s before this shard's view "
+                           f"of it ends (the database is unreachable)", kill=False)
+            self.supervisor.timers.call_later(max(0.0, deadline - now), lambda bot=bot: self._kill(bot))
+        self._schedule_lapse()
+
+    def _kill(self, bot: str) -> None:
+        container = self.supervisor.manager.find(bot)
+        if container is not None and container.process is not None and not self._live(bot):
+            log.warning("bot %s: its lease ended and the worker is still alive: SIGKILL", bot)
+            container.process.signal_tree(signal.SIGKILL)
+
+    def _check_stuck(self) -> None:
+        since = self.keeper.busy_since
+        if since is not None and time.monotonic() - since > self._stuck_limit:
+            log.warning("a lease statement has been waiting %.1f s: breaking the connection",
+                        time.monotonic() - since)
+            self.keeper.interrupt()
+        if not self.supervisor.shutting_down:
+            self.supervisor.timers.call_later(STUCK_CHECK_S, self._check_stuck)
+
+    def lease_info(self, bot: str) -> dict[str, Any] | None:
+        held = self.held.get(bot)
+        if held is None:
+            return {"shard": self.shard, "lease": None, "waiting": bot in self.pending}
+        return {"shard": self.shard, "lease": held[0], "lease_left": round(held[1] - time.monotonic(), 3)}
