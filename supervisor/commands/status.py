@@ -26,6 +26,9 @@ def execute(supervisor: Any, request: Request, answer: Any) -> None:
     for container in containers:
         status = dataclasses.asdict(container.get_status())
         status["bot_id"] = container.bot.id
+        cluster = getattr(supervisor, "cluster", None)
+        if cluster is not None:  # its shard, its lease token and the seconds left on it
+            status.update(cluster.lease_info(container.bot.id))
         statuses.append(status)
     answer(ok(request.id, {"server": supervisor.server, "pid": supervisor.pid, "bots": statuses,
                            "stats": dict(supervisor.stats)}))

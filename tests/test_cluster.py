@@ -1,0 +1,142 @@
+"""Three shards on loopback, 60 simulated bots, one real PostgreSQL: one owner per bot, always.
+
+The simulated WhatsApp server (worker/backends/simserver.py) records every second live stream
+on an account as a StreamReplaced, and the taps give every worker's running interval per shard:
+each test asserts neither ever happened.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from bench.shards import LocalCluster
+from supervisor.cluster.sharding import assignment, moves
+from protocol.config import BotConfig
+
+from .cluster_fixtures import database, postgres  # noqa: F401 (fixtures)
+from .pgserver import PostgresServer
+
+pytestmark = pytest.mark.slow
+BOTS = [f"bot{i:02d}" for i in range(60)]
+
+
+def planned(shards: int) -> dict[int, set[str]]:
+    table = assignment([BotConfig(id=b) for b in BOTS], shards)
+    return {k: {b for b, s in table.items() if s == k} for k in range(shards)}
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, database: str) -> Iterator[LocalCluster]:
+    c = LocalCluster(tmp_path, database, BOTS)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def start_all(cluster: LocalCluster, shards: int) -> dict[int, set[str]]:
+    plan = planned(shards)
+    for k in range(shards):
+        cluster.start(k, shards)
+    for k in range(shards):
+        cluster.wait(lambda k=k: cluster.running(k) == plan[k], 60, f"shard {k} running its {len(plan[k])} bots")
+    return plan
+
+
+def test_each_bot_runs_on_exactly_one_shard_and_comes_back_to_it_after_a_sigkill(cluster: LocalCluster) -> None:
+    plan = start_all(cluster, 3)
+    assert all(plan[k] for k in range(3)) and set().union(*plan.values()) == set(BOTS)
+    for k in range(3):
+        assert cluster.running(k) == plan[k]
+    cluster.kill(1)
+    killed_at = time.time()
+    cluster.close_runs_of(1, killed_at)
+    # the others never take shard 1's bots: their config does not give them, and the leases are held
+    time.sleep(0.5)
+    assert cluster.running(0) == plan[0] and cluster.running(2) == plan[2]
+    cluster.start(1, 3)
+    came_back = cluster.wait(lambda: cluster.running(1) == plan[1], 60, "shard 1's bots back on shard 1")
+    for k in (0, 2):
+        assert cluster.running(k) == plan[k]
+    # a new incarnation waits for its predecessor's leases to expire: never two owners, even briefly
+    started = [c.ts for k, c in cluster.events if k == 1 and c.state.value == "initializing" and c.ts > killed_at]
+    assert started and min(started) >= killed_at + 1.0, "a restarted shard reclaimed a lease before it expired"
+    assert cluster.overlaps() == []
+    assert cluster.replaced() == []
+    assert came_back
+
+
+def test_resharding_3_to_4_moves_a_quarter_each_intact_and_never_twice(cluster: LocalCluster) -> None:
+    plan = start_all(cluster, 3)
+    moved = moves([BotConfig(id=b) for b in BOTS], 3, 4)
+    assert 8 <= len(moved) <= 23, f"rendezvous hashing should move about a quarter, moved {len(moved)}"
+    assert all(m.target == 3 for m in moved)  # only to the new shard: nothing shuffles between old ones
+    fingerprints = {}
+    for m in moved:  # what must arrive: the session, its metadata, and a file an app keeps there
+        d = cluster.shard(m.source).bot_dir(m.bot, cluster.server)
+        (d / "app-state.json").write_text(json.dumps({"bot": m.bot, "counter": 12345}))
+        fingerprints[m.bot] = {name: (d / name).read_bytes() for name in ("creds.json", "app-state.json")}
+    new_plan = planned(4)
+    cluster.start(3, 4)  # the new shard first: it waits, leases held elsewhere
+    time.sleep(1.0)
+    assert cluster.running(3) == set()
+    for k in range(3):
+        cluster.write(k, 4)
+        cluster.signal(k, signal.SIGHUP)
+    for k in range(4):
+        cluster.wait(lambda k=k: cluster.running(k) == new_plan[k], 60, f"shard {k} running its bots after 3 -> 4")
+    assert new_plan[3] == {m.bot for m in moved}
+    for m in moved:
+        d = cluster.shard(3).bot_dir(m.bot, cluster.server)
+        for name, content in fingerprints[m.bot].items():
+            assert (d / name).read_bytes() == content, f"{m.bot}/{name} did not arrive intact"
+        assert list(d.glob("creds.backup.*.json")), f"{m.bot}: the handover's backup is missing"
+    assert cluster.overlaps() == []
+    assert cluster.replaced() == []
+    # the bots that stayed were never restarted
+    stayed = set(BOTS) - {m.bot for m in moved}
+    restarted = {c.bot for _k, c in cluster.events if c.bot in stayed and c.state.value == "stopping"}
+    assert restarted == set()
+
+
+def test_a_shard_cut_off_from_postgres_stops_its_bots_before_its_leases_expire(
+        tmp_path: Path, postgres: PostgresServer, database: str) -> None:
+    from .pgproxy import Proxy
+
+    proxy = Proxy("127.0.0.1", postgres.port).start()
+    dbname = database.rsplit("/", 1)[1]
+    cluster = LocalCluster(tmp_path, database, BOTS,
+                           database_dsn=lambda k: postgres.dsn(dbname, proxy.port) if k == 0 else database)
+    try:
+        plan = start_all(cluster, 3)
+        import psycopg
+
+        with psycopg.connect(database, autocommit=True) as conn:
+            proxy.cut()  # packets to PostgreSQL from shard 0 now vanish; the others are untouched
+            cut_at = time.time()
+            cluster.wait(lambda: set(cluster.states(0).values()) == {"stopped"}, 20, "shard 0 to stop its bots")
+            stops = {c.bot: c.ts for k, c in cluster.events
+                     if k == 0 and c.ts > cut_at and c.state.value == "stopped"}
+            assert set(stops) == plan[0]
+            expiry = dict(conn.execute(
+                "SELECT bot, extract(epoch FROM expires_at)::float8 FROM botvisor_lease WHERE shard = 0").fetchall())
+            for bot, stopped in stops.items():
+                assert stopped < expiry[bot], f"{bot} stopped {stopped - expiry[bot]:.2f} s after its lease expired"
+            ahead = min(expiry[b] - stops[b] for b in stops)
+            print(f"\nshard 0 stopped its {len(stops)} bots {ahead:.2f} to {max(expiry[b] - stops[b] for b in stops):.2f} s "
+                  f"before their leases expired, {max(stops.values()) - cut_at:.2f} s after the cut")
+            assert ahead >= 0.2, f"only {ahead:.2f} s ahead of expiry"
+            assert cluster.running(1) == plan[1] and cluster.running(2) == plan[2]
+            proxy.heal()
+            cluster.wait(lambda: cluster.running(0) == plan[0], 60, "shard 0 back once PostgreSQL is reachable")
+        assert cluster.overlaps() == []
+        assert cluster.replaced() == []
+    finally:
+        cluster.close()
+        proxy.stop()
