@@ -213,7 +213,7 @@ class _FileSchema:
     endpoints: Endpoints = field(default_factory=Endpoints)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
-    cluster: ClusterSettings | None = None
+    cluster: dict[str, Any] | None = None  # converted on its own, so errors name the key inside it
     bots: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -270,6 +270,7 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
     try:
         schema = from_mapping(_FileSchema, raw)
         supervisor = from_mapping(SupervisorSettings, schema.supervisor, "supervisor")
+        cluster = None if schema.cluster is None else from_mapping(ClusterSettings, schema.cluster, "cluster")
         bots = tuple(_resolve_bot(supervisor, schema.supervisor, entry, i) for i, entry in enumerate(schema.bots))
     except SchemaError as exc:
         raise ConfigError(path, exc.path, exc.reason) from None
@@ -291,7 +292,7 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
         security=dataclasses.replace(schema.security, **{
             f.name: str(base / getattr(schema.security, f.name))
             for f in dataclasses.fields(SecuritySettings) if getattr(schema.security, f.name)}),
-        cluster=schema.cluster,
+        cluster=cluster,
     )
     _check_cluster(config)
     _check_endpoints(config)
