@@ -14,7 +14,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -83,12 +82,13 @@ class LocalCluster:
         self._stop = threading.Event()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader_started = False
+        self.tag = os.urandom(3).hex()  # run dirs /tmp/bvc-<tag>-<k>: one {shard} template finds them all
 
     # -- configs -------------------------------------------------------------------------
     def shard(self, k: int) -> Shard:
         if k not in self.shards:
-            run_dir = Path(tempfile.mkdtemp(prefix=f"bvs{k}-", dir="/tmp"))
-            shutil.rmtree(run_dir)
+            run_dir = Path(f"/tmp/bvc-{self.tag}-{k}")
+            shutil.rmtree(run_dir, ignore_errors=True)
             root = self.root / f"shard{k}"
             root.mkdir(parents=True, exist_ok=True)
             self.shards[k] = Shard(k, root, run_dir)
@@ -98,7 +98,9 @@ class LocalCluster:
         s = self.shard(k)
         lines = ["[supervisor]", f'server_name = "{self.server}"', f'auth_dir = "{s.auth}"', f'run_dir = "{s.run_dir}"',
                  "heartbeat_interval = 0.5", "start_interval = 0.0", "stop_timeout = 2.0",
-                 "[cluster]", f"shards = {shards}", f"shard = {k}", f'database = "{self.database_dsn(k)}"']
+                 "[cluster]", f"shards = {shards}", f"shard = {k}", f'database = "{self.database_dsn(k)}"',
+                 f'peer_control = "ipc:///tmp/bvc-{self.tag}-{{shard}}/control.sock"',
+                 f'peer_tap = "ipc:///tmp/bvc-{self.tag}-{{shard}}/tap.sock"']
         lines += [f"{key} = {value!r}" for key, value in self.timings.items()]
         for bot in self.bots:
             lines += ["[[bots]]", f'id = "{bot}"', 'backend = "simulated"']

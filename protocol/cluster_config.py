@@ -7,10 +7,12 @@ one this process is, where the database is and how long a lease lives.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import socket
 from dataclasses import dataclass
+from typing import Any
 
 from .schema import checked, in_range
 
@@ -103,3 +105,22 @@ def resolve_shard(settings: ClusterSettings, hostname: str | None = None) -> int
     if value >= settings.shards:
         raise ShardUnknown(f"shard {value} is not below shards = {settings.shards}")
     return value
+
+
+# -- placement: rendezvous (highest random weight) hashing ------------------------------------
+# Here in protocol/ because every side computes it: the shards (which bots are mine), the CLI and
+# the gateway (which shard to ask about a bot). Changing N from n to n+1 moves exactly the bots
+# whose highest score becomes the new shard's: about 1/(n+1) of them, and nothing else.
+
+def score(bot_id: str, shard: int) -> int:
+    # blake2b: the same in every process and Python version (hash() is salted per process)
+    return int.from_bytes(hashlib.blake2b(f"{bot_id}\0{shard}".encode(), digest_size=8).digest(), "big")
+
+
+def shard_of(bot: Any, shards: int) -> int:
+    """The shard that runs ``bot`` (a BotConfig, whose ``shard`` pin wins, or a bot id)."""
+    pin = None if isinstance(bot, str) else bot.shard
+    if pin is not None:
+        return pin
+    bot_id = bot if isinstance(bot, str) else bot.id
+    return max(range(shards), key=lambda k: score(bot_id, k))

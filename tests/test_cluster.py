@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Iterator
@@ -20,6 +22,7 @@ from supervisor.cluster.sharding import assignment, moves
 from protocol.config import BotConfig
 
 from .cluster_fixtures import database, postgres  # noqa: F401 (fixtures)
+from .harness import REPO
 from .pgserver import PostgresServer
 
 pytestmark = pytest.mark.slow
@@ -40,6 +43,12 @@ def cluster(tmp_path: Path, database: str) -> Iterator[LocalCluster]:
         c.close()
 
 
+def fleet_status(cluster: LocalCluster, k: int) -> subprocess.CompletedProcess[str]:
+    """`botvisor status --fleet --json` with shard k's config (every shard reads the same [cluster])."""
+    return subprocess.run([sys.executable, "-m", "supervisor.cli", "status", "-c", str(cluster.shard(k).config),
+                           "--fleet", "--json", "--timeout", "2"], cwd=REPO, capture_output=True, text=True, timeout=60)
+
+
 def start_all(cluster: LocalCluster, shards: int) -> dict[int, set[str]]:
     plan = planned(shards)
     for k in range(shards):
@@ -54,13 +63,36 @@ def test_each_bot_runs_on_exactly_one_shard_and_comes_back_to_it_after_a_sigkill
     assert all(plan[k] for k in range(3)) and set().union(*plan.values()) == set(BOTS)
     for k in range(3):
         assert cluster.running(k) == plan[k]
+    view = fleet_status(cluster, 0)
+    assert view.returncode == 0, view.stderr
+    assert {b["bot_id"]: b["shard"] for b in json.loads(view.stdout)["bots"]} == \
+        {b: k for k, bots in plan.items() for b in bots}
     cluster.kill(1)
     killed_at = time.time()
     cluster.close_runs_of(1, killed_at)
     # the others never take shard 1's bots: their config does not give them, and the leases are held
     time.sleep(0.5)
     assert cluster.running(0) == plan[0] and cluster.running(2) == plan[2]
-    cluster.start(1, 3)
+    view = fleet_status(cluster, 0)
+    assert view.returncode == 1  # a shard down is a fleet in trouble, and its bots are shown, not dropped
+    shown = {b["bot_id"]: b for b in json.loads(view.stdout)["bots"]}
+    assert set(shown) == set(BOTS)
+    assert {b for b, s in shown.items() if s["container_state"] == "unknown"} == plan[1]
+    assert all(shown[b]["shard"] == 1 for b in plan[1])
+    tap = subprocess.Popen([sys.executable, "-m", "supervisor.cli", "tap", "-c", str(cluster.shard(0).config),
+                            "--fleet", "--json", "--type", "state", "--count", "20", "--timeout", "60"],
+                           cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.0)  # the tap subscribes to all three shards (one of them down) before shard 1 is back
+        cluster.start(1, 3)
+        out, err = tap.communicate(timeout=90)
+    finally:
+        if tap.poll() is None:
+            tap.kill()
+            tap.wait()
+    assert tap.returncode == 0, f"{err}\n{out[-2000:]}"
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert len(lines) == 20 and {line["shard"] for line in lines} == {1} and {line["bot"] for line in lines} <= plan[1]
     came_back = cluster.wait(lambda: cluster.running(1) == plan[1], 60, "shard 1's bots back on shard 1")
     for k in (0, 2):
         assert cluster.running(k) == plan[k]

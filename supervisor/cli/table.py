@@ -18,15 +18,16 @@ COLUMNS = ("BOT", "STATE", "STATUS", "PID", "UPTIME", "RESTARTS", "HEARTBEAT", "
 
 
 def is_bad(bot: dict[str, Any]) -> bool:
-    """Failed, waiting to restart after a crash, or running without fresh heartbeats."""
+    """Failed, waiting to restart after a crash, running without fresh heartbeats, or on a shard
+    that does not answer (``unknown``)."""
     state = bot["container_state"]
-    return state in ("failed", "backoff") or (state == "running" and not bot["is_healthy"])
+    return state in ("failed", "backoff", "unknown") or (state == "running" and not bot["is_healthy"])
 
 
 def health_rank(bot: dict[str, Any]) -> int:
     """Sort key: the bots needing attention first, stopped ones last."""
     state = bot["container_state"]
-    if state == "failed":
+    if state in ("failed", "unknown"):
         return 0
     if state == "running" and not bot["is_healthy"]:
         return 1
@@ -68,6 +69,8 @@ def mib(rss: int) -> str:
 
 
 def row(bot: dict[str, Any], now: float | None = None) -> list[str]:
+    if bot["container_state"] == "unknown":  # its shard did not answer: nothing but what it is
+        return [bot["bot_id"], "unknown", "unknown", *["-"] * 9, bot.get("reason") or ""]
     age = heartbeat_age(bot, now)
     return [
         bot["bot_id"], bot["container_state"], bot["bot_status"], str(bot["pid"] or "-"), duration(bot["uptime"]),
@@ -83,8 +86,13 @@ def build(bots: list[dict[str, Any]], title: str | None = None, now: float | Non
         numeric = name in ("PID", "RESTARTS", "ATTEMPTS", "EVENTS", "LOST", "RSS", "CPU", "HEARTBEAT", "UPTIME")
         table.add_column(name, justify="right" if numeric else "left", no_wrap=name != "REASON",
                          overflow="fold" if name == "REASON" else "ellipsis")
+    sharded = any("shard" in bot for bot in bots)
+    if sharded:  # [cluster] fleet views: which shard runs the bot
+        table.add_column("SHARD", justify="right", no_wrap=True)
     for bot in bots:
         cells = row(bot, now)
+        if sharded:
+            cells.append("-" if bot.get("shard") is None else str(bot["shard"]))
         styled = [Text(c) for c in cells]
         styled[1].stylize(STATE_STYLES.get(bot["container_state"], ""))
         styled[2].stylize(STATUS_STYLES.get(bot["bot_status"], ""))

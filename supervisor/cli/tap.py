@@ -43,6 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=None, metavar="S",
                         help="exit 1 if --count (or any) matching messages did not arrive within S seconds")
     parser.add_argument("--no-qr", action="store_true", help="do not draw QR codes in the terminal")
+    parser.add_argument("--fleet", action="store_true",
+                        help="[cluster]: every shard's tap ([cluster] peer_tap), each line with its bot's shard")
 
 
 def execute(args: argparse.Namespace) -> int:
@@ -58,10 +60,17 @@ def execute(args: argparse.Namespace) -> int:
         except ConfigError as exc:
             if not endpoints or args.config:
                 return fail(f"{exc} (or give --endpoint)", 78)
+    if args.fleet and not endpoints:
+        from protocol.fleet import endpoints as fleet_endpoints
+
+        config = config or load_config(args.config or default_config_path())
+        endpoints = [ep for _k, ep in fleet_endpoints(config, "tap")]
+        server = config.supervisor.server_name
     if not endpoints:
         assert config is not None
         endpoints = [config.endpoint("tap")]
         server = config.supervisor.server_name
+    shard_of_bot = _shards(config) if args.fleet else None
     context = zmq.Context()
     try:
         sock = connect(context, endpoints, subscriptions(server, args.bot), config)
@@ -89,11 +98,14 @@ def execute(args: argparse.Namespace) -> int:
             if not matches(message, args.bot, args.type):
                 continue
             matched += 1
+            shard = None if shard_of_bot is None else shard_of_bot(message.bot)
             if args.json:
                 body = msgpack.unpackb(payload, raw=False)
-                print(json.dumps({"topic": topic.decode(), **body}, default=repr), flush=True)
+                extra = {} if shard_of_bot is None else {"shard": shard}
+                print(json.dumps({"topic": topic.decode(), **extra, **body}, default=repr), flush=True)
             else:
-                print(describe_message(message, colour=colour), flush=True)
+                line = describe_message(message, colour=colour)
+                print(line if shard_of_bot is None else f"[{'-' if shard is None else shard}] {line}", flush=True)
                 qr = getattr(getattr(message, "data", None), "qr", None)
                 if qr and not args.no_qr and sys.stdout.isatty():
                     render_qr(qr)
@@ -143,3 +155,14 @@ def matches(message: Any, bot_globs: list[str], types: list[str]) -> bool:
         if kind not in types and event_type not in types:
             return False
     return True
+
+
+def _shards(config: Any) -> Any:
+    """bot id -> its shard by the configuration ([cluster] placement), None for the supervisor's own."""
+    from protocol.cluster_config import shard_of
+
+    if config is None or config.cluster is None:
+        return lambda _bot: None
+    bots = {b.id: b for b in config.bots}
+    n = config.cluster.shards
+    return lambda bot: shard_of(bots[bot], n) if bot in bots else None

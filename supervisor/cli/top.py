@@ -38,6 +38,8 @@ REDRAW_EVERY = 0.25
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_argument(parser)
+    parser.add_argument("--fleet", action="store_true",
+                        help="[cluster]: every shard's bots ([cluster] peer_control / peer_tap), with their shard")
     parser.add_argument("--interval", type=float, default=STATUS_EVERY, metavar="S",
                         help=f"seconds between status refreshes (default {STATUS_EVERY:g})")
 
@@ -53,7 +55,7 @@ class FleetView:
         self.messages = 0
 
     def on_status(self, result: dict[str, Any]) -> None:
-        self.server, self.pid, self.problem = result["server"], result["pid"], None
+        self.server, self.pid, self.problem = result["server"], result["pid"], result.get("problem")
         self.bots = {b["bot_id"]: b for b in result["bots"]}
 
     def on_message(self, message: Any) -> None:
@@ -115,7 +117,12 @@ def keys(fd: int) -> Iterator[bool]:
 
 def execute(args: argparse.Namespace) -> int:
     config = load_or_exit(args)
-    client = ControlClient.for_config(config, timeout=2.0)
+    client: Any = ControlClient.for_config(config, timeout=2.0)
+    taps = [config.endpoint("tap")]
+    if args.fleet:  # every shard: the merged status, every shard's tap
+        from protocol.fleet import FleetClient, endpoints
+
+        client, taps = FleetClient(config), [ep for _k, ep in endpoints(config, "tap")]
     view = FleetView()
     try:
         view.on_status(client.call("status"))
@@ -123,7 +130,7 @@ def execute(args: argparse.Namespace) -> int:
         client.close()
         return fail(f"{exc} (config {config.path})", EXIT_NOT_RUNNING)
     context = zmq.Context()
-    sock = connect(context, [config.endpoint("tap")], [""], config)
+    sock = connect(context, taps, [""], config)
     poller = zmq.Poller()
     poller.register(sock, zmq.POLLIN)
     stdin = sys.stdin.fileno()

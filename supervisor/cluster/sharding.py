@@ -7,25 +7,14 @@ bots whose new highest score is the new shard's, about 1/(n+1) of them, and noth
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable
 
+from protocol.cluster_config import score, shard_of
 from protocol.config import BotConfig, Config
 
-
-def score(bot_id: str, shard: int) -> int:
-    # blake2b: stable across processes and Python versions (hash() is salted per process)
-    return int.from_bytes(hashlib.blake2b(f"{bot_id}\0{shard}".encode(), digest_size=8).digest(), "big")
-
-
-def shard_of(bot: BotConfig | str, shards: int) -> int:
-    pin = None if isinstance(bot, str) else bot.shard
-    if pin is not None:
-        return pin
-    bot_id = bot if isinstance(bot, str) else bot.id
-    return max(range(shards), key=lambda k: score(bot_id, k))
+__all__ = ["Move", "assignment", "local_config", "moves", "report", "score", "shard_of"]
 
 
 def assignment(bots: Iterable[BotConfig], shards: int) -> dict[str, int]:
