@@ -49,7 +49,9 @@ def _account() -> tuple[int, int] | None:
 
 
 class PostgresServer:
-    def __init__(self) -> None:
+    def __init__(self, durable: bool = False) -> None:
+        #: fsync on (benchmarks measure what production pays); off for the tests' speed
+        self.durable = durable
         bindir = binaries()
         if bindir is None:
             reason = "PostgreSQL is not installed (apt-get install postgresql; .ci/run does)"
@@ -79,7 +81,8 @@ class PostgresServer:
         self._log = open(self.root / "postgres.log", "wb")
         self.proc = self._run(
             str(self.bindir / "postgres"), "-D", str(self.data), "-p", str(self.port), "-h", "127.0.0.1",
-            "-k", str(self.root), "-c", "fsync=off", "-c", "max_connections=200", "-c", "shared_buffers=16MB",
+            "-k", str(self.root), *([] if self.durable else ["-c", "fsync=off"]),
+            "-c", "max_connections=200", "-c", "shared_buffers=16MB",
             stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while True:
