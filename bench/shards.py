@@ -189,7 +189,10 @@ class LocalCluster:
         deadline = time.monotonic() + timeout
         while not condition():
             if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+                tails = "\n".join(f"--- shard {k}:\n" + "\n".join(
+                    line for line in self.log(k).splitlines() if "botvisor.container" not in line)[-3000:]
+                    for k in self.shards)
+                raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{tails}")
             time.sleep(0.05)
         return time.monotonic()
 

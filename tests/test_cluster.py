@@ -49,6 +49,12 @@ def fleet_status(cluster: LocalCluster, k: int) -> subprocess.CompletedProcess[s
                            "--fleet", "--json", "--timeout", "2"], cwd=REPO, capture_output=True, text=True, timeout=60)
 
 
+def health(cluster: LocalCluster, k: int, ready: bool = True) -> subprocess.CompletedProcess[str]:
+    """`botvisor health [--ready]`: the probes of deploy/kubernetes/."""
+    return subprocess.run([sys.executable, "-m", "supervisor.cli", "health", "-c", str(cluster.shard(k).config),
+                           *(["--ready"] if ready else [])], cwd=REPO, capture_output=True, text=True, timeout=60)
+
+
 def start_all(cluster: LocalCluster, shards: int) -> dict[int, set[str]]:
     plan = planned(shards)
     for k in range(shards):
@@ -165,8 +171,12 @@ def test_a_shard_cut_off_from_postgres_stops_its_bots_before_its_leases_expire(
                   f"before their leases expired, {max(stops.values()) - cut_at:.2f} s after the cut")
             assert ahead >= 0.2, f"only {ahead:.2f} s ahead of expiry"
             assert cluster.running(1) == plan[1] and cluster.running(2) == plan[2]
+            probe = health(cluster, 0)  # alive (the loop answers) but not ready: it runs nothing now
+            assert probe.returncode == 1 and "cannot reach PostgreSQL" in probe.stdout, probe.stdout + probe.stderr
+            assert health(cluster, 0, ready=False).returncode == 0
             proxy.heal()
             cluster.wait(lambda: cluster.running(0) == plan[0], 60, "shard 0 back once PostgreSQL is reachable")
+            assert health(cluster, 0).returncode == 0
         assert cluster.overlaps() == []
         assert cluster.replaced() == []
     finally:

@@ -13,6 +13,7 @@ from types import ModuleType
 from . import (
     check_config,
     creds,
+    health,
     history,
     keys,
     logout,
@@ -45,6 +46,7 @@ SUBCOMMANDS: dict[str, ModuleType] = {
     "keys": keys,
     "creds": creds,
     "logs": logs,
+    "health": health,
 }
 
 

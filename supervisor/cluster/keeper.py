@@ -95,6 +95,8 @@ class LeaseKeeper:
         self._conn: Any = None
         #: monotonic time the current statement began (None: idle); the loop interrupts a stuck one
         self.busy_since: float | None = None
+        #: the last statement succeeded (read by the loop for `botvisor health --ready`)
+        self.connected = False
         #: bot -> token, as far as the keeper knows (it renews these)
         self._held: dict[str, int] = {}
         self._thread = threading.Thread(target=self._run, name="botvisor-lease-keeper", daemon=True)
@@ -195,11 +197,13 @@ class LeaseKeeper:
                     self._post(Trouble(f"database reachable again ({self.owner})"))
                     failing = False
                 self._round(store, time.monotonic() >= next_renew)
+                self.connected = True
                 if time.monotonic() >= next_renew:
                     next_renew = time.monotonic() + self.settings.renew_interval
                 wait = self._next_wait(next_renew)
             except Exception as exc:  # psycopg.Error, OSError: the database is unreachable or refused us
                 self.busy_since = None
+                self.connected = False
                 if not failing:
                     self._post(Trouble(f"database unreachable: {exc.__class__.__name__}: {str(exc).strip()}"))
                 failing = True
@@ -256,6 +260,11 @@ class LeaseKeeper:
             for bot, token in got.items():
                 self._held[bot] = token
                 self._post(self._take(store, bot, token, sent))
+            if got and time.monotonic() - sent > self.settings.renew_interval / 2:
+                # restoring took a while: renew now, so the last bots taken do not start on an aged lease
+                sent = time.monotonic()
+                kept = self._timed(store.renew, list(self._held))
+                self._post(Renewed(frozenset(kept), sent))
 
     def _take(self, store: LeaseStore, bot: str, token: int, sent: float) -> Acquired:
         """Just acquired: make the bot's directory the newest copy there is, then report."""

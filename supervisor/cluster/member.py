@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import signal
+import threading
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -37,6 +39,8 @@ LIVE_KEYS = ("shards", "peer_control", "peer_tap")
 STUCK_CHECK_S = 0.25
 #: seconds a shutting-down shard spends handing its bots over
 CLOSE_S = 20.0
+#: the backstop acts only when the loop has not run for this long (it is wedged)
+WEDGED_S = 1.0
 
 
 class LeaseNotHeld(RuntimeError):
@@ -66,6 +70,11 @@ class ClusterMember:
         self.pending: set[str] = set()
         self._lapse_timer: Timer | None = None
         self._stuck_limit = max(1.0, min(self.settings.renew_interval, self.settings.lease_ttl / 4))
+        #: bot -> its worker's pid (= its process group), for the backstop thread
+        self.pids: dict[str, int] = {}
+        self.loop_seen = time.monotonic()
+        self._backstop = threading.Thread(target=self._enforce, name="botvisor-lease-backstop", daemon=True)
+        self._closing = threading.Event()
 
     # -- the shard's view ------------------------------------------------------------------
     def local(self, config: Config) -> Config:
@@ -89,9 +98,11 @@ class ClusterMember:
     def start(self) -> None:
         log.info("shard %d of %d, lease owner %s", self.shard, self.settings.shards, self.owner)
         self.keeper.start()
+        self._backstop.start()
         self.supervisor.timers.call_later(STUCK_CHECK_S, self._check_stuck)
 
     def close(self) -> None:
+        self._closing.set()
         for bot in list(self.held):  # every worker has ended by now: leave each bot ready to move
             self.keeper.hand_over(bot)
         self.held.clear()
@@ -118,6 +129,10 @@ class ClusterMember:
 
     def on_state(self, container: BotContainer) -> None:
         bot = container.bot.id
+        if container.process is not None and container.process.pid:
+            self.pids[bot] = container.process.pid
+        else:
+            self.pids.pop(bot, None)
         if container.state is ContainerState.STOPPED and bot in self.held and not self._ours(bot):
             self._hand_over(bot)
 
@@ -159,14 +174,12 @@ class ClusterMember:
                 self.held[bot] = (token, sent + ttl - margin)
                 level = "warning" if result.stale else "info"
                 self.supervisor.notice(level, f"{bot}: lease {token} taken by shard {self.shard}; {result.choice}")
-                container = self.supervisor.manager.find(bot)
-                if bot in self.pending and container is not None:
-                    self.pending.discard(bot)
-                    container.start()
+                self._start_if_pending(bot)
             case Renewed(bots=bots, sent=sent):
                 for bot in bots:
                     if bot in self.held:
                         self.held[bot] = (self.held[bot][0], sent + ttl - margin)
+                        self._start_if_pending(bot)
             case Lost(bot=bot):
                 if bot in self.held:
                     token, _ = self.held.pop(bot)
@@ -179,6 +192,13 @@ class ClusterMember:
                                                    f"{result.files} file(s) stored, {result.seconds * 1000:.0f} ms)")
             case Trouble(text=text):
                 self.supervisor.notice("warning", f"shard {self.shard}: {text}")
+
+    def _start_if_pending(self, bot: str) -> None:
+        """A bot asked to start, whose lease is now live: start it (else a renewal will)."""
+        container = self.supervisor.manager.find(bot)
+        if bot in self.pending and container is not None and self._live(bot):
+            self.pending.discard(bot)
+            container.start()
 
     def _end(self, bot: str, reason: str, kill: bool) -> None:
         """Stop the bot's worker (SIGKILL now when ``kill``); it starts again once the lease is back."""
@@ -221,6 +241,7 @@ class ClusterMember:
             container.process.signal_tree(signal.SIGKILL)
 
     def _check_stuck(self) -> None:
+        self.loop_seen = time.monotonic()
         since = self.keeper.busy_since
         if since is not None and time.monotonic() - since > self._stuck_limit:
             log.warning("a lease statement has been waiting %.1f s: breaking the connection",
@@ -228,6 +249,24 @@ class ClusterMember:
             self.keeper.interrupt()
         if not self.supervisor.shutting_down:
             self.supervisor.timers.call_later(STUCK_CHECK_S, self._check_stuck)
+
+    def _enforce(self) -> None:
+        """The backstop, on its own thread: when the loop is wedged (so its lapse timers cannot fire)
+        and a lease's deadline has passed, SIGKILL the bot's worker group from here. The deadlines
+        it reads are the last the loop saw, so a wedged loop only makes them earlier, never later."""
+        while not self._closing.wait(STUCK_CHECK_S):
+            now = time.monotonic()
+            if now - self.loop_seen < WEDGED_S:
+                continue
+            for bot, (_token, deadline) in list(self.held.items()):
+                pid = self.pids.get(bot)
+                if pid and now >= deadline:
+                    try:
+                        os.killpg(pid, signal.SIGKILL)  # workers lead their own process group
+                        log.error("bot %s: the loop is wedged and its lease ended: killed its worker %d", bot, pid)
+                    except (ProcessLookupError, PermissionError):
+                        pass
+                    self.pids.pop(bot, None)
 
     def lease_info(self, bot: str) -> dict[str, Any] | None:
         held = self.held.get(bot)
