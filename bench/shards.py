@@ -107,12 +107,12 @@ class LocalCluster:
         s.config.write_text("\n".join(lines) + "\n")
 
     # -- processes -----------------------------------------------------------------------
-    def start(self, k: int, shards: int, timeout: float = 30.0) -> Shard:
+    def start(self, k: int, shards: int, timeout: float = 30.0, env: dict[str, str] | None = None) -> Shard:
         s = self.shard(k)
         self.write(k, shards)
         self._subscribe(k)
         log = open(s.root / "supervisor.log", "ab")
-        env = {**os.environ, simserver.SERVER_ENV: str(self.sim_server)}
+        env = {**os.environ, simserver.SERVER_ENV: str(self.sim_server), **(env or {})}
         s.proc = subprocess.Popen([sys.executable, "-m", "supervisor.cli", "run", "-c", str(s.config)], cwd=REPO,
                                   stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         log.close()
@@ -176,6 +176,9 @@ class LocalCluster:
     def control(self, k: int, command: str, args: dict[str, Any] | None = None, timeout: float = 10.0) -> Any:
         with ControlClient(self.shard(k).endpoint("control"), timeout=timeout) as client:
             return client.call(command, args or {})
+
+    def worker_pids(self, k: int) -> dict[str, int]:
+        return {b["bot_id"]: b["pid"] for b in self.control(k, "status")["bots"] if b["pid"]}
 
     def running(self, k: int) -> set[str]:
         """The bots shard ``k`` reports running with a session open."""

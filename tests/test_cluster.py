@@ -182,3 +182,45 @@ def test_a_shard_cut_off_from_postgres_stops_its_bots_before_its_leases_expire(
     finally:
         cluster.close()
         proxy.stop()
+
+
+def test_a_wedged_shard_cut_off_from_postgres_still_kills_its_workers_before_expiry(
+        tmp_path: Path, postgres: PostgresServer, database: str) -> None:
+    """The loop cannot run its timers (SIGUSR1 wedges it, a debug hook): the backstop thread kills."""
+    import psutil
+
+    from supervisor.systemd import WEDGE_ENV
+
+    from .pgproxy import Proxy
+
+    proxy = Proxy("127.0.0.1", postgres.port).start()
+    dbname = database.rsplit("/", 1)[1]
+    bots = BOTS[:12]
+    cluster = LocalCluster(tmp_path, database, bots, database_dsn=lambda k: postgres.dsn(dbname, proxy.port))
+    try:
+        cluster.start(0, 1, env={WEDGE_ENV: "10"})
+        cluster.wait(lambda: cluster.running(0) == set(bots), 60, "shard 0 running its bots")
+        pids = cluster.worker_pids(0)
+        import psycopg
+
+        with psycopg.connect(database, autocommit=True) as conn:
+            cluster.signal(0, signal.SIGUSR1)  # the loop sleeps 10 s: no lapse timer can fire
+            time.sleep(0.2)
+            proxy.cut()
+            gone: dict[str, float] = {}
+            deadline = time.monotonic() + 15
+            while len(gone) < len(pids) and time.monotonic() < deadline:
+                for bot, pid in pids.items():
+                    if bot not in gone and not psutil.pid_exists(pid) or (
+                            bot not in gone and psutil.Process(pid).status() == psutil.STATUS_ZOMBIE):
+                        gone[bot] = time.time()
+                time.sleep(0.01)
+            assert set(gone) == set(pids), "workers outlived their leases while the loop was wedged"
+            expiry = dict(conn.execute(
+                "SELECT bot, extract(epoch FROM expires_at)::float8 FROM botvisor_lease").fetchall())
+        for bot, when in gone.items():
+            assert when < expiry[bot], f"{bot}: killed {when - expiry[bot]:.2f} s after its lease expired"
+        assert "the loop is wedged and its lease ended" in cluster.log(0)
+    finally:
+        cluster.close()
+        proxy.stop()
