@@ -85,6 +85,11 @@ def test_each_bot_runs_on_exactly_one_shard_and_comes_back_to_it_after_a_sigkill
     assert set(shown) == set(BOTS)
     assert {b for b, s in shown.items() if s["container_state"] == "unknown"} == plan[1]
     assert all(shown[b]["shard"] == 1 for b in plan[1])
+    from protocol.config import load_config
+    from protocol.fleet import FleetClient
+
+    merged = FleetClient(load_config(cluster.shard(2).config)).call("status")  # what `top --fleet` shows
+    assert merged["problem"] == "shard(s) 1 not answering" and len(merged["bots"]) == len(BOTS)
     tap = subprocess.Popen([sys.executable, "-m", "supervisor.cli", "tap", "-c", str(cluster.shard(0).config),
                             "--fleet", "--json", "--type", "state", "--count", "20", "--timeout", "60"],
                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -124,6 +129,10 @@ def test_resharding_3_to_4_moves_a_quarter_each_intact_and_never_twice(cluster: 
     cluster.start(3, 4)  # the new shard first: it waits, leases held elsewhere
     time.sleep(1.0)
     assert cluster.running(3) == set()
+    waiting = cluster.control(3, "status")["bots"]
+    assert {b["bot_id"] for b in waiting if b.get("waiting")} == {m.bot for m in moved}
+    assert all(b["shard"] == 3 and b["lease"] is None for b in waiting)
+    began = time.time()
     for k in range(3):
         cluster.write(k, 4)
         cluster.signal(k, signal.SIGHUP)
@@ -137,9 +146,9 @@ def test_resharding_3_to_4_moves_a_quarter_each_intact_and_never_twice(cluster: 
         assert list(d.glob("creds.backup.*.json")), f"{m.bot}: the handover's backup is missing"
     assert cluster.overlaps() == []
     assert cluster.replaced() == []
-    # the bots that stayed were never restarted
+    # the bots that stayed were not restarted by the move
     stayed = set(BOTS) - {m.bot for m in moved}
-    restarted = {c.bot for _k, c in cluster.events if c.bot in stayed and c.state.value == "stopping"}
+    restarted = {c.bot for _k, c in cluster.events if c.bot in stayed and c.ts >= began and c.state.value == "stopping"}
     assert restarted == set()
 
 
@@ -224,3 +233,26 @@ def test_a_wedged_shard_cut_off_from_postgres_still_kills_its_workers_before_exp
     finally:
         cluster.close()
         proxy.stop()
+
+
+def test_a_graceful_stop_hands_every_bot_over_and_the_same_shard_takes_them_back_at_once(
+        cluster: LocalCluster, database: str) -> None:
+    import psycopg
+
+    bots = set(BOTS)
+    cluster.start(0, 1)
+    cluster.wait(lambda: cluster.running(0) == bots, 60, "shard 0 running its bots")
+    assert cluster.stop(0) == 0  # SIGTERM: a rolling update, a node drain, systemctl stop
+    with psycopg.connect(database, autocommit=True) as conn:
+        leases = conn.execute("SELECT bot, owner, token FROM botvisor_lease").fetchall()
+        snapshots = dict(conn.execute("SELECT bot, token FROM botvisor_snapshot").fetchall())
+    assert {bot for bot, owner, _t in leases if owner is None} == bots, "every lease released"
+    assert snapshots == {bot: token for bot, _o, token in leases}, "a snapshot under each lease's token"
+    restarted = time.monotonic()
+    cluster.start(0, 1)
+    cluster.wait(lambda: cluster.running(0) == bots, 60, "shard 0 running its bots again")
+    assert time.monotonic() - restarted < 15, "released leases are taken at once, not after lease_ttl"
+    log = cluster.log(0)
+    assert log.count("keeping the local directory of lease 1") == len(bots)  # its own copy is as new
+    assert "did not hand over" not in log
+    assert cluster.overlaps() == [] and cluster.replaced() == []

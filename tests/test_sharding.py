@@ -127,3 +127,22 @@ def test_every_cluster_key_is_documented() -> None:
 def test_without_a_cluster_table_nothing_changes(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, '[[bots]]\nid = "a"\n'))
     assert config.cluster is None and config.bots[0].shard is None
+
+
+def test_a_running_shard_refuses_a_reload_that_needs_a_restart_or_drops_its_index(tmp_path: Path, monkeypatch) -> None:
+    from supervisor.cluster.member import ClusterMember
+
+    monkeypatch.setenv("BOTVISOR_SHARD", "3")
+    base = '[cluster]\ndatabase = "postgresql:///x"\n'
+    member = ClusterMember(type("S", (), {"server": "s"})(), load_config(write(tmp_path, base + "shards = 4\n")))
+    assert member.shard == 3
+    with pytest.raises(ConfigError, match="scale the shards down after lowering shards"):
+        member.local(load_config(write(tmp_path, base + "shards = 3\n")))
+    with pytest.raises(ConfigError, match="lease_ttl can only change with a restart"):
+        member.local(load_config(write(tmp_path, base + "shards = 4\nlease_ttl = 30\n")))
+    member.local(load_config(write(tmp_path, base + "shards = 5\n")))  # growing is live
+    assert member.settings.shards == 5
+    monkeypatch.delenv("BOTVISOR_SHARD")
+    monkeypatch.delenv("BOTVISOR_DATABASE", raising=False)
+    with pytest.raises(ConfigError, match="DSN"):
+        ClusterMember(type("S", (), {"server": "s"})(), load_config(write(tmp_path, "[cluster]\nshard = 0\n")))

@@ -97,6 +97,8 @@ class LeaseKeeper:
         self.busy_since: float | None = None
         #: the last statement succeeded (read by the loop for `botvisor health --ready`)
         self.connected = False
+        #: monotonic time the next renewal is due
+        self._next_renew = 0.0
         #: bot -> token, as far as the keeper knows (it renews these)
         self._held: dict[str, int] = {}
         self._thread = threading.Thread(target=self._run, name="botvisor-lease-keeper", daemon=True)
@@ -188,7 +190,6 @@ class LeaseKeeper:
         return LeaseStore(self._conn, self.server, self.owner, self.shard, self.settings.lease_ttl)
 
     def _run(self) -> None:
-        next_renew = 0.0
         failing = False
         while not self._stopping:
             try:
@@ -196,11 +197,9 @@ class LeaseKeeper:
                 if failing:
                     self._post(Trouble(f"database reachable again ({self.owner})"))
                     failing = False
-                self._round(store, time.monotonic() >= next_renew)
+                self._round(store)
                 self.connected = True
-                if time.monotonic() >= next_renew:
-                    next_renew = time.monotonic() + self.settings.renew_interval
-                wait = self._next_wait(next_renew)
+                wait = self._next_wait(self._next_renew)
             except Exception as exc:  # psycopg.Error, OSError: the database is unreachable or refused us
                 self.busy_since = None
                 self.connected = False
@@ -208,7 +207,7 @@ class LeaseKeeper:
                     self._post(Trouble(f"database unreachable: {exc.__class__.__name__}: {str(exc).strip()}"))
                 failing = True
                 self._discard_connection()
-                next_renew = 0.0
+                self._next_renew = 0.0
                 wait = RECONNECT_S
             self._kick.wait(wait)
             self._kick.clear()
@@ -235,24 +234,19 @@ class LeaseKeeper:
         finally:
             self.busy_since = None
 
-    def _round(self, store: LeaseStore, renew_due: bool) -> None:
+    def _round(self, store: LeaseStore) -> None:
         with self._lock:
             handovers = dict(self._wants.handovers)
             drops, self._wants.drops = self._wants.drops, set()
             wanted = set(self._wants.bots)
         for bot in drops:
             self._held.pop(bot, None)
+        self._renew_if_due(store)
         for bot, with_snapshot in handovers.items():
             self._release(store, bot, with_snapshot)
             with self._lock:
                 self._wants.handovers.pop(bot, None)
-        if renew_due and self._held:
-            sent = time.monotonic()
-            kept = self._timed(store.renew, list(self._held))
-            self._post(Renewed(frozenset(kept), sent))
-            for bot in set(self._held) - kept:
-                self._held.pop(bot)
-                self._post(Lost(bot))
+            self._renew_if_due(store)  # many handovers (a shutdown) must not let the rest lapse
         missing = wanted - set(self._held) - set(handovers)
         if missing:
             sent = time.monotonic()
@@ -260,11 +254,20 @@ class LeaseKeeper:
             for bot, token in got.items():
                 self._held[bot] = token
                 self._post(self._take(store, bot, token, sent))
+                self._renew_if_due(store)
             if got and time.monotonic() - sent > self.settings.renew_interval / 2:
-                # restoring took a while: renew now, so the last bots taken do not start on an aged lease
-                sent = time.monotonic()
-                kept = self._timed(store.renew, list(self._held))
-                self._post(Renewed(frozenset(kept), sent))
+                self._renew_if_due(store, now=True)  # restoring took a while: no bot starts on an aged lease
+
+    def _renew_if_due(self, store: LeaseStore, now: bool = False) -> None:
+        if not self._held or not (now or time.monotonic() >= self._next_renew):
+            return
+        sent = time.monotonic()
+        self._next_renew = sent + self.settings.renew_interval
+        kept = self._timed(store.renew, list(self._held))
+        self._post(Renewed(frozenset(kept), sent))
+        for bot in set(self._held) - kept:
+            self._held.pop(bot)
+            self._post(Lost(bot))
 
     def _take(self, store: LeaseStore, bot: str, token: int, sent: float) -> Acquired:
         """Just acquired: make the bot's directory the newest copy there is, then report."""
