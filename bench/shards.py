@@ -97,7 +97,10 @@ class LocalCluster:
     def write(self, k: int, shards: int) -> None:
         s = self.shard(k)
         lines = ["[supervisor]", f'server_name = "{self.server}"', f'auth_dir = "{s.auth}"', f'run_dir = "{s.run_dir}"',
-                 "heartbeat_interval = 0.5", "start_interval = 0.0", "stop_timeout = 2.0",
+                 # a generous hello/heartbeat timeout: 60+ workers starting at once on 2 busy cores must
+                 # not be taken for hung ones (liveness is not what these runs measure)
+                 "heartbeat_interval = 1.0", "heartbeat_timeout = 8.0", "start_interval = 0.0",
+                 "stop_timeout = 2.0",
                  "[cluster]", f"shards = {shards}", f"shard = {k}", f'database = "{self.database_dsn(k)}"',
                  f'peer_control = "ipc:///tmp/bvc-{self.tag}-{{shard}}/control.sock"',
                  f'peer_tap = "ipc:///tmp/bvc-{self.tag}-{{shard}}/tap.sock"']
@@ -188,7 +191,8 @@ class LocalCluster:
     def states(self, k: int) -> dict[str, str]:
         return {b["bot_id"]: b["container_state"] for b in self.control(k, "status")["bots"]}
 
-    def wait(self, condition: Callable[[], bool], timeout: float, what: str) -> float:
+    def wait(self, condition: Callable[[], bool], timeout: float, what: str, every: float = 0.2) -> float:
+        """Poll ``condition`` (status calls: not too often, they load the loops being measured)."""
         deadline = time.monotonic() + timeout
         while not condition():
             if time.monotonic() > deadline:
@@ -196,7 +200,7 @@ class LocalCluster:
                     line for line in self.log(k).splitlines() if "botvisor.container" not in line)[-3000:]
                     for k in self.shards)
                 raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{tails}")
-            time.sleep(0.05)
+            time.sleep(every)
         return time.monotonic()
 
     def close(self) -> None:

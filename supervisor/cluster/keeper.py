@@ -192,6 +192,7 @@ class LeaseKeeper:
     def _run(self) -> None:
         failing = False
         while not self._stopping:
+            self._kick.clear()  # before reading the wants: a request made from here on is not lost
             try:
                 store = self._open()
                 if failing:
@@ -210,13 +211,12 @@ class LeaseKeeper:
                 self._next_renew = 0.0
                 wait = RECONNECT_S
             self._kick.wait(wait)
-            self._kick.clear()
         self._discard_connection()
 
     def _next_wait(self, next_renew: float) -> float:
         with self._lock:
             waiting = bool(self._wants.bots - set(self._held)) or bool(self._wants.handovers)
-        left = max(0.0, next_renew - time.monotonic())
+        left = max(0.0, next_renew - time.monotonic()) if self._held else self.settings.renew_interval
         return min(left, ACQUIRE_POLL) if waiting else left
 
     def _discard_connection(self) -> None:

@@ -75,6 +75,8 @@ class ClusterMember:
         self.loop_seen = time.monotonic()
         self._backstop = threading.Thread(target=self._enforce, name="botvisor-lease-backstop", daemon=True)
         self._closing = threading.Event()
+        #: the forkserver's preload is fixed once: neonize's if any bot of the fleet may come here with it
+        self._fleet_neonize = any(bot.backend == "neonize" for bot in config.bots)
 
     # -- the shard's view ------------------------------------------------------------------
     def local(self, config: Config) -> Config:
@@ -97,9 +99,22 @@ class ClusterMember:
 
     def start(self) -> None:
         log.info("shard %d of %d, lease owner %s", self.shard, self.settings.shards, self.owner)
+        self._warm_up()
         self.keeper.start()
         self._backstop.start()
         self.supervisor.timers.call_later(STUCK_CHECK_S, self._check_stuck)
+
+    def _warm_up(self) -> None:
+        """Start the forkserver now, not at this shard's first spawn: a shard that gains its first
+        bot in a handover (a new shard) would otherwise add the forkserver's boot to its downtime."""
+        from multiprocess import forkserver
+
+        from ..process import _main_module_hidden, worker_context
+
+        context = worker_context(neonize=self._fleet_neonize)
+        if context.get_start_method() == "forkserver":
+            with _main_module_hidden():
+                forkserver.ensure_running()
 
     def close(self) -> None:
         self._closing.set()
