@@ -60,6 +60,11 @@ class ClusterMember:
         if dsn is None:
             raise ConfigError(config.path, "cluster.database", "a cluster needs its PostgreSQL DSN here or in "
                                                                "$BOTVISOR_DATABASE")
+        try:
+            import psycopg  # noqa: F401  (the keeper's driver; imported here to fail at start, not later)
+        except ImportError:
+            raise ConfigError(config.path, "cluster", "a cluster needs the PostgreSQL driver: "
+                                                      "pip install 'botvisor[cluster]'") from None
         # a new incarnation never inherits its predecessor's leases: it waits for them to expire
         self.owner = f"{self.shard}/{uuid.uuid4().hex[:12]}"
         self.keeper = LeaseKeeper(self.settings, dsn, supervisor.server, self.owner, self.shard,
