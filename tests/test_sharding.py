@@ -140,8 +140,9 @@ def test_a_running_shard_refuses_a_reload_that_needs_a_restart_or_drops_its_inde
         member.local(load_config(write(tmp_path, base + "shards = 3\n")))
     with pytest.raises(ConfigError, match="lease_ttl can only change with a restart"):
         member.local(load_config(write(tmp_path, base + "shards = 4\nlease_ttl = 30\n")))
-    member.local(load_config(write(tmp_path, base + "shards = 5\n")))  # growing is live
-    assert member.settings.shards == 5
+    grown = member.local(load_config(write(tmp_path, base + "shards = 5\n")))  # growing is live
+    assert grown.cluster is not None and grown.cluster.shards == 5
+    assert member.settings.shards == 4  # until the reload is applied (after_reload)
     monkeypatch.delenv("BOTVISOR_SHARD")
     monkeypatch.delenv("BOTVISOR_DATABASE", raising=False)
     with pytest.raises(ConfigError, match="DSN"):

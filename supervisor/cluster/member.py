@@ -96,8 +96,7 @@ class ClusterMember:
         if self.shard >= new.shards:
             raise ConfigError(config.path, "cluster.shards", f"this is shard {self.shard}: scale the shards down "
                                                              "after lowering shards, not before")
-        self.settings = new
-        return local_config(config, self.shard)
+        return local_config(config, self.shard)  # settings follow in after_reload, once it is applied
 
     def fd(self) -> int:
         return self.keeper.wake_r.fileno()
@@ -157,7 +156,9 @@ class ClusterMember:
             self._hand_over(bot)
 
     def after_reload(self) -> None:
-        """Bots that left this shard and are not running: hand them over now."""
+        """The new file is applied: take its settings; bots that left and are not running: hand them over now."""
+        assert self.supervisor.config.cluster is not None
+        self.settings = self.supervisor.config.cluster
         for bot in list(self.held):
             container = self.supervisor.manager.find(bot)
             if not self._ours(bot) and (container is None or container.state is ContainerState.STOPPED):
