@@ -253,7 +253,12 @@ class LeaseKeeper:
             got = self._timed(store.acquire, sorted(missing))
             for bot, token in got.items():
                 self._held[bot] = token
-                self._post(self._take(store, bot, token, sent))
+                try:
+                    taken = self._take(store, bot, token, sent)
+                except BaseException:  # the loop never heard of it: forget it, take it again (next token)
+                    self._held.pop(bot, None)
+                    raise
+                self._post(taken)
                 self._renew_if_due(store)
             if got and time.monotonic() - sent > self.settings.renew_interval / 2:
                 self._renew_if_due(store, now=True)  # restoring took a while: no bot starts on an aged lease
