@@ -261,3 +261,24 @@ def test_a_graceful_stop_hands_every_bot_over_and_the_same_shard_takes_them_back
     assert log.count("keeping the local directory of lease 1") == len(bots)  # its own copy is as new
     assert "did not hand over" not in log
     assert cluster.overlaps() == [] and cluster.replaced() == []
+
+
+def test_resharding_while_a_shard_is_dead_moves_its_bots_after_expiry_and_says_their_state_stayed_behind(
+        cluster: LocalCluster) -> None:
+    plan = start_all(cluster, 3)
+    cluster.kill(2)  # dead, never handing over
+    killed_at = time.time()
+    cluster.close_runs_of(2, killed_at)
+    new_plan = planned(2)
+    for k in range(2):
+        cluster.write(k, 2)
+        cluster.signal(k, signal.SIGHUP)
+    for k in range(2):
+        cluster.wait(lambda k=k: cluster.running(k) == new_plan[k], 60, f"shard {k} running shard 2's bots too")
+    starts = {c.bot: c.ts for k, c in cluster.events if c.ts > killed_at and c.state.value == "initializing"}
+    assert set(starts) == plan[2]  # only the dead shard's bots moved (rendezvous hashing)
+    assert min(starts.values()) >= killed_at + 1.0, "taken before the dead shard's leases expired"
+    log = cluster.log(0) + cluster.log(1)
+    for bot in plan[2]:
+        assert re.search(rf"{bot}: lease 2 taken .*did not hand over", log), f"{bot}: no warning that its state stayed"
+    assert cluster.overlaps() == [] and cluster.replaced() == []

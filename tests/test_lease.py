@@ -126,6 +126,7 @@ def test_a_corrupt_snapshot_is_refused_and_the_local_directory_kept(tmp_path: Pa
     (2, 5, 6, True, False),          # we ran it long ago; it moved on since
     (5, None, 8, False, True),       # our own dir, but leases 6 and 7 ran elsewhere without handing over
     (None, 5, 8, True, True),        # the last handover was lease 5; 6 and 7 died with their state
+    (None, None, 3, False, True),    # it ran twice elsewhere and nothing was ever handed over
 ])
 def test_the_newest_copy_wins_by_fencing_token(local, snapshot, token, restore, stale) -> None:
     choice = handover.choose(local, snapshot, token)

@@ -145,6 +145,9 @@ def choose(local: int | None, snapshot: int | None, token: int) -> Choice:
         stale = local != previous
         return Choice(False, f"keeping the local directory of lease {local}"
                       + (f" (lease {previous} ran elsewhere and did not hand over)" if stale else ""), stale)
+    if token > 1:  # it ran before, under lease `previous`, and its holder left nothing behind
+        return Choice(False, f"no directory and no snapshot: starting empty (lease {previous} did not hand over: "
+                      "its state is on its host)", True)
     return Choice(False, "no directory and no snapshot: a fresh bot", False)
 
 
