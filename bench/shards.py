@@ -48,6 +48,8 @@ class Shard:
     run_dir: Path
     proc: subprocess.Popen[bytes] | None = None
     known: set[int] = field(default_factory=set)
+    #: tcp mode: control and tap on loopback ports, behind CURVE (as across hosts)
+    ports: tuple[int, int] | None = None
 
     @property
     def config(self) -> Path:
@@ -58,6 +60,8 @@ class Shard:
         return self.root / "auth"
 
     def endpoint(self, role: str) -> str:
+        if self.ports is not None and role in ("control", "tap"):
+            return f"tcp://127.0.0.1:{self.ports[0 if role == 'control' else 1]}"
         return f"ipc://{self.run_dir / (role + '.sock')}"
 
     def bot_dir(self, bot: str, server: str) -> Path:
@@ -66,7 +70,7 @@ class Shard:
 
 class LocalCluster:
     def __init__(self, root: Path, dsn: str, bots: list[str], timings: dict[str, float] | None = None,
-                 server: str = "fleet", database_dsn: Callable[[int], str] | None = None) -> None:
+                 server: str = "fleet", database_dsn: Callable[[int], str] | None = None, tcp: bool = False) -> None:
         self.root, self.dsn, self.bots, self.server = root, dsn, bots, server
         self.timings = {**FAST, **(timings or {})}
         self.database_dsn = database_dsn or (lambda _k: dsn)
@@ -83,6 +87,15 @@ class LocalCluster:
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader_started = False
         self.tag = os.urandom(3).hex()  # run dirs /tmp/bvc-<tag>-<k>: one {shard} template finds them all
+        self.keys: Path | None = None
+        self._port_prefix: tuple[int, int] | None = None
+        if tcp:  # ports <prefix><k>: one {shard} template finds them all; every shard shares one key pair
+            from protocol.curve import generate
+
+            self.keys = root / "keys"
+            generate(self.keys, "server")
+            generate(self.keys / "clients", "operator")
+            self._port_prefix = _free_prefixes()
 
     # -- configs -------------------------------------------------------------------------
     def shard(self, k: int) -> Shard:
@@ -91,7 +104,9 @@ class LocalCluster:
             shutil.rmtree(run_dir, ignore_errors=True)
             root = self.root / f"shard{k}"
             root.mkdir(parents=True, exist_ok=True)
-            self.shards[k] = Shard(k, root, run_dir)
+            ports = None if self._port_prefix is None else (int(f"{self._port_prefix[0]}{k}"),
+                                                            int(f"{self._port_prefix[1]}{k}"))
+            self.shards[k] = Shard(k, root, run_dir, ports=ports)
         return self.shards[k]
 
     def write(self, k: int, shards: int) -> None:
@@ -102,12 +117,30 @@ class LocalCluster:
                  "heartbeat_interval = 1.0", "heartbeat_timeout = 8.0", "start_interval = 0.0",
                  "stop_timeout = 2.0",
                  "[cluster]", f"shards = {shards}", f"shard = {k}", f'database = "{self.database_dsn(k)}"',
-                 f'peer_control = "ipc:///tmp/bvc-{self.tag}-{{shard}}/control.sock"',
-                 f'peer_tap = "ipc:///tmp/bvc-{self.tag}-{{shard}}/tap.sock"']
+                 f'peer_control = "{self._peer("control")}"', f'peer_tap = "{self._peer("tap")}"']
         lines += [f"{key} = {value!r}" for key, value in self.timings.items()]
+        if self.keys is not None:
+            lines += ["[endpoints]", f'control = "{s.endpoint("control")}"', f'tap = "{s.endpoint("tap")}"',
+                      "[security]", f'server_key = "{self.keys / "server.key_secret"}"',
+                      f'authorized_keys = "{self.keys / "clients"}"',
+                      f'client_key = "{self.keys / "clients" / "operator.key_secret"}"']
         for bot in self.bots:
             lines += ["[[bots]]", f'id = "{bot}"', 'backend = "simulated"']
         s.config.write_text("\n".join(lines) + "\n")
+
+    def _peer(self, role: str) -> str:
+        if self._port_prefix is not None:
+            return f"tcp://127.0.0.1:{self._port_prefix[0 if role == 'control' else 1]}{{shard}}"
+        return f"ipc:///tmp/bvc-{self.tag}-{{shard}}/{role}.sock"
+
+    def _client_keys(self, endpoint: str) -> Any:
+        if self.keys is None or not endpoint.startswith("tcp://"):
+            return None
+        from protocol.curve import ClientKeys
+
+        server_pub, _ = zmq.auth.load_certificate(str(self.keys / "server.key"))
+        pub, sec = zmq.auth.load_certificate(str(self.keys / "clients" / "operator.key_secret"))
+        return ClientKeys(pub, sec, server_pub)
 
     # -- processes -----------------------------------------------------------------------
     def start(self, k: int, shards: int, timeout: float = 30.0, env: dict[str, str] | None = None) -> Shard:
@@ -177,7 +210,8 @@ class LocalCluster:
                 time.sleep(0.01)
 
     def control(self, k: int, command: str, args: dict[str, Any] | None = None, timeout: float = 10.0) -> Any:
-        with ControlClient(self.shard(k).endpoint("control"), timeout=timeout) as client:
+        endpoint = self.shard(k).endpoint("control")
+        with ControlClient(endpoint, timeout=timeout, curve=self._client_keys(endpoint)) as client:
             return client.call(command, args or {})
 
     def worker_pids(self, k: int) -> dict[str, int]:
@@ -249,7 +283,11 @@ class LocalCluster:
         sock.setsockopt(zmq.RCVHWM, 1_000_000)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.RECONNECT_IVL, 50)
-        sock.connect(self.shard(k).endpoint("tap"))
+        endpoint = self.shard(k).endpoint("tap")
+        from protocol.curve import secure_client
+
+        secure_client(sock, self._client_keys(endpoint))
+        sock.connect(endpoint)
         with self._lock:
             self._taps[k] = sock
         if not self._reader_started:
@@ -299,3 +337,27 @@ class LocalCluster:
                 for r in runs:
                     if r.shard == k and r.end is None:
                         r.end = at
+
+
+def _free_prefixes() -> tuple[int, int]:
+    """Two port prefixes P (ports P0..P9 all free on loopback), for control and tap."""
+    import random
+    import socket
+
+    found: list[int] = []
+    while len(found) < 2:
+        prefix = random.randrange(2000, 6000)
+        try:
+            socks = []
+            for k in range(10):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", prefix * 10 + k))
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+        if prefix not in found:
+            found.append(prefix)
+    return found[0], found[1]

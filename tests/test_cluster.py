@@ -282,3 +282,28 @@ def test_resharding_while_a_shard_is_dead_moves_its_bots_after_expiry_and_says_t
     for bot in plan[2]:
         assert re.search(rf"{bot}: lease 2 taken .*did not hand over", log), f"{bot}: no warning that its state stayed"
     assert cluster.overlaps() == [] and cluster.replaced() == []
+
+
+def test_the_fleet_view_reaches_every_shard_over_tcp_with_curve(tmp_path: Path, database: str) -> None:
+    bots = BOTS[:10]
+    cluster = LocalCluster(tmp_path, database, bots, tcp=True)
+    try:
+        table = assignment([BotConfig(id=b) for b in bots], 2)
+        for k in range(2):
+            cluster.start(k, 2)
+        for k in range(2):
+            want = {b for b, s in table.items() if s == k}
+            cluster.wait(lambda k=k, want=want: cluster.running(k) == want, 60, f"shard {k} running")
+        assert cluster.shard(1).endpoint("control").startswith("tcp://127.0.0.1:")
+        view = fleet_status(cluster, 1)
+        assert view.returncode == 0, view.stderr
+        assert {b["bot_id"]: b["shard"] for b in json.loads(view.stdout)["bots"]} == table
+        tap = subprocess.run([sys.executable, "-m", "supervisor.cli", "tap", "-c", str(cluster.shard(0).config),
+                              "--fleet", "--json", "--type", "heartbeat", "--count", "40", "--timeout", "60"],
+                             cwd=REPO, capture_output=True, text=True, timeout=90)
+        assert tap.returncode == 0, tap.stderr
+        lines = [json.loads(line) for line in tap.stdout.splitlines()]
+        assert {line["shard"] for line in lines} == {0, 1}
+        assert all(table[line["bot"]] == line["shard"] for line in lines)
+    finally:
+        cluster.close()
