@@ -26,12 +26,13 @@ from typing import Any, Callable
 from protocol.cluster_config import ClusterSettings
 
 from . import handover
-from .lease import LeaseLost, LeaseStore
+from .lease import RELEASED_CHANNEL, LeaseLost, LeaseStore
 
 log = logging.getLogger("botvisor.cluster")
 
-#: seconds between tries at leases held elsewhere (a bot being handed over to us waits at most this)
-ACQUIRE_POLL = 0.2
+#: seconds between tries at leases held elsewhere; a release is also announced (LISTEN/NOTIFY),
+#: which wakes the keeper at once: the poll only covers a lost notification or an expiry
+ACQUIRE_POLL = 0.5
 #: seconds between reconnection attempts while the database is unreachable
 RECONNECT_S = 1.0
 
@@ -102,10 +103,12 @@ class LeaseKeeper:
         #: bot -> token, as far as the keeper knows (it renews these)
         self._held: dict[str, int] = {}
         self._thread = threading.Thread(target=self._run, name="botvisor-lease-keeper", daemon=True)
+        self._listener = threading.Thread(target=self._listen, name="botvisor-lease-listener", daemon=True)
 
     # -- from the loop ---------------------------------------------------------------------
     def start(self) -> None:
         self._thread.start()
+        self._listener.start()
 
     def want(self, bots: set[str]) -> None:
         with self._lock:
@@ -156,6 +159,8 @@ class LeaseKeeper:
         self._stopping = True
         self._kick.set()
         self._thread.join(max(0.0, deadline - time.monotonic()) + 1.0)
+        if self._listener.is_alive():
+            self._listener.join(2.0)  # it looks at _stopping at least every second
         self.wake_r.close()
         self._wake_w.close()
         return not self._thread.is_alive()
@@ -212,6 +217,36 @@ class LeaseKeeper:
                 wait = RECONNECT_S
             self._kick.wait(wait)
         self._discard_connection()
+
+    def _listen(self) -> None:
+        """Wake the keeper the moment a lease this shard waits for is released elsewhere."""
+        prefix = f"{self.server}/"
+        while not self._stopping:
+            conn = None
+            try:
+                connect = self._connect
+                if connect is None:
+                    import psycopg
+
+                    connect = psycopg.connect
+                conn = connect(self.dsn, autocommit=True, connect_timeout=max(2, int(self.settings.renew_interval)),
+                               application_name=f"botvisor {self.owner} listener")
+                conn.execute(f"LISTEN {RELEASED_CHANNEL}")
+                while not self._stopping:
+                    for note in conn.notifies(timeout=1.0):
+                        bot = note.payload[len(prefix):] if note.payload.startswith(prefix) else None
+                        with self._lock:
+                            wanted = bot in self._wants.bots
+                        if wanted and bot not in self._held:
+                            self._kick.set()
+            except Exception:  # unreachable: the keeper reports it; the poll still finds releases
+                time.sleep(RECONNECT_S)
+            finally:
+                if conn is not None:
+                    try:
+                        conn.close()
+                    except Exception:
+                        pass
 
     def _next_wait(self, next_renew: float) -> float:
         with self._lock:

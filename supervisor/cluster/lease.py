@@ -41,6 +41,8 @@ CREATE TABLE IF NOT EXISTS botvisor_snapshot (
 """
 #: pg_advisory_xact_lock key serialising schema creation (shards boot at once)
 SCHEMA_LOCK = 0x626F7476  # "botv"
+#: NOTIFY channel: a lease was released (payload ``<server>/<bot>``), so a waiting shard takes it now
+RELEASED_CHANNEL = "botvisor_lease_released"
 
 
 class LeaseLost(Exception):
@@ -117,6 +119,7 @@ class LeaseStore:
                          data = excluded.data""", (self.server, bot, token, self.shard, digest, len(data), data))
             self.conn.execute("UPDATE botvisor_lease SET owner = NULL, expires_at = now() "
                               "WHERE server = %s AND bot = %s", (self.server, bot))
+            self.conn.execute("SELECT pg_notify(%s, %s)", (RELEASED_CHANNEL, f"{self.server}/{bot}"))  # at commit
 
     def snapshot(self, bot: str) -> Snapshot | None:
         row = self.conn.execute("SELECT token, shard, sha256, data FROM botvisor_snapshot "
