@@ -131,3 +131,31 @@ def test_a_corrupt_snapshot_is_refused_and_the_local_directory_kept(tmp_path: Pa
 def test_the_newest_copy_wins_by_fencing_token(local, snapshot, token, restore, stale) -> None:
     choice = handover.choose(local, snapshot, token)
     assert (choice.restore, choice.stale) == (restore, stale), choice.reason
+
+
+def test_a_waiting_keeper_takes_a_released_lease_at_once_woken_by_notify(tmp_path: Path, database: str,
+                                                                         monkeypatch) -> None:
+    from protocol.cluster_config import ClusterSettings
+    from supervisor.cluster import keeper as keeper_module
+    from supervisor.cluster.keeper import Acquired, LeaseKeeper
+
+    monkeypatch.setattr(keeper_module, "ACQUIRE_POLL", 30.0)  # only the notification can be quick
+    holder = store(database, "0/a")
+    holder.acquire(["x"])
+    settings = ClusterSettings(shards=2, lease_ttl=60, renew_interval=20, stop_margin=5)
+    waiting = LeaseKeeper(settings, database, "srv", "1/b", 1, bot_dir=lambda bot: tmp_path / f"bot_{bot}")
+    waiting.start()
+    try:
+        waiting.want({"x"})
+        time.sleep(1.0)  # its first try found the lease held; the next poll is 30 s away
+        assert waiting.results.empty() or not any(isinstance(r, Acquired) for r in list(waiting.results.queue))
+        released = time.monotonic()
+        holder.release("x", 1, None)
+        while True:
+            result = waiting.results.get(timeout=10)
+            if isinstance(result, Acquired):
+                break
+        assert result.bot == "x" and result.token == 2
+        assert time.monotonic() - released < 3.0, "the release did not wake the waiting keeper"
+    finally:
+        assert waiting.close(5.0)
