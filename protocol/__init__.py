@@ -20,6 +20,7 @@ from .events import (
     EventType,
     MessageUpsert,
     PresenceUpdate,
+    SendStatus,
 )
 from .messages import (
     SUPERVISOR_BOT,
@@ -39,7 +40,7 @@ __all__ = [
     "MAX_PAYLOAD_BYTES", "PROTOCOL_VERSION", "check_topic", "decode", "encode", "valid_name",
     "BotvisorError", "ProtocolError", "SchemaError",
     "ConnectionUpdate", "CredsUpdate", "ErrorEvent", "EventData", "EventType", "MessageUpsert",
-    "PresenceUpdate",
+    "PresenceUpdate", "SendStatus",
     "SUPERVISOR_BOT", "Bye", "Event", "Heartbeat", "Hello", "Kind", "Message", "Notice", "StateChange",
     "BotStatus", "ContainerState", "bot_prefix", "topic_for",
 ]

@@ -1,4 +1,4 @@
-"""The five bot event types of the original design and the plain-data shape of each.
+"""The bot event types (the five of the original design, then botvisor's own) and the shape of each.
 
 On the wire an event's ``data`` is a map with exactly these keys (absent optional keys are
 left out). docs/protocol.md documents every field.
@@ -17,6 +17,7 @@ class EventType(StrEnum):
     CREDS_UPDATE = "creds-update"
     PRESENCE_UPDATE = "presence-update"
     ERROR = "error"
+    SEND_STATUS = "send-status"
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +88,28 @@ class ErrorEvent:
     file: str | None = None
 
 
-EventData = ConnectionUpdate | MessageUpsert | CredsUpdate | PresenceUpdate | ErrorEvent
+@dataclass(frozen=True, slots=True)
+class SendStatus:
+    """The outcome of one accepted send (worker/outbox.py), published once per send id."""
+
+    #: the send id the ``send`` (``send_media``, ``react``, ...) reply carried
+    id: str
+    state: Literal["sent", "failed"]
+    #: the operation: ``send``, ``send_media``, ``react``, ``edit``, ``revoke``
+    op: str
+    #: the WhatsApp message id it went (or was to go) under; absent when none was known
+    message_id: str | None = None
+    #: the chat it went to
+    to: str | None = None
+    #: why it failed
+    reason: str | None = None
+    #: attempts made (more than one after an interrupted or offline attempt)
+    attempts: int | None = None
+    #: unix seconds: when it was sent (the backend's timestamp) or given up
+    timestamp: float | None = None
+
+
+EventData = ConnectionUpdate | MessageUpsert | CredsUpdate | PresenceUpdate | ErrorEvent | SendStatus
 
 DATA_TYPES: dict[EventType, type] = {
     EventType.CONNECTION_UPDATE: ConnectionUpdate,
@@ -95,6 +117,7 @@ DATA_TYPES: dict[EventType, type] = {
     EventType.CREDS_UPDATE: CredsUpdate,
     EventType.PRESENCE_UPDATE: PresenceUpdate,
     EventType.ERROR: ErrorEvent,
+    EventType.SEND_STATUS: SendStatus,
 }
 
 EVENT_OF_DATA: dict[type, EventType] = {cls: kind for kind, cls in DATA_TYPES.items()}

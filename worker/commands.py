@@ -42,9 +42,18 @@ def send(backend: Backend, args: dict[str, Any]) -> Any:
     if len(text.encode()) > 65536:
         raise CommandError("text is over WhatsApp's 65536-byte limit")
     to = to_jid(_text(args, "to"))
+    return submit(backend, "send", {"to": to, "text": text})
+
+
+def submit(backend: Backend, op: str, args: dict[str, Any]) -> Any:
+    """Hand a sending operation's validated ``args`` to the durable outbox (worker/outbox.py):
+    stored before this returns, then sent now or queued. Without an outbox (a backend driven
+    outside a worker loop) the backend sends at once, under an id it chooses itself."""
     if backend.outbox is None:
-        return backend.send_text(to, text)
-    return backend.outbox.submit(to, text, time.monotonic())  # sent now, or queued by the rate limit
+        from .outbox import SENDING_METHODS
+
+        return getattr(backend, SENDING_METHODS[op])(**args)
+    return backend.outbox.submit(op, args, time.monotonic())
 
 
 def presence(backend: Backend, args: dict[str, Any]) -> Any:

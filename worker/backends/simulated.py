@@ -30,6 +30,7 @@ from ..atomic import write_atomic
 from ..credentials import CredentialsManager
 from ..errors import BotCrash, CommandError, FatalBotError
 from .base import Backend, BackendContext
+from .sim_deliveries import Deliveries
 
 SESSION_FILE = "creds.json"
 #: messages generated in one poll at most, so heartbeats keep flowing at any rate
@@ -39,6 +40,7 @@ PRESENCES = ("available", "unavailable", "composing", "paused")
 
 class SimulatedBackend(Backend):
     name = "simulated"
+    keeps_message_id = True  # as whatsmeow with SendRequestExtra.ID (docs/sends.md)
 
     def __init__(self, ctx: BackendContext) -> None:
         super().__init__(ctx)
@@ -63,6 +65,7 @@ class SimulatedBackend(Backend):
         self._prints = 0
         self._ballast: bytearray | None = None
         self._child: subprocess.Popen[bytes] | None = None
+        self.deliveries = Deliveries(ctx.bot_dir)
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self, now: float) -> None:
@@ -224,12 +227,23 @@ class SimulatedBackend(Backend):
         if self.status is not BotStatus.ONLINE:
             raise CommandError(f"bot is {self.status}, not connected")
 
-    def send_text(self, to: str, text: str) -> dict[str, Any]:
+    def new_message_id(self) -> str:
+        return f"SIMOUT{os.urandom(8).hex().upper()}"  # unique across restarts, like whatsmeow's
+
+    def _deliver(self, message_id: str, op: str, to: str, **content: Any) -> bool:
+        """Hand one message to the simulated network; True when the receiver sees it as new."""
+        new = self.deliveries.record(message_id, op, to, **content)
+        crash_at = self.knobs.crash_after_deliveries
+        if crash_at is not None and self.deliveries.count == crash_at:
+            os._exit(exit_codes.CRASH)  # delivered, but the outbox never hears of it
+        return new
+
+    def send_text(self, to: str, text: str, *, message_id: str | None = None) -> dict[str, Any]:
         self._require_online()
-        self._message_count += 1
-        message_id = f"SIMOUT{self._message_count:010d}"
+        message_id = message_id or self.new_message_id()
         ts = time.time()
-        self.ctx.emit(MessageUpsert(id=message_id, chat=to, sender=self.me, timestamp=ts, from_me=True, text=text))
+        if self._deliver(message_id, "send", to, text=text):  # a resend under a known id is no new message
+            self.ctx.emit(MessageUpsert(id=message_id, chat=to, sender=self.me, timestamp=ts, from_me=True, text=text))
         return {"id": message_id, "timestamp": ts, "to": to}
 
     def set_presence(self, presence: str, chat: str | None = None) -> dict[str, Any]:
