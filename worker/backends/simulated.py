@@ -230,20 +230,20 @@ class SimulatedBackend(Backend):
     def new_message_id(self) -> str:
         return f"SIMOUT{os.urandom(8).hex().upper()}"  # unique across restarts, like whatsmeow's
 
-    def _deliver(self, message_id: str, op: str, to: str, **content: Any) -> bool:
-        """Hand one message to the simulated network; True when the receiver sees it as new."""
-        new = self.deliveries.record(message_id, op, to, **content)
+    def _deliver(self, message_id: str, op: str, to: str, **content: Any) -> None:
+        """Hand one message to the simulated network (its receiver keeps one message per id)."""
+        self.deliveries.record(message_id, op, to, **content)
         crash_at = self.knobs.crash_after_deliveries
         if crash_at is not None and self.deliveries.count == crash_at:
             os._exit(exit_codes.CRASH)  # delivered, but the outbox never hears of it
-        return new
 
     def send_text(self, to: str, text: str, *, message_id: str | None = None) -> dict[str, Any]:
         self._require_online()
         message_id = message_id or self.new_message_id()
         ts = time.time()
-        if self._deliver(message_id, "send", to, text=text):  # a resend under a known id is no new message
-            self.ctx.emit(MessageUpsert(id=message_id, chat=to, sender=self.me, timestamp=ts, from_me=True, text=text))
+        self._deliver(message_id, "send", to, text=text)
+        # a resend under the same id is upserted again: the same message, as on the real backend
+        self.ctx.emit(MessageUpsert(id=message_id, chat=to, sender=self.me, timestamp=ts, from_me=True, text=text))
         return {"id": message_id, "timestamp": ts, "to": to}
 
     def set_presence(self, presence: str, chat: str | None = None) -> dict[str, Any]:
