@@ -109,6 +109,8 @@ class BotConfig:
     messages_per_minute: float = checked(in_range(0.01, 6000), default=6.0)
     #: sends that may wait in the bot's durable outbox; past it a send is refused
     outbox_max: int = checked(in_range(1, 1_000_000), default=1000)
+    #: "full": an accepted send survives a power cut (fsync per change); "normal": a killed worker
+    outbox_sync: Literal["full", "normal"] = "full"
     #: restart the worker when its RSS exceeds this many MiB
     max_memory_mb: int | None = checked(in_range(1, 1_048_576), default=None)
     #: nice steps the worker runs below the supervisor, so busy bots cannot starve it (0: same)
@@ -125,7 +127,8 @@ class BotConfig:
 
 #: [supervisor] keys a bot inherits unless its own entry sets them
 INHERITED = ("heartbeat_interval", "heartbeat_timeout", "max_reconnect_attempts", "event_history",
-             "stop_timeout", "log_level", "messages_per_minute", "max_memory_mb", "nice", "outbox_max")
+             "stop_timeout", "log_level", "messages_per_minute", "max_memory_mb", "nice", "outbox_max",
+             "outbox_sync")
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,8 +151,9 @@ class SupervisorSettings:
     #: seconds a worker command (send, logout, ...) may take before the operator gets an error
     command_timeout: float = checked(in_range(0.01, 3600), default=10.0)
     messages_per_minute: float = checked(in_range(0.01, 6000), default=6.0)
-    #: every bot's default for outbox_max
+    #: every bot's default for outbox_max and outbox_sync
     outbox_max: int = checked(in_range(1, 1_000_000), default=1000)
+    outbox_sync: Literal["full", "normal"] = "full"
     #: messages queued per tap before that tap starts losing them (it sees the gaps in seq)
     tap_queue: int = checked(in_range(10, 10_000_000), default=100_000)
     #: every bot's default for max_memory_mb (None: no limit)

@@ -5,6 +5,7 @@ WhatsApp id (the crash window simulated on both sides of the backend call), outc
 from __future__ import annotations
 
 import logging
+import re
 import os
 import sqlite3
 import stat
@@ -248,3 +249,25 @@ def test_a_non_sending_operation_is_refused_by_name(tmp_path):
     w = Worker(tmp_path)
     with pytest.raises(CommandError, match="'presence' is not a sending operation"):
         w.outbox.submit("presence", {}, 0.0)
+
+
+@pytest.mark.parametrize("sync, level", [("full", 2), ("normal", 1)])
+def test_outbox_sync_sets_how_hard_each_change_is_flushed(tmp_path, sync, level):
+    store = OutboxStore(tmp_path / OUTBOX_FILE, sync)
+    assert store.db.execute("PRAGMA synchronous").fetchone() == (level,)
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"outbox_max": 0}, "bots[0] (a).outbox_max: must be at least 1, got 0"),
+    ({"outbox_sync": "fast"}, "bots[0] (a).outbox_sync"),
+])
+def test_bad_outbox_settings_are_refused_naming_the_key(tmp_path, entry, message):
+    from protocol.config import load_config
+
+    path = tmp_path / "botvisor.toml"
+    key, value = next(iter(entry.items()))
+    path.write_text(f'[[bots]]\nid = "a"\n{key} = {value!r}\n'.replace("'", '"'))
+    with pytest.raises(Exception, match=re.escape(message)):
+        load_config(path)
+    path.write_text('[supervisor]\noutbox_max = 5\n[[bots]]\nid = "a"\n')
+    assert load_config(path).bot("a").outbox_max == 5, "inherited from [supervisor]"

@@ -122,7 +122,8 @@ class WorkerLoop:
                              log=logging.getLogger(f"botvisor.backend.{spec.bot.backend}"))
         self.backend = backend = load_backend(spec.bot.backend)(ctx)
         backend.outbox = outbox = Outbox.for_bot_dir(backend, TokenBucket.per_minute(spec.bot.messages_per_minute),
-                                                     spec.bot_dir, self.bus.event, max_pending=spec.bot.outbox_max)
+                                                     spec.bot_dir, self.bus.event, max_pending=spec.bot.outbox_max,
+                                                     sync=spec.bot.outbox_sync)
         poller = zmq.Poller()
         poller.register(self.commands, zmq.POLLIN)
         signal_fd = self.signal_sock.fileno()  # zmq.Poller reports plain sockets by fd

@@ -52,10 +52,10 @@ def new_send_id() -> str:
 
 class Outbox:
     def __init__(self, backend: Backend, bucket: TokenBucket, path: Path, emit: Callable[[EventData], None], *,
-                 max_pending: int = DEFAULT_MAX_PENDING) -> None:
+                 max_pending: int = DEFAULT_MAX_PENDING, sync: str = "full") -> None:
         self.backend, self.bucket, self.emit = backend, bucket, emit
         self.max_pending = max_pending
-        self.store = _open_store(Path(path), emit)
+        self.store = _open_store(Path(path), emit, sync)
         #: pending sends in order (the store is the durable copy; this spares a query per loop turn)
         self.queue: deque[Entry] = deque()
         self.sent = self.failed = 0
@@ -186,10 +186,10 @@ def _reason(exc: Exception) -> str:
     return str(exc) if isinstance(exc, CommandError) else f"{exc.__class__.__name__}: {exc}"
 
 
-def _open_store(path: Path, emit: Callable[[EventData], None]) -> OutboxStore:
+def _open_store(path: Path, emit: Callable[[EventData], None], sync: str) -> OutboxStore:
     """Open the outbox; a file that is not a sound database is set aside (kept, reported), not fatal."""
     try:
-        return OutboxStore(path)
+        return OutboxStore(path, sync)
     except OutboxFileError as exc:
         aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
         for suffix in ("", "-wal", "-shm"):
@@ -198,4 +198,4 @@ def _open_store(path: Path, emit: Callable[[EventData], None]) -> OutboxStore:
         message = f"the outbox could not be read ({exc}); it was moved to {aside.name} and a new one started"
         log.error("%s", message)
         emit(ErrorEvent(code="corrupt-outbox", message=message, file=str(aside)))
-        return OutboxStore(path)
+        return OutboxStore(path, sync)

@@ -2,7 +2,9 @@
 
 Why SQLite: every state change is one transaction (atomic: a SIGKILL leaves the row before or
 after the change, never between), WAL keeps a writer from blocking and survives a killed
-process, and ``synchronous=FULL`` makes a committed row survive a power cut too. The file and
+process, and ``synchronous=FULL`` (``outbox_sync``, the default) makes a committed row survive a
+power cut too, for about 1 ms per change on this machine's disk (``normal``: 0.1 ms, and a
+power cut may lose the last changes, never corrupt the file). The file and
 its ``-wal``/``-shm`` companions are 0600 (the worker's umask, enforced again here).
 
 A row moves ``queued -> sending -> sent | failed``; ``sending`` is written, with the attempt
@@ -69,12 +71,14 @@ class OutboxFileError(Exception):
 
 
 class OutboxStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, sync: str = "full") -> None:
         self.path = Path(path)
+        if sync not in ("full", "normal"):
+            raise ValueError(f"outbox sync must be 'full' or 'normal', got {sync!r}")
         try:
             self.db = sqlite3.connect(self.path, isolation_level=None, timeout=10)
             self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.execute(f"PRAGMA synchronous={sync.upper()}")
             self.db.executescript(SCHEMA)
             self.db.execute("SELECT count(*) FROM sends").fetchone()
         except sqlite3.DatabaseError as exc:
