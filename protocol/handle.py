@@ -60,6 +60,10 @@ class BotHandle:
 
     send_text = send_message
 
+    def send_status(self, send_id: str) -> dict[str, Any]:
+        """What became of a send, by the ``id`` its reply gave: ``{"id", "state", "message_id", ...}``."""
+        return self.call("send_status", id=send_id)
+
     def set_presence(self, presence: str, chat: str | None = None) -> dict[str, Any]:
         """available, unavailable, composing, paused or recording (in ``chat``, for typing)."""
         if chat is None:

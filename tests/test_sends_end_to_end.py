@@ -86,6 +86,11 @@ def test_queued_sends_survive_a_sigkill_and_the_replacement_sends_them_in_order(
     check_delivered_once_in_order(fleet, replies, texts)
     status = {b["bot_id"]: b for b in service.control("status")["bots"]}
     assert status["b1"]["last_exit"] == "SIGKILL"
+    with handle(fleet) as bot:  # the outcome can also be asked for, by the send's id
+        looked_up = bot.send_status(replies[-1]["id"])
+        assert (looked_up["state"], looked_up["message_id"]) == ("sent", replies[-1]["message_id"])
+        with pytest.raises(ControlError, match="no send 'nope' in this bot's outbox"):
+            bot.send_status("nope")
 
 
 def test_killed_between_delivery_and_record_the_new_worker_resends_under_the_same_id(fleet_factory, launch):

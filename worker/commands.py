@@ -56,6 +56,14 @@ def submit(backend: Backend, op: str, args: dict[str, Any]) -> Any:
     return backend.outbox.submit(op, args, time.monotonic())
 
 
+def send_status(backend: Backend, args: dict[str, Any]) -> Any:
+    """What became of an accepted send: its row in the bot's outbox."""
+    send_id = _text(args, "id")
+    if backend.outbox is None:
+        raise CommandError("this bot has no outbox")
+    return backend.outbox.lookup(send_id)
+
+
 def presence(backend: Backend, args: dict[str, Any]) -> Any:
     value = _text(args, "presence")
     if value not in PRESENCES:
@@ -94,6 +102,7 @@ def backup(backend: Backend, args: dict[str, Any]) -> Any:
 OPERATIONS: dict[str, Callable[[Backend, dict[str, Any]], Any]] = {
     "ping": ping,
     "send": send,
+    "send_status": send_status,
     "presence": presence,
     "mark_read": mark_read,
     "logout": logout,

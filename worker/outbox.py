@@ -30,7 +30,7 @@ from protocol import BotStatus, ErrorEvent, EventData, SendStatus
 
 from .backends.base import Backend
 from .errors import CommandError
-from .outbox_store import OUTBOX_FILE, Entry, OutboxFileError, OutboxStore
+from .outbox_store import KEEP_FINISHED, OUTBOX_FILE, Entry, OutboxFileError, OutboxStore
 from .ratelimit import TokenBucket
 
 log = logging.getLogger("botvisor.worker.outbox")
@@ -122,6 +122,18 @@ class Outbox:
         position = len(self.queue)
         return {"id": send_id, "state": "queued", "message_id": message_id, "to": entry.to, "position": position,
                 "expected_delay": round(self.expected_delay(now, position), 3)}
+
+    def lookup(self, send_id: str) -> dict[str, Any]:
+        """A send's row as plain data (for the ``send_status`` operation)."""
+        entry = self.store.get(send_id)
+        if entry is None:
+            raise CommandError(f"no send {send_id!r} in this bot's outbox (it keeps every pending send and the "
+                               f"last {KEEP_FINISHED} finished ones)")
+        found: dict[str, Any] = {"id": entry.id, "state": entry.state, "op": entry.op, "message_id": entry.message_id,
+                                 "to": entry.to, "attempts": entry.attempts, "created_at": entry.created_at}
+        if entry.reason is not None:
+            found["reason"] = entry.reason
+        return found
 
     def expected_delay(self, now: float, position: int) -> float:
         """Seconds until the send at ``position`` (1-based) goes, if the bot stays connected."""

@@ -23,6 +23,7 @@ from . import (
     presence,
     reload,
     send,
+    send_status,
     status,
 )
 
@@ -41,6 +42,7 @@ COMMANDS: dict[str, Command] = {
     "reload": reload.execute,
     "history": history.execute,
     "send": send.execute,
+    "send_status": send_status.execute,
     "presence": presence.execute,
     "mark_read": mark_read.execute,
     "logout": logout.execute,
