@@ -90,3 +90,7 @@ OPERATIONS: dict[str, Callable[[Backend, dict[str, Any]], Any]] = {
     "logout": logout,
     "backup": backup,
 }
+
+from .wa_operations import OPERATIONS as _WA_OPERATIONS  # noqa: E402  (they use to_jid above)
+
+OPERATIONS.update(_WA_OPERATIONS)
