@@ -22,6 +22,15 @@ from .events import (
     PresenceUpdate,
     SendStatus,
 )
+from .whatsapp import (
+    CallUpdate,
+    GroupUpdate,
+    HistorySync,
+    LinkPreview,
+    Media,
+    Quoted,
+    ReceiptUpdate,
+)
 from .messages import (
     SUPERVISOR_BOT,
     Bye,
@@ -41,6 +50,7 @@ __all__ = [
     "BotvisorError", "ProtocolError", "SchemaError",
     "ConnectionUpdate", "CredsUpdate", "ErrorEvent", "EventData", "EventType", "MessageUpsert",
     "PresenceUpdate", "SendStatus",
+    "CallUpdate", "GroupUpdate", "HistorySync", "LinkPreview", "Media", "Quoted", "ReceiptUpdate",
     "SUPERVISOR_BOT", "Bye", "Event", "Heartbeat", "Hello", "Kind", "Message", "Notice", "StateChange",
     "BotStatus", "ContainerState", "bot_prefix", "topic_for",
 ]

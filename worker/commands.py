@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-import time
 from typing import Any, Callable
 
 from .backends.base import Backend
 from .errors import CommandError
+from .outbox import submit
 
 PRESENCES = ("available", "unavailable", "composing", "paused", "recording")
 _PHONE_NOISE = re.compile(r"[\s+().-]")
@@ -42,18 +42,8 @@ def send(backend: Backend, args: dict[str, Any]) -> Any:
     if len(text.encode()) > 65536:
         raise CommandError("text is over WhatsApp's 65536-byte limit")
     to = to_jid(_text(args, "to"))
-    return submit(backend, "send", {"to": to, "text": text})
-
-
-def submit(backend: Backend, op: str, args: dict[str, Any]) -> Any:
-    """Hand a sending operation's validated ``args`` to the durable outbox (worker/outbox.py):
-    stored before this returns, then sent now or queued. Without an outbox (a backend driven
-    outside a worker loop) the backend sends at once, under an id it chooses itself."""
-    if backend.outbox is None:
-        from .outbox import SENDING_METHODS
-
-        return getattr(backend, SENDING_METHODS[op])(**args)
-    return backend.outbox.submit(op, args, time.monotonic())
+    extra = wa_operations.reply_args(backend, args)  # quote, mentions
+    return submit(backend, "send", {"to": to, "text": text, **extra})
 
 
 def send_status(backend: Backend, args: dict[str, Any]) -> Any:
@@ -108,3 +98,7 @@ OPERATIONS: dict[str, Callable[[Backend, dict[str, Any]], Any]] = {
     "logout": logout,
     "backup": backup,
 }
+
+from . import wa_operations  # noqa: E402  (it uses to_jid above)
+
+OPERATIONS.update(wa_operations.OPERATIONS)

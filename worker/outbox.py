@@ -37,12 +37,21 @@ log = logging.getLogger("botvisor.worker.outbox")
 
 #: operation -> the backend method that performs it, called as method(**args, message_id=...)
 SENDING_METHODS: dict[str, str] = {
-    "send": "send_text",
+    "send": "send_text", "send_media": "send_media", "react": "react", "edit": "edit", "revoke": "revoke",
 }
 #: attempts of one send before it is failed for good (a send that kills the worker each time
 #: must not keep the bot in a crash loop)
 MAX_ATTEMPTS = 5
 DEFAULT_MAX_PENDING = 1000
+
+
+def submit(backend: Backend, op: str, args: dict[str, Any]) -> Any:
+    """The one way a sending operation's checked ``args`` go out: into the bot's durable outbox,
+    stored before this returns, then sent now or queued. A backend driven outside a worker loop
+    (no outbox) sends at once, under an id it chooses itself."""
+    if backend.outbox is None:
+        return getattr(backend, SENDING_METHODS[op])(**args)
+    return backend.outbox.submit(op, args, time.monotonic())
 
 
 def new_send_id() -> str:
