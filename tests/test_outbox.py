@@ -271,3 +271,31 @@ def test_bad_outbox_settings_are_refused_naming_the_key(tmp_path, entry, message
         load_config(path)
     path.write_text('[supervisor]\noutbox_max = 5\n[[bots]]\nid = "a"\n')
     assert load_config(path).bot("a").outbox_max == 5, "inherited from [supervisor]"
+
+
+def test_every_sending_operation_is_stored_and_resumed_by_a_new_worker_under_its_id(tmp_path):
+    import time
+
+    w = Worker(tmp_path, per_minute=60)
+    jid = "15550001111@s.whatsapp.net"
+    first = w.outbox.submit("send", {"to": jid, "text": "hello"}, time.monotonic())
+    picture = tmp_path / "picture.png"
+    picture.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
+    calls = [("react", {"chat": jid, "message_id": first["message_id"], "emoji": "👍"}),
+             ("edit", {"chat": jid, "message_id": first["message_id"], "text": "hello!"}),
+             ("send_media", {"to": jid, "kind": "image", "path": str(picture), "caption": "look"}),
+             ("send", {"to": jid, "text": "quoting", "quote": first["message_id"]}),
+             ("revoke", {"chat": jid, "message_id": first["message_id"]})]
+    replies = [commands.OPERATIONS[op](w.backend, args) for op, args in calls]  # within 1 s: all wait
+    assert [r["state"] for r in replies] == ["queued"] * 5 and all(r["message_id"] for r in replies)
+    del w  # killed with five sends queued
+    w2 = Worker(tmp_path, per_minute=6000)
+    assert [e.op for e in w2.outbox.queue] == ["react", "edit", "send_media", "send", "revoke"]
+    later = time.monotonic() + 2
+    for i in range(5):
+        w2.outbox.flush(later + i)
+    assert [(s.op, s.state, s.message_id) for s in w2.statuses()] == \
+        [(op, "sent", r["message_id"]) for (op, _), r in zip(calls, replies)]
+    shown = [(d["op"], d["message_id"]) for d in read_deliveries(tmp_path) if not d["duplicate"]]
+    assert shown == [("send", first["message_id"])] + [(op, r["message_id"]) for (op, _), r in zip(calls, replies)]
+    assert w2.backend.sent[-1]["op"] == "revoke" and w2.backend.sent[-1]["target"] == first["message_id"]
