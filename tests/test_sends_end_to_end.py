@@ -95,7 +95,7 @@ def test_queued_sends_survive_a_sigkill_and_the_replacement_sends_them_in_order(
 
 def test_killed_between_delivery_and_record_the_new_worker_resends_under_the_same_id(fleet_factory, launch):
     # the third message handed to the network kills the worker before the outbox records it as sent
-    fleet = fleet_factory([{"id": "b1", "messages_per_minute": 300.0, "simulated": {"crash_after_deliveries": 3}}])
+    fleet = fleet_factory([{"id": "b1", "messages_per_minute": 120.0, "simulated": {"crash_after_deliveries": 3}}])
     service, tap = launch(fleet)
     online(tap)
     texts = [f"m{i}" for i in range(5)]
@@ -126,7 +126,9 @@ def test_restart_and_stop_keep_the_queue_and_it_is_sent_after(fleet_factory, lau
         service.control("stop", {"bots": ["b1"]})
         tap.wait_for(lambda m: isinstance(m, StateChange) and m.bot == "b1" and m.state is ContainerState.STOPPED,
                      what="b1 stopped")
-        assert pending_in_file(fleet) == 3, "a stopped bot keeps its queue on disk"
+        done = {m.data.id for m in tap.seen if isinstance(m, Event) and m.type is EventType.SEND_STATUS}
+        assert pending_in_file(fleet) == len({r["id"] for r in replies} - done) >= 2, \
+            "a stopped bot keeps its queue on disk"
         service.control("start", {"bots": ["b1"]})
     online(tap, pid=first_open.pid)
     seen = statuses(tap, [r["id"] for r in replies], timeout=30)
