@@ -2,7 +2,7 @@
 
 Each send goes through ``Outbox.submit`` on the real simulated backend with the rate limit out
 of the way (sent at once: one committed insert, the backend call, one committed update), in a
-fresh bot directory on the filesystem of ``--dir``. Printed against the backend called alone,
+fresh bot directory on the filesystem of ``--dir`` (left there: the temp dir by default). Printed against the backend called alone,
 which is what the in-memory queue before the outbox cost. Short by default (300 sends per
 row); the disk and its neighbours decide the tail, so read p99 as this machine's, not the code's.
 """
@@ -32,7 +32,8 @@ def measure(sends: int = 300, base: Path | None = None) -> dict[str, tuple[float
     from worker.ratelimit import TokenBucket
 
     def session() -> tuple[SimulatedBackend, Path]:
-        bot_dir = Path(tempfile.mkdtemp(prefix="bv-outbox-", dir=base))
+        bot_dir = Path(tempfile.mkdtemp(prefix="bv-outbox-", dir=base)) / "auth" / "bench" / "bot_bench"
+        bot_dir.mkdir(parents=True, mode=0o700)  # the worker's layout: the metadata stays inside
         backend = SimulatedBackend(BackendContext(bot=BotConfig(id="bench"), bot_dir=bot_dir, emit=lambda e: None,
                                                   log=logging.getLogger("bench.outbox")))
         backend.start(0.0)
