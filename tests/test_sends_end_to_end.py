@@ -9,7 +9,9 @@ receiver sees one message; every send's `send-status` event carries the id its r
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import sqlite3
 
@@ -170,3 +172,27 @@ def test_outbox_max_refuses_a_send_with_a_clear_error_and_nothing_is_stored(flee
     assert pending_in_file(fleet) == 2
     assert not any(isinstance(m, Event) and isinstance(m.data, SendStatus) and m.data.state == "failed"
                    for m in tap.seen), "a refused send was never accepted: no send-status"
+
+
+def test_the_cli_prints_the_send_id_that_the_send_status_event_carries(fleet_factory, launch):
+    from .test_cli_commands import cli
+
+    fleet = fleet_factory([{"id": "b1", "messages_per_minute": 10.0}], **LENIENT)  # 6 s: the CLI is slower than 1 s
+    service, tap = launch(fleet)
+    online(tap)
+    printed = [cli(fleet, "send", "b1", "+15550001111", text) for text in ("now", "held back")]
+    assert all(p.returncode == 0 for p in printed), [p.stderr for p in printed]
+    sent = re.fullmatch(r"b1: sent message (\S+) to 15550001111@s.whatsapp.net \(send ([0-9a-f]{16})\)\n",
+                        printed[0].stdout)
+    queued = re.fullmatch(r"b1: queued send ([0-9a-f]{16}) to 15550001111@s.whatsapp.net \(position 1, expected in "
+                          r"[0-9.]+ s; message id (\S+)\)\n", printed[1].stdout)
+    assert sent and queued, [p.stdout for p in printed]
+    expected = {sent.group(2): sent.group(1), queued.group(1): queued.group(2)}  # send id -> WhatsApp id
+    statuses(tap, list(expected))
+
+    def in_history() -> dict[str, str]:
+        lines = cli(fleet, "history", "b1", "--json", "-n", "100").stdout.splitlines()
+        events = [json.loads(line) for line in lines]
+        return {e["data"]["id"]: e["data"]["message_id"] for e in events if e["type"] == "send-status"}
+
+    assert in_history() == expected, "botvisor history shows each send-status under the id botvisor send printed"
