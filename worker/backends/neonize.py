@@ -44,6 +44,7 @@ from protocol import (
 )
 from protocol.backoff import reconnect_delay
 
+from .. import pairing
 from ..atomic import write_atomic
 from ..errors import BotCrash, CommandError, FatalBotError
 from .base import Backend, BackendContext
@@ -60,6 +61,10 @@ QR_FILE = "qr.png"
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 #: events handled in one poll at most, so heartbeats keep flowing during a burst
 MAX_BATCH = 256
+#: failed dials one worker life makes at most: neonize opens the store on every connect() and
+#: never closes it when the dial fails, 2 fds each (the database and its WAL; measured by
+#: tests/test_neonize_dispatch.py), so a new life, which frees them, comes before ulimit -n does
+MAX_FAILED_DIALS = 100
 _GO_LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
                   "error": logging.ERROR, "critical": logging.ERROR}
 
@@ -84,6 +89,8 @@ from neonize.utils import build_jid  # noqa: E402
 from neonize.utils.enum import ChatPresence, ChatPresenceMedia, Presence, ReceiptType  # noqa: E402
 
 from . import neonize_events  # noqa: E402
+from .neonize_lifetime import own, release  # noqa: E402
+from .neonize_ops import NeonizeOperations  # noqa: E402
 
 
 def store_uri(bot_dir: Path) -> str:
@@ -114,7 +121,15 @@ class _PairCode:
     error: str | None = None
 
 
-class NeonizeBackend(Backend):
+@dataclass(frozen=True)
+class _LoginStatus:
+    """neonize's login-status callback: whatsmeow's QR channel events other than a code
+    (``success``, ``timeout``, ``err-...``)."""
+
+    status: str
+
+
+class NeonizeBackend(NeonizeOperations, Backend):
     name = "neonize"
     hard_exit = True
 
@@ -143,6 +158,9 @@ class NeonizeBackend(Backend):
         self._last_close: str | None = None
         self._pairing = False
         self._stopping = False
+        #: while QR codes are shown: when the current one was, to see the codes run out
+        self._qr_at: float | None = None
+        self._failed_dials = 0
 
     # -- Go threads: enqueue and wake the loop, nothing else ------------------------------------
     def _push(self, item: Any) -> None:
@@ -157,6 +175,12 @@ class NeonizeBackend(Backend):
 
     def _on_qr(self, _client: Any, data: bytes) -> None:
         self._push(_Qr(data.decode(errors="replace")))
+
+    def _on_login_status(self, _uuid: int, status: int) -> None:
+        """Replaces neonize's ``__onLoginStatus``, which prints the status pointer to fd 1."""
+        import ctypes
+
+        self._push(_LoginStatus(ctypes.string_at(status).decode(errors="replace") if status else ""))
 
     def _connect(self, client: NewClient) -> None:
         error = None
@@ -181,7 +205,9 @@ class NeonizeBackend(Backend):
         for event_type in neonize_events.EVENT_TYPES:
             client.event(event_type)(self._on_event)
         client.qr(self._on_qr)  # replaces neonize's default, which prints the QR to fd 1
-        self.client = client
+        # connect() wraps self.__onLoginStatus when it runs: an instance attribute takes its place
+        client._NewClient__onLoginStatus = self._on_login_status  # type: ignore[attr-defined]
+        self.client = own(client)  # no GC finalizer may ever stop it on the loop's thread
         self._dial(now)
 
     def _dial(self, now: float) -> None:
@@ -200,7 +226,7 @@ class NeonizeBackend(Backend):
             return
         self._stopping = True
         if self.client is not None and self._dial_thread is not None:
-            threading.Thread(target=self.client.stop, name="neonize-stop", daemon=True).start()
+            release(self.client)  # client.stop() on a daemon thread; the reference is kept
 
     # -- the loop's entry point -------------------------------------------------------------------
     def poll(self, now: float) -> float | None:
@@ -221,7 +247,10 @@ class NeonizeBackend(Backend):
             self._dial(now)
         if self._watch_at is not None and now >= self._watch_at:
             self._still_offline(now)
-        return min((t for t in (self._redial_at, self._watch_at) if t is not None), default=None)
+        stale_at = self._qr_at + pairing.QR_STALE_AFTER if self._qr_at is not None else None
+        if stale_at is not None and now >= stale_at:
+            self._pairing_timed_out(f"no new QR code for {pairing.QR_STALE_AFTER:.0f} s")
+        return min((t for t in (self._redial_at, self._watch_at, stale_at) if t is not None), default=None)
 
     def _handle(self, item: Any, now: float) -> None:
         if self._stopping:
@@ -230,15 +259,19 @@ class NeonizeBackend(Backend):
             case _DialEnded(error=error):
                 self._dial_ended(error, now)
             case _Qr(code=code):
+                self._qr_at = now
                 self._show_qr(code)
+            case _LoginStatus(status=status):
+                self._login_status(status)
             case _PairCode(code=code, error=error):
                 if code:
                     self.ctx.emit(ConnectionUpdate("connecting", pair_code=code, attempt=self.connection_attempts))
                 else:
                     self.ctx.emit(ErrorEvent(code="pair-failed", message=f"pairing by phone code failed: {error}"))
             case _:
-                data = neonize_events.map_event(item, time.time())
-                if data is not None:
+                for data in neonize_events.map_events(item, time.time()):
+                    if isinstance(data, MessageUpsert):
+                        self.recent.add(data, item)  # the protobuf: to quote, react to, download it later
                     self._apply(data, now)
 
     def _apply(self, data: EventData, now: float) -> None:
@@ -247,6 +280,9 @@ class NeonizeBackend(Backend):
                 self._opened(data)
             case ConnectionUpdate(connection="close"):
                 self._closed(data, now)
+            case ErrorEvent(code=code) if code in neonize_events.RESTART_CODES:
+                self.status = BotStatus.OFFLINE
+                raise BotCrash(data.code, data.message, status=data.status)
             case ErrorEvent(fatal=True):
                 self.status = BotStatus.OFFLINE
                 self.ctx.emit(CredsUpdate(verified=False, phone_number=self._phone_number(), last_updated=time.time(),
@@ -254,6 +290,9 @@ class NeonizeBackend(Backend):
                 raise FatalBotError(data.code, data.message, status=data.status, expires_at=data.expires_at)
             case CredsUpdate(verified=True):
                 self.phone = data.phone_number or self.phone
+                if data.reason == "paired":
+                    self._qr_at = None
+                    pairing.paired(self.ctx.bot_dir)
                 self.ctx.emit(data)
             case _:
                 self.ctx.emit(data)
@@ -294,7 +333,14 @@ class NeonizeBackend(Backend):
         self._dial_thread = None
         self._watch_at = None
         self.status = BotStatus.OFFLINE
+        lost = neonize_events.unencodable_event(error) if error else None
+        if lost is not None:  # not a dial failure: neonize's event loop died on an event it could not encode
+            self._apply(lost, now)
         reason = f"dial failed: {error}" if error else "the session ended"
+        self._failed_dials += 1
+        if self._failed_dials >= MAX_FAILED_DIALS:
+            raise BotCrash("dial-limit", f"{self._failed_dials} failed dials in this worker life (each leaks 2 file "
+                                         f"descriptors inside neonize); a new life frees them; last: {reason}")
         self._give_up_after(reason)
         retry_in = reconnect_delay(max(1, self.connection_attempts), self.ctx.bot.backoff, self.rng)
         self._redial_at = now + retry_in
@@ -320,6 +366,18 @@ class NeonizeBackend(Backend):
             threading.Thread(target=self._pair_phone, args=(self.client, self.ctx.bot.phone_number),
                              name="neonize-pair", daemon=True).start()
 
+    def _login_status(self, status: str) -> None:
+        self.ctx.log.info("login status from whatsmeow's QR channel: %s", status or "(empty)")
+        if status == "timeout" and self._qr_at is not None:
+            self._pairing_timed_out("the QR codes ran out unused (whatsmeow disconnects and does not retry)")
+
+    def _pairing_timed_out(self, how: str) -> None:
+        self._qr_at = None
+        self.status = BotStatus.OFFLINE
+        (self.ctx.bot_dir / QR_FILE).unlink(missing_ok=True)  # a stale code must not be scanned
+        self.ctx.emit(ConnectionUpdate("close", reason=f"pairing timed out: {how}", attempt=self.connection_attempts))
+        raise pairing.timed_out(self.ctx.bot_dir, self.ctx.bot.whatsapp.pairing_lives, how)
+
     def _phone_number(self) -> str | None:
         me = self.client.me if self.client is not None else None  # never get_me(): it can panic in Go
         user = getattr(getattr(me, "JID", None), "User", "")
@@ -331,16 +389,19 @@ class NeonizeBackend(Backend):
             raise CommandError(f"bot is {self.status}, not connected")
         return self.client
 
-    def send_text(self, to: str, text: str) -> dict[str, Any]:
-        client = self._online_client()
+    def send_text(self, to: str, text: str, quote: str | None = None, mentions: list[str] | None = None, *,
+                  message_id: str | None = None) -> dict[str, Any]:
+        client = self._online_client()  # message_id: neonize 0.5.2 cannot send under a chosen id
         try:
-            response = client.send_message(parse_jid(to), text)
+            response = client.send_message(parse_jid(to), self.text_message(text, quote, mentions))
         except Exception as exc:
             raise CommandError(f"send failed: {exc}") from exc
         ts = time.time()
         me = self._phone_number()
-        self.ctx.emit(MessageUpsert(id=response.ID, chat=to, sender=f"{me}@s.whatsapp.net" if me else "",
-                                    timestamp=ts, from_me=True, text=text))
+        sent = MessageUpsert(id=response.ID, chat=to, sender=f"{me}@s.whatsapp.net" if me else "", timestamp=ts,
+                             from_me=True, text=text, is_group=to.endswith("@g.us"), mentions=mentions or None)
+        self.recent.add(sent, self._as_event(response, to))
+        self.ctx.emit(sent)
         return {"id": response.ID, "timestamp": ts, "to": to}
 
     def set_presence(self, presence: str, chat: str | None = None) -> dict[str, Any]:
@@ -364,11 +425,25 @@ class NeonizeBackend(Backend):
     def mark_read(self, chat: str, message_ids: list[str], sender: str | None = None) -> dict[str, Any]:
         client = self._online_client()
         try:
-            client.mark_read(*message_ids, chat=parse_jid(chat), sender=parse_jid(sender or chat),
+            client.mark_read(*message_ids, chat=parse_jid(chat), sender=parse_jid(self._read_sender(chat, message_ids,
+                                                                                                sender)),
                              receipt=ReceiptType.READ)
+        except CommandError:
+            raise
         except Exception as exc:
             raise CommandError(f"mark_read failed: {exc}") from exc
         return {"chat": chat, "read": list(message_ids)}
+
+    def _read_sender(self, chat: str, message_ids: list[str], sender: str | None) -> str:
+        """whatsmeow's MarkRead needs the author in a group (the receipt's participant): the chat's
+        JID there would be a wrong receipt. Looked up from the messages when not given."""
+        if sender is not None or not chat.endswith("@g.us"):
+            return sender or chat
+        authors = {seen.message.sender for i in message_ids if (seen := self.recent.get(i)) is not None}
+        if len(authors) == 1 and len(message_ids) == sum(1 for i in message_ids if self.recent.get(i)):
+            return authors.pop()
+        raise CommandError("argument 'sender' is needed in a group: the author of the messages "
+                           + ("(they have different authors)" if len(authors) > 1 else "(this worker has not seen them)"))
 
     def logout(self) -> dict[str, Any]:
         client = self._online_client()
