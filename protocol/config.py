@@ -185,6 +185,10 @@ class SupervisorSettings:
     #: every bot's default for nice: the workers' CPU priority below the supervisor's
     nice: int = checked(in_range(0, 19), default=10)
     backoff: RestartPolicy = field(default_factory=RestartPolicy)
+    #: this many bots failing with the same WhatsApp code within outage_window seconds is one
+    #: fleet-wide outage: one notice and a metric (supervisor/outage.py)
+    outage_bots: int = checked(in_range(2, 1_000_000), default=3)
+    outage_window: float = checked(in_range(1, 86400), default=300.0)
 
 
 @dataclass(frozen=True, slots=True)
