@@ -291,6 +291,60 @@ def scenario_fds() -> dict:
     return {"counts": counts, "end": end}
 
 
+def scenario_contract() -> dict:
+    """tests/contract.py against the neonize backend (a session whatsmeow says is connected)."""
+    from neonize.proto import Neonize_pb2 as pb
+    from neonize.proto.waCommon.WACommon_pb2 import MessageKey
+    from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import (
+        ContextInfo,
+        ExtendedTextMessage,
+        Message,
+        ProtocolMessage,
+        ReactionMessage,
+    )
+
+    from protocol import BotStatus
+    from tests.contract import run_contract
+
+    proxy = silent_proxy()
+    backend, emitted = make_backend(proxy.port, whatsapp=WhatsAppSettings(media_max_mb=1))
+    backend.start(time.monotonic())
+    go_event(backend.client, pb.Connected(status=True))
+    pump(backend, lambda: backend.status is BotStatus.ONLINE)
+    counter = [0]
+
+    def jid(user: str, server: str = "s.whatsapp.net") -> Any:
+        return pb.JID(User=user, Server=server, RawAgent=0, Device=0, Integrator=0, IsEmpty=False)
+
+    def receive(kind: str, group: bool) -> Any:
+        counter[0] += 1
+        chat = jid("120363000000000001", "g.us") if group else jid("15550001111")
+        source = pb.MessageSource(Chat=chat, Sender=jid("15550001111"), IsFromMe=False, IsGroup=group)
+        info = pb.MessageInfo(MessageSource=source, ID=f"3EB0C{counter[0]}", Type="text", Timestamp=1_764_100_000_000)
+        first = "3EB0C1"
+        message = {
+            "text": Message(conversation="ping"),
+            "reply": Message(extendedTextMessage=ExtendedTextMessage(text="pong?", contextInfo=ContextInfo(
+                stanzaID=first, participant="15550001111@s.whatsapp.net", quotedMessage=Message(conversation="ping")))),
+            "reaction": Message(reactionMessage=ReactionMessage(key=MessageKey(ID=first), text="👍")),
+            "revoke": Message(protocolMessage=ProtocolMessage(type=ProtocolMessage.REVOKE, key=MessageKey(ID=first))),
+            "edit": Message(protocolMessage=ProtocolMessage(type=ProtocolMessage.MESSAGE_EDIT, key=MessageKey(ID=first),
+                                                            editedMessage=Message(conversation="ping!"))),
+        }[kind]
+        before = len(emitted)
+        go_event(backend.client, pb.Message(Info=info, Message=message))
+        pump(backend, lambda: len(emitted) > before)
+        return emitted[-1]
+
+    def set_online(online: bool) -> None:
+        backend.status = BotStatus.ONLINE if online else BotStatus.LOADING
+
+    result = run_contract(backend, receive, set_online)
+    backend.stop()
+    proxy.close()
+    return result
+
+
 SCENARIOS = {name[len("scenario_"):]: fn for name, fn in globals().items() if name.startswith("scenario_")}
 
 

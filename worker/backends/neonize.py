@@ -425,25 +425,11 @@ class NeonizeBackend(NeonizeOperations, Backend):
     def mark_read(self, chat: str, message_ids: list[str], sender: str | None = None) -> dict[str, Any]:
         client = self._online_client()
         try:
-            client.mark_read(*message_ids, chat=parse_jid(chat), sender=parse_jid(self._read_sender(chat, message_ids,
-                                                                                                sender)),
+            client.mark_read(*message_ids, chat=parse_jid(chat), sender=parse_jid(sender or chat),
                              receipt=ReceiptType.READ)
-        except CommandError:
-            raise
         except Exception as exc:
             raise CommandError(f"mark_read failed: {exc}") from exc
         return {"chat": chat, "read": list(message_ids)}
-
-    def _read_sender(self, chat: str, message_ids: list[str], sender: str | None) -> str:
-        """whatsmeow's MarkRead needs the author in a group (the receipt's participant): the chat's
-        JID there would be a wrong receipt. Looked up from the messages when not given."""
-        if sender is not None or not chat.endswith("@g.us"):
-            return sender or chat
-        authors = {seen.message.sender for i in message_ids if (seen := self.recent.get(i)) is not None}
-        if len(authors) == 1 and len(message_ids) == sum(1 for i in message_ids if self.recent.get(i)):
-            return authors.pop()
-        raise CommandError("argument 'sender' is needed in a group: the author of the messages "
-                           + ("(they have different authors)" if len(authors) > 1 else "(this worker has not seen them)"))
 
     def logout(self) -> dict[str, Any]:
         client = self._online_client()
