@@ -57,6 +57,8 @@ class SimulatedSettings:
     pair_after: float | None = checked(in_range(0, 86400), default=1.0)
     #: seconds between QR refreshes while unpaired
     qr_every: float = checked(in_range(0.01, 3600), default=20.0)
+    #: seconds the QR codes last before they run out unused (whatsmeow's are about 160)
+    pairing_timeout: float = checked(in_range(0.01, 86400), default=160.0)
     #: seconds from connecting to open
     connect_delay: float = checked(in_range(0, 3600), default=0.05)
     #: incoming messages per second (0: none)

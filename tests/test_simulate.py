@@ -119,3 +119,23 @@ def test_botvisor_simulate_delivers_a_message_the_tap_sees(fleet_factory, launch
                  what="the group message")
     bad = cli(fleet, "simulate", "b1", "--from", "nobody", "--text", "x")
     assert bad.returncode == 1 and "argument 'from'" in bad.stderr
+
+
+def test_an_unused_pairing_ends_the_life_and_pairing_lives_later_the_bot_fails(fleet_factory, launch):
+    from protocol import Bye, ContainerState, StateChange
+
+    fleet = fleet_factory([{"id": "p1", "simulated": {"paired": False, "pair_after": 3600.0, "qr_every": 0.05,
+                                                      "pairing_timeout": 0.3},
+                            "whatsapp": {"pairing_lives": 2}}],
+                          backoff={"initial": 0.05, "jitter": 0.0})
+    service, tap = launch(fleet)
+    failed = tap.wait_for(lambda m: isinstance(m, StateChange) and m.bot == "p1" and m.state is ContainerState.FAILED,
+                          timeout=20, what="p1 failed after its pairing lives")
+    byes = [m for m in tap.seen if isinstance(m, Bye) and m.bot == "p1"]
+    assert [(b.reason, b.exit_code) for b in byes] == [("pairing-timeout", 70), ("pairing-timeout", 78)]
+    closes = [m for m in tap.seen if isinstance(m, Event) and m.bot == "p1" and m.type is EventType.CONNECTION_UPDATE
+              and m.data.connection == "close"]
+    assert all(c.data.reason.startswith("pairing timed out") for c in closes) and len(closes) == 2
+    assert "pairing-timeout" in failed.reason and "life 2 of pairing_lives = 2" in failed.reason
+    assert any(isinstance(m, Event) and m.bot == "p1" and m.data.__class__.__name__ == "ConnectionUpdate"
+               and m.data.qr for m in tap.seen), "QR codes were shown before they ran out"
