@@ -139,3 +139,35 @@ def test_an_unused_pairing_ends_the_life_and_pairing_lives_later_the_bot_fails(f
     assert "pairing-timeout" in failed.reason and "life 2 of pairing_lives = 2" in failed.reason
     assert any(isinstance(m, Event) and m.bot == "p1" and m.data.__class__.__name__ == "ConnectionUpdate"
                and m.data.qr for m in tap.seen), "QR codes were shown before they ran out"
+
+
+def test_the_operations_through_the_cli_and_the_real_supervisor(fleet_factory, launch, tmp_path):
+    import json as _json
+
+    fleet = fleet_factory([{"id": "b1", "messages_per_minute": 6000}])
+    service, tap = launch(fleet)
+    tap.wait_for(lambda m: isinstance(m, Event) and m.type is EventType.CONNECTION_UPDATE
+                 and m.data.connection == "open", what="b1 online")
+    photo = tmp_path / "cat.png"
+    photo.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\1" * 100)
+    got = cli(fleet, "simulate", "b1", "--from", "15550001111", "--media", f"image:{photo}", "--caption", "cat",
+              "--json")
+    assert got.returncode == 0, got.stderr
+    message_id = _json.loads(got.stdout)["id"]
+    saved = cli(fleet, "download", "b1", message_id)
+    assert saved.returncode == 0, saved.stderr
+    path = _json.loads(saved.stdout)["path"]
+    assert open(path, "rb").read() == photo.read_bytes()
+    reply = cli(fleet, "send", "b1", "15550001111", "nice cat", "--quote", message_id)
+    assert reply.returncode == 0, reply.stderr
+    echo = tap.wait_for(lambda m: isinstance(m, Event) and m.type is EventType.MESSAGE_UPSERT and m.data.from_me,
+                        what="the reply's echo")
+    assert echo.data.quoted.id == message_id
+    reacted = cli(fleet, "react", "b1", "15550001111", message_id, "❤")
+    assert reacted.returncode == 0, reacted.stderr
+    numbers = _json.loads(cli(fleet, "check-numbers", "b1", "15550001111").stdout)
+    assert numbers["results"][0]["on_whatsapp"] is True
+    missing = cli(fleet, "send-media", "b1", "15550001111", "image", str(tmp_path / "nope.png"))
+    assert missing.returncode == 1 and "argument 'path': no such file" in missing.stderr
+    unknown = cli(fleet, "react", "b1", "15550001111", "NOPE", "x")
+    assert unknown.returncode == 1 and "unknown message id 'NOPE'" in unknown.stderr
