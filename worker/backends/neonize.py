@@ -22,7 +22,6 @@ Stopping never waits for Go: ``client.stop()`` blocks until an in-flight dial en
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import queue
@@ -45,7 +44,6 @@ from protocol import (
 from protocol.backoff import reconnect_delay
 
 from .. import pairing
-from ..atomic import write_atomic
 from ..errors import BotCrash, CommandError, FatalBotError
 from .base import Backend, BackendContext
 
@@ -55,8 +53,6 @@ NEONIZE_STORE = "session.sqlite3"
 #: concurrent writes wait instead of failing with "database is locked". neonize appends
 #: "?_foreign_keys=on" itself: the trailing "&" keeps that from breaking our last parameter.
 STORE_PARAMETERS = "?_journal_mode=WAL&_busy_timeout=10000&_foreign_keys=on&"
-#: the latest QR code as an image, for headless servers; removed once connected
-QR_FILE = "qr.png"
 #: proxy variables Go's HTTP client would honour; a bot's proxy comes from its config only
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 #: events handled in one poll at most, so heartbeats keep flowing during a burst
@@ -82,7 +78,6 @@ def strip_proxy_environment() -> list[str]:
 # logging.basicConfig, a no-op once the root logger has a handler).
 STRIPPED_PROXY_VARIABLES = strip_proxy_environment()
 
-import segno  # noqa: E402
 from neonize._binder import ProxySettings  # noqa: E402
 from neonize.client import NewClient  # noqa: E402
 from neonize.utils import build_jid  # noqa: E402
@@ -91,6 +86,14 @@ from neonize.utils.enum import ChatPresence, ChatPresenceMedia, Presence, Receip
 from . import neonize_events  # noqa: E402
 from .neonize_lifetime import own, release  # noqa: E402
 from .neonize_ops import NeonizeOperations  # noqa: E402
+from .neonize_pairing import QR_FILE, NeonizePairing, _LoginStatus, _PairCode, _Qr  # noqa: E402,F401
+
+
+@dataclass(frozen=True)
+class _DialEnded:
+    """connect() returned (Go's error, or None when the session ended)."""
+
+    error: str | None
 
 
 def store_uri(bot_dir: Path) -> str:
@@ -104,32 +107,7 @@ def parse_jid(value: str) -> Any:
     return build_jid(user, server or "s.whatsapp.net")
 
 
-# -- what Go threads hand to the main loop ------------------------------------------------------
-@dataclass(frozen=True)
-class _Qr:
-    code: str
-
-
-@dataclass(frozen=True)
-class _DialEnded:
-    error: str | None
-
-
-@dataclass(frozen=True)
-class _PairCode:
-    code: str | None
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class _LoginStatus:
-    """neonize's login-status callback: whatsmeow's QR channel events other than a code
-    (``success``, ``timeout``, ``err-...``)."""
-
-    status: str
-
-
-class NeonizeBackend(NeonizeOperations, Backend):
+class NeonizeBackend(NeonizePairing, NeonizeOperations, Backend):
     name = "neonize"
     hard_exit = True
 
@@ -173,15 +151,6 @@ class NeonizeBackend(NeonizeOperations, Backend):
     def _on_event(self, _client: Any, event: Any) -> None:
         self._push(event)
 
-    def _on_qr(self, _client: Any, data: bytes) -> None:
-        self._push(_Qr(data.decode(errors="replace")))
-
-    def _on_login_status(self, _uuid: int, status: int) -> None:
-        """Replaces neonize's ``__onLoginStatus``, which prints the status pointer to fd 1."""
-        import ctypes
-
-        self._push(_LoginStatus(ctypes.string_at(status).decode(errors="replace") if status else ""))
-
     def _connect(self, client: NewClient) -> None:
         error = None
         try:
@@ -189,12 +158,6 @@ class NeonizeBackend(NeonizeOperations, Backend):
         except Exception as exc:  # NeonizeError: "failed to dial whatsapp web websocket: ..."
             error = str(exc) or exc.__class__.__name__
         self._push(_DialEnded(error))
-
-    def _pair_phone(self, client: NewClient, phone: str) -> None:
-        try:
-            self._push(_PairCode(client.PairPhone(phone, show_push_notification=True)))
-        except Exception as exc:
-            self._push(_PairCode(None, str(exc) or exc.__class__.__name__))
 
     # -- lifecycle ------------------------------------------------------------------------------
     def wakeup_fd(self) -> int | None:
@@ -353,30 +316,6 @@ class NeonizeBackend(NeonizeOperations, Backend):
             self.ctx.emit(ConnectionUpdate("close", reason=reason, attempt=self.connection_attempts))
             raise BotCrash("reconnect-exhausted", f"gave up after {self.connection_attempts} connection attempts "
                                                   f"(max_reconnect_attempts = {limit}); last: {reason}")
-
-    # -- pairing ----------------------------------------------------------------------------------
-    def _show_qr(self, code: str) -> None:
-        image = io.BytesIO()
-        segno.make_qr(code).save(image, kind="png", scale=6, border=4)
-        write_atomic(self.ctx.bot_dir / QR_FILE, image.getvalue())
-        self.ctx.emit(ConnectionUpdate("connecting", qr=code, attempt=self.connection_attempts))
-        if self.ctx.bot.phone_number and not self._pairing and self.client is not None:
-            # PairPhone needs a live client, which the first QR proves; it waits on the network
-            self._pairing = True
-            threading.Thread(target=self._pair_phone, args=(self.client, self.ctx.bot.phone_number),
-                             name="neonize-pair", daemon=True).start()
-
-    def _login_status(self, status: str) -> None:
-        self.ctx.log.info("login status from whatsmeow's QR channel: %s", status or "(empty)")
-        if status == "timeout" and self._qr_at is not None:
-            self._pairing_timed_out("the QR codes ran out unused (whatsmeow disconnects and does not retry)")
-
-    def _pairing_timed_out(self, how: str) -> None:
-        self._qr_at = None
-        self.status = BotStatus.OFFLINE
-        (self.ctx.bot_dir / QR_FILE).unlink(missing_ok=True)  # a stale code must not be scanned
-        self.ctx.emit(ConnectionUpdate("close", reason=f"pairing timed out: {how}", attempt=self.connection_attempts))
-        raise pairing.timed_out(self.ctx.bot_dir, self.ctx.bot.whatsapp.pairing_lives, how)
 
     def _phone_number(self) -> str | None:
         me = self.client.me if self.client is not None else None  # never get_me(): it can panic in Go
