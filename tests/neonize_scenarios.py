@@ -345,6 +345,85 @@ def scenario_contract() -> dict:
     return result
 
 
+def scenario_operations() -> dict:
+    """The operations on a real neonize client, with only the network edge replaced: upload and
+    SendMessage record what the backend built (protobufs), everything else is neonize's own
+    (BuildReaction runs in Go, build_edit / build_revoke in neonize's builder). Then the real
+    calls offline, to see whatsmeow's refusal reach the operator as that operation's error."""
+    from google.protobuf.json_format import MessageToDict
+    from neonize.proto import Neonize_pb2 as pb
+    from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import ImageMessage, Message
+
+    from protocol import BotStatus
+    from worker.commands import OPERATIONS
+
+    proxy = silent_proxy()
+    backend, emitted = make_backend(proxy.port)
+    backend.start(time.monotonic())
+    client = backend.client
+    go_event(client, pb.Connected(status=True))
+    pump(backend, lambda: backend.status is BotStatus.ONLINE)
+
+    def jid(user: str, server: str = "s.whatsapp.net") -> Any:
+        return pb.JID(User=user, Server=server, RawAgent=0, Device=0, Integrator=0, IsEmpty=False)
+
+    client.me = pb.Device(JID=jid("15559990000"))
+    alice = jid("15550001111")
+    source = pb.MessageSource(Chat=alice, Sender=alice, IsFromMe=False, IsGroup=False)
+    image = ImageMessage(mimetype="image/png", directPath="/v/x", mediaKey=b"k" * 32, fileLength=10)
+    for i, message in enumerate((Message(conversation="ping"), Message(imageMessage=image))):
+        info = pb.MessageInfo(MessageSource=source, ID=f"3EB0IN{i}", Type="text", Timestamp=1_764_100_000_000)
+        go_event(client, pb.Message(Info=info, Message=message))
+    pump(backend, lambda: len(backend.recent) >= 2)
+    offline: dict[str, str] = {}
+    for name, args in (("check_numbers", {"numbers": ["15550001111"]}), ("group_info", {"group": "1203@g.us"}),
+                       ("user_info", {"jids": ["15550001111"]}), ("subscribe_presence", {"jid": "15550001111"}),
+                       ("reject_call", {"call_id": "C1", "caller": "15550001111"}),
+                       ("download", {"message_id": "3EB0IN1"}), ("send", {"to": "15550001111", "text": "x"})):
+        try:
+            OPERATIONS[name](backend, args)
+            offline[name] = "ok"
+        except Exception as exc:
+            offline[name] = f"{type(exc).__name__}: {exc}"
+
+    sent: list[Any] = []
+
+    class Response:
+        def __init__(self, message: Any) -> None:
+            self.ID, self.Message = f"3EB0OUT{len(sent)}", message
+
+    def send_message(to: Any, message: Any, *a: Any, **k: Any) -> Response:
+        built = message if not isinstance(message, str) else Message(conversation=message)
+        sent.append({"to": f"{to.User}@{to.Server}", "message": MessageToDict(built)})
+        return Response(built)
+
+    def upload(data: bytes, media_type: Any = None) -> Any:
+        return pb.UploadResponse(url="https://mmg/x", DirectPath="/v/up", MediaKey=b"m" * 32,
+                                 FileEncSHA256=b"e" * 32, FileSHA256=b"s" * 32, FileLength=len(data))
+
+    client.send_message, client.upload = send_message, upload
+    photo = Path(tempfile.mkdtemp()) / "cat.png"
+    photo.write_bytes(b"\x89PNG" + b"\0" * 10)
+    replies = {}
+    for name, args in (
+            ("send", {"to": "15550001111", "text": "pong", "quote": "3EB0IN0", "mentions": ["15550002222"]}),
+            ("send_media", {"to": "15550001111", "kind": "image", "path": str(photo), "caption": "cat",
+                            "quote": "3EB0IN0"}),
+            ("send_media", {"to": "15550001111", "kind": "voice", "path": str(photo)}),
+            ("send_media", {"to": "15550001111", "kind": "document", "path": str(photo), "file_name": "c.png"}),
+            ("react", {"chat": "15550001111", "message_id": "3EB0IN0", "emoji": "👍"}),
+            ("edit", {"chat": "15550001111", "message_id": "3EB0OUT1", "text": "pong!"}),
+            ("revoke", {"chat": "15550001111", "message_id": "3EB0OUT1"})):
+        try:
+            replies[f"{name}{len(replies)}"] = OPERATIONS[name](backend, args)
+        except Exception as exc:
+            replies[f"{name}{len(replies)}"] = {"error": f"{type(exc).__name__}: {exc}"}
+    echoes = [shape(e) for e in emitted if getattr(e, "from_me", False)]
+    backend.stop()
+    proxy.close()
+    return {"offline": offline, "sent": sent, "replies": replies, "echoes": echoes}
+
+
 SCENARIOS = {name[len("scenario_"):]: fn for name, fn in globals().items() if name.startswith("scenario_")}
 
 

@@ -89,3 +89,27 @@ def test_each_failed_dial_leaks_two_fds_and_the_life_ends_before_they_pile_up():
     assert [b - a for a, b in zip(counts, counts[1:])] == [2] * (len(counts) - 1), counts
     end = result["end"]
     assert (end["ended"], end["code"]) == ("BotCrash", "dial-limit"), end
+
+
+def test_the_operations_build_real_neonize_messages_and_offline_errors_name_the_operation():
+    result = run("operations")
+    offline = result["offline"]
+    for name in ("check_numbers", "group_info", "user_info", "subscribe_presence", "reject_call", "download", "send"):
+        assert offline[name].startswith(f"CommandError: {name} failed: "), offline[name]
+    reply, image, voice, document, reaction, edit, revoke = [s["message"] for s in result["sent"]]
+    context = reply["extendedTextMessage"]["contextInfo"]
+    assert (context["stanzaID"], context["participant"]) == ("3EB0IN0", "15550001111@s.whatsapp.net")
+    assert context["quotedMessage"] == {"conversation": "ping"}
+    assert context["mentionedJID"] == ["15550002222@s.whatsapp.net"]
+    assert image["imageMessage"]["caption"] == "cat" and image["imageMessage"]["directPath"] == "/v/up"
+    assert image["imageMessage"]["contextInfo"]["stanzaID"] == "3EB0IN0"
+    assert voice["audioMessage"]["PTT"] is True
+    assert document["documentMessage"]["fileName"] == "c.png"
+    assert reaction["reactionMessage"]["key"]["ID"] == "3EB0IN0" and reaction["reactionMessage"]["text"] == "👍"
+    assert edit["editedMessage"]["message"]["protocolMessage"]["type"] == "MESSAGE_EDIT"
+    assert revoke["protocolMessage"] == {"key": {"remoteJID": "15550001111@s.whatsapp.net", "fromMe": True,
+                                                 "ID": "3EB0OUT1"}, "type": "REVOKE"}
+    kinds = [(e["kind"], e.get("message_type")) for e in result["echoes"]]
+    assert kinds == [("message", "text"), ("message", "image"), ("message", "voice"), ("message", "document"),
+                     ("reaction", "reaction"), ("edit", "text"), ("revoke", "revoke")]
+    assert result["echoes"][1]["quoted"]["id"] == "3EB0IN0"
