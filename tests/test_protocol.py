@@ -25,6 +25,7 @@ from protocol import (
     Notice,
     PresenceUpdate,
     ProtocolError,
+    SendStatus,
     StateChange,
     check_topic,
     decode,
@@ -58,6 +59,8 @@ event_data = st.one_of(
               chat=opt(text), last_seen=opt(seconds)),
     st.builds(ErrorEvent, code=text, message=text, fatal=st.booleans(), status=opt(st.integers(0, 999)),
               expires_at=opt(seconds), file=opt(text)),
+    st.builds(SendStatus, id=text, state=st.sampled_from(["sent", "failed"]), op=text, message_id=opt(text),
+              to=opt(text), reason=opt(text), attempts=opt(st.integers(0, 100)), timestamp=opt(seconds)),
 )
 
 

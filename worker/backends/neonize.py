@@ -85,7 +85,7 @@ from neonize.utils.enum import ChatPresence, ChatPresenceMedia, Presence, Receip
 
 from . import neonize_events  # noqa: E402
 from .neonize_lifetime import own, release  # noqa: E402
-from .neonize_ops import NeonizeOperations  # noqa: E402
+from .neonize_ops import NeonizeOperations, no_chosen_id  # noqa: E402
 from .neonize_pairing import QR_FILE, NeonizePairing, _LoginStatus, _PairCode, _Qr  # noqa: E402,F401
 
 
@@ -328,9 +328,17 @@ class NeonizeBackend(NeonizePairing, NeonizeOperations, Backend):
             raise CommandError(f"bot is {self.status}, not connected")
         return self.client
 
+    # Chosen message ids: whatsmeow sends under SendRequestExtra.ID when it is set, but neonize
+    # 0.5.2 cannot pass it. NewClient.send_message (neonize/client.py) has no id parameter, and
+    # its Go binding SendMessage(id, to, message) (neonize/_binder.py; goneonize/main.go) builds
+    # ``whatsmeow.SendRequestExtra{}`` with only AdditionalNodes, so whatsmeow generates a new id
+    # on every call (send.go: ``if len(req.ID) == 0 { req.ID = cli.GenerateMessageID() }``).
+    # So keeps_message_id stays False and new_message_id() None: the outbox learns the id from
+    # the response and never retries an interrupted send blindly (docs/sends.md).
     def send_text(self, to: str, text: str, quote: str | None = None, mentions: list[str] | None = None, *,
                   message_id: str | None = None) -> dict[str, Any]:
-        client = self._online_client()  # message_id: neonize 0.5.2 cannot send under a chosen id
+        no_chosen_id(message_id)
+        client = self._online_client()
         try:
             response = client.send_message(parse_jid(to), self.text_message(text, quote, mentions))
         except Exception as exc:

@@ -7,7 +7,8 @@ Pillow thumbnails: a bot sends the file as it is, with the fields whatsmeow's up
 A message the bot sends is echoed as a ``from_me`` message-upsert, as text sends are.
 
 neonize 0.5.2 cannot send under a chosen message id (its SendMessage FFI passes no
-SendRequestExtra.ID), so ``message_id=`` is accepted and the reply carries WhatsApp's own id.
+SendRequestExtra.ID): ``keeps_message_id`` is False, the outbox never chooses one, and a
+``message_id=`` given anyway is refused rather than silently not kept.
 """
 
 from __future__ import annotations
@@ -43,6 +44,12 @@ if TYPE_CHECKING:
 UPLOAD_TYPES = {"image": MediaType.MediaImage, "video": MediaType.MediaVideo, "audio": MediaType.MediaAudio,
                 "voice": MediaType.MediaAudio, "document": MediaType.MediaDocument, "sticker": MediaType.MediaImage}
 DEFAULT_MIMETYPES = {"voice": "audio/ogg; codecs=opus", "sticker": "image/webp"}
+
+
+def no_chosen_id(message_id: str | None) -> None:
+    if message_id is not None:
+        raise CommandError("the neonize backend cannot send under a chosen message id (neonize 0.5.2 "
+                           "does not pass SendRequestExtra.ID to whatsmeow)")
 
 
 def _jid(value: str) -> Any:
@@ -98,6 +105,7 @@ class NeonizeOperations:
     def send_media(self: NeonizeBackend, to: str, kind: str, path: str, caption: str | None = None,
                    file_name: str | None = None, mimetype: str | None = None, quote: str | None = None, *,
                    message_id: str | None = None) -> dict[str, Any]:
+        no_chosen_id(message_id)
         client = self._online_client()
         data = Path(path).read_bytes()
         mimetype = mimetype or DEFAULT_MIMETYPES.get(kind) or mimetypes.guess_type(path)[0] or "application/octet-stream"
@@ -130,6 +138,7 @@ class NeonizeOperations:
 
     def react(self: NeonizeBackend, chat: str, target: str, emoji: str, sender: str | None = None, *,
               message_id: str | None = None) -> dict[str, Any]:
+        no_chosen_id(message_id)
         client = self._online_client()
         author = sender or self._author(target, chat)
         reaction = self._call("react", client.build_reaction, _jid(chat), _jid(author), target, emoji)
@@ -138,6 +147,7 @@ class NeonizeOperations:
 
     def edit(self: NeonizeBackend, chat: str, target: str, text: str, *,
              message_id: str | None = None) -> dict[str, Any]:
+        no_chosen_id(message_id)
         client = self._online_client()
         response = self._call("edit", client.send_message, _jid(chat), build_edit(_jid(chat), target,
                                                                                   Message(conversation=text)))
@@ -145,6 +155,7 @@ class NeonizeOperations:
 
     def revoke(self: NeonizeBackend, chat: str, target: str, sender: str | None = None, *,
                message_id: str | None = None) -> dict[str, Any]:
+        no_chosen_id(message_id)
         client = self._online_client()
         me = client.me.JID if client.me is not None else None  # never get_me(): it can panic in Go
         if me is None:
