@@ -154,7 +154,7 @@ def sample() -> Heartbeat:
 @pytest.mark.parametrize(
     ("mutate", "reason"),
     [
-        (lambda b: b.update(v=2), "unsupported protocol version 2"),
+        (lambda b: b.update(v=3), "unsupported protocol version 3"),
         (lambda b: b.pop("v"), "unsupported protocol version None"),
         (lambda b: b.update(kind="shout"), "unknown message kind 'shout'"),
         (lambda b: b.update(bot="../x"), "bad bot id '../x'"),
@@ -221,4 +221,4 @@ def test_control_messages_round_trip():
     assert decode_request(encode_request(request)) == request
     reply = ok("id1", {"n": 1})
     assert decode_reply(encode_reply(reply)) == reply
-    assert PROTOCOL_VERSION == 1
+    assert PROTOCOL_VERSION == 2
