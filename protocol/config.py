@@ -58,6 +58,8 @@ class SimulatedSettings:
     pair_after: float | None = checked(in_range(0, 86400), default=1.0)
     #: seconds between QR refreshes while unpaired
     qr_every: float = checked(in_range(0.01, 3600), default=20.0)
+    #: seconds the QR codes last before they run out unused (whatsmeow's are about 160)
+    pairing_timeout: float = checked(in_range(0.01, 86400), default=160.0)
     #: seconds from connecting to open
     connect_delay: float = checked(in_range(0, 3600), default=0.05)
     #: incoming messages per second (0: none)
@@ -73,6 +75,9 @@ class SimulatedSettings:
     disconnect_every: float | None = checked(in_range(0, 86400, above=0), default=None)
     #: how many dials fail after each disconnect before one succeeds
     reconnect_failures: int = checked(in_range(0, 1000), default=0)
+    #: die (exit 70) right after the Nth delivery in the bot's delivery log, before the outbox
+    #: records it: the crash window of docs/sends.md (counted across restarts, so once)
+    crash_after_deliveries: int | None = checked(in_range(1, 1 << 40), default=None)
     #: stop generating incoming messages after this many (0: no limit)
     message_limit: int = checked(in_range(0, 1 << 40), default=0)
     #: start a child process (a sleep) when running: stopping the worker must stop it too
@@ -81,6 +86,40 @@ class SimulatedSettings:
     allocate_mb: int = checked(in_range(0, 65536), default=0)
     #: print a line to stdout and stderr every this many seconds (exercises log capture)
     print_every: float | None = checked(in_range(0, 86400, above=0), default=None)
+    #: incoming traffic for demos: tables of ``at`` (seconds after the session opens) plus the
+    #: arguments of `botvisor simulate` (``from``, ``text``, ``group``, ``kind``, ...)
+    script: list[dict[str, Any]] = checked(lambda v: _script_problem(v), default_factory=list)
+    #: numbers check_numbers reports as not on WhatsApp (every other valid number is)
+    unregistered: list[str] = field(default_factory=list)
+
+
+#: the keys a [bots.simulated] script entry may have (docs/configuration.md)
+SCRIPT_KEYS = frozenset({"at", "kind", "from", "text", "group", "quote", "mentions", "media", "link", "target",
+                         "emoji", "message_ids", "type", "state", "video", "call_id", "reason", "action",
+                         "participants", "subject", "description", "value", "presence", "push_name", "sender_alt"})
+
+
+def _script_problem(entries: list[Any]) -> str | None:
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            return f"entry {i} must be a table, got {type(entry).__name__}"
+        unknown = sorted(set(entry) - SCRIPT_KEYS)
+        if unknown:
+            return f"entry {i}: unknown key {unknown[0]!r} (known: {', '.join(sorted(SCRIPT_KEYS))})"
+        at = entry.get("at")
+        if isinstance(at, bool) or not isinstance(at, (int, float)) or not 0 <= at <= 86400:
+            return f"entry {i}: 'at' must be a number of seconds from 0 to 86400, got {at!r}"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class WhatsAppSettings:
+    """[bots.whatsapp]: how the session is kept (both backends)."""
+
+    #: worker lives in a row whose QR or pair code ran out unused before the bot goes to failed
+    pairing_lives: int = checked(in_range(1, 1000), default=3)
+    #: the largest file send_media sends and download fetches, MiB
+    media_max_mb: int = checked(in_range(1, 2048), default=64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +144,10 @@ class BotConfig:
     proxy: str | None = None
     #: outgoing messages per minute (token bucket); WhatsApp bans fast senders
     messages_per_minute: float = checked(in_range(0.01, 6000), default=6.0)
+    #: sends that may wait in the bot's durable outbox; past it a send is refused
+    outbox_max: int = checked(in_range(1, 1_000_000), default=1000)
+    #: "full": an accepted send survives a power cut (fsync per change); "normal": a killed worker
+    outbox_sync: Literal["full", "normal"] = "full"
     #: restart the worker when its RSS exceeds this many MiB
     max_memory_mb: int | None = checked(in_range(1, 1_048_576), default=None)
     #: nice steps the worker runs below the supervisor, so busy bots cannot starve it (0: same)
@@ -115,6 +158,7 @@ class BotConfig:
     simulated: SimulatedSettings = field(default_factory=SimulatedSettings)
     #: [cluster] only: run this bot on this shard instead of where rendezvous hashing puts it
     shard: int | None = checked(in_range(0, 4095), default=None)
+    whatsapp: WhatsAppSettings = field(default_factory=WhatsAppSettings)
 
     @property
     def stale_after(self) -> float:
@@ -123,7 +167,8 @@ class BotConfig:
 
 #: [supervisor] keys a bot inherits unless its own entry sets them
 INHERITED = ("heartbeat_interval", "heartbeat_timeout", "max_reconnect_attempts", "event_history",
-             "stop_timeout", "log_level", "messages_per_minute", "max_memory_mb", "nice")
+             "stop_timeout", "log_level", "messages_per_minute", "max_memory_mb", "nice", "outbox_max",
+             "outbox_sync")
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +191,9 @@ class SupervisorSettings:
     #: seconds a worker command (send, logout, ...) may take before the operator gets an error
     command_timeout: float = checked(in_range(0.01, 3600), default=10.0)
     messages_per_minute: float = checked(in_range(0.01, 6000), default=6.0)
+    #: every bot's default for outbox_max and outbox_sync
+    outbox_max: int = checked(in_range(1, 1_000_000), default=1000)
+    outbox_sync: Literal["full", "normal"] = "full"
     #: messages queued per tap before that tap starts losing them (it sees the gaps in seq)
     tap_queue: int = checked(in_range(10, 10_000_000), default=100_000)
     #: every bot's default for max_memory_mb (None: no limit)
@@ -153,6 +201,10 @@ class SupervisorSettings:
     #: every bot's default for nice: the workers' CPU priority below the supervisor's
     nice: int = checked(in_range(0, 19), default=10)
     backoff: RestartPolicy = field(default_factory=RestartPolicy)
+    #: this many bots failing with the same WhatsApp code within outage_window seconds is one
+    #: fleet-wide outage: one notice and a metric (supervisor/outage.py)
+    outage_bots: int = checked(in_range(2, 1_000_000), default=3)
+    outage_window: float = checked(in_range(1, 86400), default=300.0)
 
 
 @dataclass(frozen=True, slots=True)

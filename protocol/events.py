@@ -1,4 +1,4 @@
-"""The five bot event types of the original design and the plain-data shape of each.
+"""The bot event types (the five of the original design, then WhatsApp's and botvisor's own) and the shape of each.
 
 On the wire an event's ``data`` is a map with exactly these keys (absent optional keys are
 left out). docs/protocol.md documents every field.
@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
 
+from .whatsapp import CallUpdate, GroupUpdate, HistorySync, LinkPreview, Media, MessageKind, Quoted, ReceiptUpdate
+
 
 class EventType(StrEnum):
     CONNECTION_UPDATE = "connection-update"
@@ -17,6 +19,11 @@ class EventType(StrEnum):
     CREDS_UPDATE = "creds-update"
     PRESENCE_UPDATE = "presence-update"
     ERROR = "error"
+    RECEIPT_UPDATE = "receipt-update"
+    CALL_UPDATE = "call-update"
+    GROUP_UPDATE = "group-update"
+    HISTORY_SYNC = "history-sync"
+    SEND_STATUS = "send-status"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +55,20 @@ class MessageUpsert:
     message_type: str = "text"
     push_name: str | None = None
     is_group: bool = False
+    #: a new message, or an action on the earlier message ``target_id`` (protocol/whatsapp.py)
+    kind: MessageKind = "message"
+    #: reaction, edit, revoke: the id of the message acted on
+    target_id: str | None = None
+    #: reaction: the emoji ("" when a reaction is taken back)
+    emoji: str | None = None
+    #: the message this one replies to
+    quoted: Quoted | None = None
+    media: Media | None = None
+    #: JIDs mentioned in the text
+    mentions: list[str] | None = None
+    link_preview: LinkPreview | None = None
+    #: the sender's other address: the phone-number JID when ``sender`` is an ``@lid``, and back
+    sender_alt: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +108,29 @@ class ErrorEvent:
     file: str | None = None
 
 
-EventData = ConnectionUpdate | MessageUpsert | CredsUpdate | PresenceUpdate | ErrorEvent
+@dataclass(frozen=True, slots=True)
+class SendStatus:
+    """The outcome of one accepted send (worker/outbox.py), published once per send id."""
+
+    #: the send id the ``send`` (``send_media``, ``react``, ...) reply carried
+    id: str
+    state: Literal["sent", "failed"]
+    #: the operation: ``send``, ``send_media``, ``react``, ``edit``, ``revoke``
+    op: str
+    #: the WhatsApp message id it went (or was to go) under; absent when none was known
+    message_id: str | None = None
+    #: the chat it went to
+    to: str | None = None
+    #: why it failed
+    reason: str | None = None
+    #: attempts made (more than one after an interrupted or offline attempt)
+    attempts: int | None = None
+    #: unix seconds: when it was sent (the backend's timestamp) or given up
+    timestamp: float | None = None
+
+
+EventData = (ConnectionUpdate | MessageUpsert | CredsUpdate | PresenceUpdate | ErrorEvent
+             | ReceiptUpdate | CallUpdate | GroupUpdate | HistorySync | SendStatus)
 
 DATA_TYPES: dict[EventType, type] = {
     EventType.CONNECTION_UPDATE: ConnectionUpdate,
@@ -95,6 +138,11 @@ DATA_TYPES: dict[EventType, type] = {
     EventType.CREDS_UPDATE: CredsUpdate,
     EventType.PRESENCE_UPDATE: PresenceUpdate,
     EventType.ERROR: ErrorEvent,
+    EventType.RECEIPT_UPDATE: ReceiptUpdate,
+    EventType.CALL_UPDATE: CallUpdate,
+    EventType.GROUP_UPDATE: GroupUpdate,
+    EventType.HISTORY_SYNC: HistorySync,
+    EventType.SEND_STATUS: SendStatus,
 }
 
 EVENT_OF_DATA: dict[type, EventType] = {cls: kind for kind, cls in DATA_TYPES.items()}

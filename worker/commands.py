@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-import time
 from typing import Any, Callable
 
 from .backends.base import Backend
 from .errors import CommandError
+from .outbox import submit
 
 PRESENCES = ("available", "unavailable", "composing", "paused", "recording")
 _PHONE_NOISE = re.compile(r"[\s+().-]")
@@ -42,9 +42,16 @@ def send(backend: Backend, args: dict[str, Any]) -> Any:
     if len(text.encode()) > 65536:
         raise CommandError("text is over WhatsApp's 65536-byte limit")
     to = to_jid(_text(args, "to"))
+    extra = wa_operations.reply_args(backend, args)  # quote, mentions
+    return submit(backend, "send", {"to": to, "text": text, **extra})
+
+
+def send_status(backend: Backend, args: dict[str, Any]) -> Any:
+    """What became of an accepted send: its row in the bot's outbox."""
+    send_id = _text(args, "id")
     if backend.outbox is None:
-        return backend.send_text(to, text)
-    return backend.outbox.submit(to, text, time.monotonic())  # sent now, or queued by the rate limit
+        raise CommandError("this bot has no outbox")
+    return backend.outbox.lookup(send_id)
 
 
 def presence(backend: Backend, args: dict[str, Any]) -> Any:
@@ -62,8 +69,9 @@ def mark_read(backend: Backend, args: dict[str, Any]) -> Any:
     if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
         raise CommandError("argument 'message_ids' must be a non-empty list of strings")
     sender = args.get("sender")
-    return backend.mark_read(to_jid(_text(args, "chat"), "chat"), ids,
-                             to_jid(sender, "sender") if isinstance(sender, str) and sender else None)
+    chat = to_jid(_text(args, "chat"), "chat")
+    given = to_jid(sender, "sender") if isinstance(sender, str) and sender else None
+    return backend.mark_read(chat, ids, wa_operations.read_sender(backend, chat, ids, given))
 
 
 def logout(backend: Backend, args: dict[str, Any]) -> Any:
@@ -85,8 +93,13 @@ def backup(backend: Backend, args: dict[str, Any]) -> Any:
 OPERATIONS: dict[str, Callable[[Backend, dict[str, Any]], Any]] = {
     "ping": ping,
     "send": send,
+    "send_status": send_status,
     "presence": presence,
     "mark_read": mark_read,
     "logout": logout,
     "backup": backup,
 }
+
+from . import wa_operations  # noqa: E402  (it uses to_jid above)
+
+OPERATIONS.update(wa_operations.OPERATIONS)

@@ -22,15 +22,17 @@ from . import (
     restart,
     run,
     send,
+    simulate,
     start,
     status,
     stop,
     tap,
     top,
+    wa,
 )
 
-#: subcommand name -> module
-SUBCOMMANDS: dict[str, ModuleType] = {
+#: subcommand name -> module (or an object shaped like one: cli/wa.py)
+SUBCOMMANDS: dict[str, ModuleType | wa.Operation] = {
     "run": run,
     "check-config": check_config,
     "tap": tap,
@@ -41,12 +43,14 @@ SUBCOMMANDS: dict[str, ModuleType] = {
     "reload": reload,
     "history": history,
     "send": send,
+    "simulate": simulate,
     "logout": logout,
     "top": top,
     "keys": keys,
     "creds": creds,
     "logs": logs,
     "health": health,
+    **wa.COMMANDS,
 }
 
 

@@ -15,6 +15,7 @@ from protocol.control import Reply, Request, error
 
 from . import (
     backup,
+    bot_ops,
     history,
     lifecycle,
     logout,
@@ -23,6 +24,7 @@ from . import (
     presence,
     reload,
     send,
+    send_status,
     status,
 )
 
@@ -41,10 +43,12 @@ COMMANDS: dict[str, Command] = {
     "reload": reload.execute,
     "history": history.execute,
     "send": send.execute,
+    "send_status": send_status.execute,
     "presence": presence.execute,
     "mark_read": mark_read.execute,
     "logout": logout.execute,
     "backup": backup.execute,
+    **bot_ops.COMMANDS,
 }
 
 

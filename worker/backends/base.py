@@ -20,8 +20,10 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar
 from protocol import BotStatus, EventData
 from protocol.config import BotConfig
 
+from ..recent import RecentMessages
+
 if TYPE_CHECKING:
-    from ..ratelimit import Outbox
+    from ..outbox import Outbox
 
 
 @dataclass
@@ -38,14 +40,24 @@ class Backend(ABC):
     #: the worker must end with os._exit: the backend's library keeps non-daemon threads
     #: (and exit hooks) that would hold a normal interpreter exit
     hard_exit: ClassVar[bool] = False
+    #: the sending methods send under the ``message_id=`` they are given (whatsmeow's
+    #: SendRequestExtra.ID), so the outbox may retry an interrupted send without a duplicate
+    keeps_message_id: ClassVar[bool] = False
 
     def __init__(self, ctx: BackendContext) -> None:
         self.ctx = ctx
         self.status = BotStatus.LOADING
         #: connection attempts since the last successful connect
         self.connection_attempts = 0
-        #: the rate-limited queue in front of send_text, set by the worker loop (worker/ratelimit.py)
+        #: the durable, rate-limited queue in front of the sending methods, set by the worker loop
         self.outbox: Outbox | None = None
+        #: messages seen lately, by id: what quote, react, edit, revoke and download look up
+        self.recent = RecentMessages()
+
+    def new_message_id(self) -> str | None:
+        """A fresh WhatsApp message id for the next send, chosen before its first attempt; None
+        when this backend cannot send under a chosen id (then WhatsApp's own id is known once sent)."""
+        return None
 
     @abstractmethod
     def start(self, now: float) -> None:
@@ -64,7 +76,8 @@ class Backend(ABC):
 
     # -- acting as the bot (each returns plain data for the command reply) -------------
     @abstractmethod
-    def send_text(self, to: str, text: str) -> dict[str, Any]: ...
+    def send_text(self, to: str, text: str, *, message_id: str | None = None) -> dict[str, Any]:
+        """Send ``text``; under ``message_id`` when given (see ``keeps_message_id``)."""
 
     @abstractmethod
     def set_presence(self, presence: str, chat: str | None = None) -> dict[str, Any]:
@@ -75,6 +88,54 @@ class Backend(ABC):
 
     @abstractmethod
     def logout(self) -> dict[str, Any]: ...
+
+    # -- the WhatsApp operations beyond text (worker/wa_operations.py checks their arguments) -----
+    # Both backends implement every one; the defaults only name what a backend lacks.
+    def _lacks(self, op: str) -> Any:
+        from ..errors import CommandError
+
+        raise CommandError(f"the {self.name} backend cannot {op}")
+
+    def send_media(self, to: str, kind: str, path: str, caption: str | None = None, file_name: str | None = None,
+                   mimetype: str | None = None, quote: str | None = None, *,
+                   message_id: str | None = None) -> dict[str, Any]:
+        return self._lacks("send media")
+
+    def react(self, chat: str, target: str, emoji: str, sender: str | None = None, *,
+              message_id: str | None = None) -> dict[str, Any]:
+        return self._lacks("react")
+
+    def edit(self, chat: str, target: str, text: str, *, message_id: str | None = None) -> dict[str, Any]:
+        return self._lacks("edit")
+
+    def revoke(self, chat: str, target: str, sender: str | None = None, *,
+               message_id: str | None = None) -> dict[str, Any]:
+        return self._lacks("revoke")
+
+    def download(self, target: str | None, media: dict[str, Any] | None, limit: int) -> dict[str, Any]:
+        return self._lacks("download media")
+
+    def subscribe_presence(self, jid: str) -> dict[str, Any]:
+        return self._lacks("subscribe to presence")
+
+    def check_numbers(self, numbers: list[str]) -> dict[str, Any]:
+        return self._lacks("check numbers")
+
+    def user_info(self, jids: list[str]) -> dict[str, Any]:
+        return self._lacks("look up users")
+
+    def group_info(self, group: str) -> dict[str, Any]:
+        return self._lacks("look up groups")
+
+    def reject_call(self, call_id: str, caller: str) -> dict[str, Any]:
+        return self._lacks("reject calls")
+
+    def simulate(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Inject incoming traffic: only a simulated session can (SimulatedBackend overrides it)."""
+        from ..errors import CommandError
+
+        raise CommandError(f"simulate needs the simulated backend; this bot runs {self.name} (a real session "
+                           "receives only what WhatsApp sends)")
 
 
 def load_backend(name: str) -> type[Backend]:

@@ -20,17 +20,24 @@ from typing import Any
 from protocol import (
     BotStatus,
     ConnectionUpdate,
+    EventData,
     MessageUpsert,
     PresenceUpdate,
     exit_codes,
 )
 from protocol.backoff import reconnect_delay
+from protocol.events import EVENT_OF_DATA
+from protocol.schema import to_mapping
 
+from .. import pairing
 from ..atomic import write_atomic
 from ..credentials import CredentialsManager
 from ..errors import BotCrash, CommandError, FatalBotError
 from . import simserver
 from .base import Backend, BackendContext
+from .sim_deliveries import Deliveries
+from .simulated_model import Injector, MessageIds
+from .simulated_ops import SimulatedGroups, SimulatedOperations
 
 SESSION_FILE = "creds.json"
 #: messages generated in one poll at most, so heartbeats keep flowing at any rate
@@ -38,8 +45,9 @@ MAX_BATCH = 256
 PRESENCES = ("available", "unavailable", "composing", "paused")
 
 
-class SimulatedBackend(Backend):
+class SimulatedBackend(SimulatedOperations, Backend):
     name = "simulated"
+    keeps_message_id = True  # as whatsmeow with SendRequestExtra.ID (docs/sends.md)
 
     def __init__(self, ctx: BackendContext) -> None:
         super().__init__(ctx)
@@ -54,6 +62,7 @@ class SimulatedBackend(Backend):
         self._connect_at: float | None = None
         self._next_qr: float | None = None
         self._pair_at: float | None = None
+        self._pairing_ends: float | None = None
         self._next_message: float | None = None
         self._next_presence: float | None = None
         self._next_disconnect: float | None = None
@@ -65,6 +74,18 @@ class SimulatedBackend(Backend):
         self._ballast: bytearray | None = None
         self._child: subprocess.Popen[bytes] | None = None
         self._stream: int | None = None  # the simulated server's claim on this account (simserver.py)
+        self.ids = MessageIds(ctx.bot_dir)
+        self.injector = Injector(self.ids, self.recent, self.me)
+        self.groups = SimulatedGroups()
+        #: ringing calls: call id -> caller; contacts whose presence the bot subscribed to
+        self.calls: dict[str, str] = {}
+        self.subscribed: set[str] = set()
+        #: [bots.simulated] script entries still to play, by ``at`` (seconds after open)
+        self._script: list[dict[str, Any]] = sorted(self.knobs.script, key=lambda e: e["at"])
+        self._script_at: float | None = None
+        #: what the bot "sent", oldest first, as plain dicts (op, to, text/..., message_id), for tests
+        self.sent: list[dict[str, Any]] = []
+        self.deliveries = Deliveries(ctx.bot_dir)
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self, now: float) -> None:
@@ -96,6 +117,7 @@ class SimulatedBackend(Backend):
             self._connect_at = now + self.knobs.connect_delay
         else:
             self._next_qr = now
+            self._pairing_ends = now + self.knobs.pairing_timeout  # as whatsmeow's codes run out
             if self.knobs.pair_after is not None:
                 self._pair_at = now + self.knobs.pair_after
 
@@ -114,6 +136,8 @@ class SimulatedBackend(Backend):
             self._next_presence = now + 1.0 / self.knobs.presence_rate
         if self.knobs.disconnect_every:
             self._next_disconnect = now + self.knobs.disconnect_every
+        if self._script and self._script_at is None:
+            self._script_at = now  # the script's clock starts at the first open of this life
         if self.knobs.spawn_child and self._child is None:
             self._child = subprocess.Popen(["sleep", "3600"], stdin=subprocess.DEVNULL)
             self.ctx.log.info("started child process %d", self._child.pid)
@@ -155,6 +179,8 @@ class SimulatedBackend(Backend):
         if self._next_qr is not None:
             if self._pair_at is not None and now >= self._pair_at:
                 self._paired(now)
+            elif self._pairing_ends is not None and now >= self._pairing_ends:
+                self._pairing_timed_out()
             elif now >= self._next_qr:
                 self.ctx.emit(ConnectionUpdate("connecting", qr=self._qr_code(), attempt=self.connection_attempts))
                 self._next_qr = now + k.qr_every
@@ -165,7 +191,16 @@ class SimulatedBackend(Backend):
                 self._close(now, "stream error: simulated disconnect")
             else:
                 self._emit_due_traffic(now)
+                self._play_script(now)
         return self._next_deadline(now)
+
+    def _play_script(self, now: float) -> None:
+        while self._script and self._script_at is not None and now >= self._script_at + self._script[0]["at"]:
+            entry = self._script.pop(0)
+            try:
+                self._deliver(self.injector.build({k: v for k, v in entry.items() if k != "at"}))
+            except CommandError as exc:  # a bad entry is reported, and the rest still plays
+                self.ctx.log.warning("script entry at %s s skipped: %s", entry["at"], exc)
 
     def _emit_due_traffic(self, now: float) -> None:
         sent = 0
@@ -173,8 +208,8 @@ class SimulatedBackend(Backend):
             self._message_count += 1
             sent += 1
             chat = f"1555{self.rng.randrange(10**7):07d}@s.whatsapp.net"
-            self.ctx.emit(MessageUpsert(
-                id=f"SIM{self._message_count:010d}", chat=chat, sender=chat, timestamp=time.time(),
+            self._deliver(MessageUpsert(
+                id=self.ids.next(), chat=chat, sender=chat, timestamp=time.time(),
                 from_me=False, text=f"simulated message {self._message_count}", push_name="Simulated",
             ))
             self._next_message += 1.0 / self.knobs.message_rate
@@ -188,8 +223,11 @@ class SimulatedBackend(Backend):
             self._next_presence = max(now, self._next_presence + 1.0 / self.knobs.presence_rate)
 
     def _next_deadline(self, now: float) -> float | None:
-        candidates = [self._connect_at, self._next_qr, self._pair_at, self._next_message, self._next_presence,
+        candidates = [self._connect_at, self._next_qr, self._pair_at, self._pairing_ends, self._next_message,
+                      self._next_presence,
                       self._next_disconnect, self._next_print, self._redial_at]
+        if self._script and self._script_at is not None and self.opened_at is not None:
+            candidates.append(self._script_at + self._script[0]["at"])
         for after in (self.knobs.crash_after, self.knobs.hang_after, self.knobs.logout_after, self.knobs.ban_after):
             if after is not None:
                 candidates.append(self.started_at + after)
@@ -206,8 +244,17 @@ class SimulatedBackend(Backend):
         ref = "".join(self.rng.choice("ABCDEFGHJKLMNPQRSTUVWXYZ23456789") for _ in range(24))
         return f"2@{ref},SIMULATED,{self.ctx.bot.id}"
 
+    def _pairing_timed_out(self) -> None:
+        """As the neonize backend: whatsmeow disconnects when its codes run out and never retries."""
+        self._next_qr = self._pair_at = self._pairing_ends = None
+        self.status = BotStatus.OFFLINE
+        how = f"the QR codes ran out unused after {self.knobs.pairing_timeout:g} s"
+        self.ctx.emit(ConnectionUpdate("close", reason=f"pairing timed out: {how}", attempt=self.connection_attempts))
+        raise pairing.timed_out(self.ctx.bot_dir, self.ctx.bot.whatsapp.pairing_lives, how)
+
     def _paired(self, now: float) -> None:
-        self._next_qr = self._pair_at = None
+        self._next_qr = self._pair_at = self._pairing_ends = None
+        pairing.paired(self.ctx.bot_dir)
         self._save_session()
         self.ctx.emit(self.creds.record(self.ctx.bot, "paired", verified=True, phone_number=self.phone))
         self.creds.backup_credentials(self.ctx.bot)
@@ -228,13 +275,38 @@ class SimulatedBackend(Backend):
         if self.status is not BotStatus.ONLINE:
             raise CommandError(f"bot is {self.status}, not connected")
 
-    def send_text(self, to: str, text: str) -> dict[str, Any]:
+    def new_message_id(self) -> str:
+        return self.ids.next("SIMOUT")  # unique across restarts, like whatsmeow's
+
+    def _transmit(self, message_id: str, op: str, to: str, **content: Any) -> None:
+        """Hand one outgoing message to the simulated network (its receiver keeps one message per
+        id) and log it in the delivery log; a resend under the same id is upserted again after."""
+        self.deliveries.record(message_id, op, to, **content)
+        crash_at = self.knobs.crash_after_deliveries
+        if crash_at is not None and self.deliveries.count == crash_at:
+            os._exit(exit_codes.CRASH)  # delivered, but the outbox never hears of it
+
+    def _deliver(self, data: EventData) -> None:
+        """Hand incoming traffic to the bot as the real backend would (messages remembered by id)."""
+        if isinstance(data, MessageUpsert):
+            self.recent.add(data)
+        self._track(data)
+        self.ctx.emit(data)
+
+    def simulate(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Inject one incoming message, reaction, edit, revoke, receipt, call, group change, ..."""
         self._require_online()
-        self._message_count += 1
-        message_id = f"SIMOUT{self._message_count:010d}"
-        ts = time.time()
-        self.ctx.emit(MessageUpsert(id=message_id, chat=to, sender=self.me, timestamp=ts, from_me=True, text=text))
-        return {"id": message_id, "timestamp": ts, "to": to}
+        data = self.injector.build(args)
+        self._deliver(data)
+        return {"event": str(EVENT_OF_DATA[type(data)]), "id": getattr(data, "id", None) or getattr(data, "call_id", None),
+                "data": to_mapping(data)}
+
+    def _record_sent(self, message: MessageUpsert, op: str, **fields: Any) -> None:
+        self._transmit(message.id, op, message.chat, **fields)
+        self.recent.add(message)
+        self.sent.append({"op": op, "to": message.chat, **fields, "message_id": message.id,
+                          "timestamp": message.timestamp})
+        self.ctx.emit(message)
 
     def set_presence(self, presence: str, chat: str | None = None) -> dict[str, Any]:
         self._require_online()
