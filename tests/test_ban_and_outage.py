@@ -80,3 +80,20 @@ def test_a_fleet_banned_at_once_gets_one_outage_notice_on_the_tap(fleet_factory,
     notice = tap.wait_for(lambda m: isinstance(m, Notice) and "fleet-wide outage" in m.message, what="the notice")
     assert notice.level == "error" and "temporary-ban" in notice.message and "b0, b1, b2" in notice.message
     assert sum(1 for m in tap.seen if isinstance(m, Notice) and "fleet-wide outage" in m.message) == 1
+
+
+def test_an_active_outage_is_a_metric_by_code_and_status():
+    import time as _time
+    from types import SimpleNamespace
+
+    from supervisor.metrics import FleetCollector
+
+    watch = OutageWatch(threshold=2, window=300)
+    now = _time.monotonic()
+    error = ErrorEvent(code="client-outdated", message="x", fatal=True, status=405)
+    watch.observe("a", error, now)
+    watch.observe("b", error, now)
+    supervisor = SimpleNamespace(manager=[], stats={}, outages=watch)
+    families = {f.name: f for f in FleetCollector(supervisor, None).collect()}
+    samples = families["botvisor_fleet_outage_bots"].samples
+    assert [(s.labels, s.value) for s in samples] == [({"code": "client-outdated", "status": "405"}, 2.0)]
