@@ -22,6 +22,7 @@ from protocol import ErrorEvent, exit_codes
 from protocol.control import Reply, decode_request, encode_reply, error, ok
 from protocol.errors import ProtocolError
 
+from . import ban
 from . import commands as worker_commands
 from .backends.base import Backend, BackendContext, load_backend
 from .botdir import PRIVATE_UMASK, lock_bot_dir, prepare_bot_dir
@@ -103,6 +104,7 @@ class WorkerLoop:
             return self._run()
         except WorkerExit as exc:
             log.error("%s: %s", exc.code, exc.message)
+            ban.record(self.spec.bot_dir, exc)  # a ban outlives this worker (worker/ban.py)
             self.bus.event(ErrorEvent(code=exc.code, message=exc.message, fatal=exc.exit_code == exit_codes.FATAL,
                                       status=exc.status, expires_at=exc.expires_at, file=exc.file))
             self.bus.bye(exc.code, exc.exit_code)
@@ -118,6 +120,7 @@ class WorkerLoop:
         prepare_bot_dir(spec.bot_dir, auth_root=spec.bot_dir.parent.parent)
         self._lock_fd = lock_bot_dir(spec.bot_dir)
         check_worker_start(spec.bot_dir, spec.bot, self.bus.event)  # corrupt store: restore or exit 78
+        ban.check(spec.bot_dir)  # still banned: end at once, as the ban said
         ctx = BackendContext(bot=spec.bot, bot_dir=spec.bot_dir, emit=self.bus.event,
                              log=logging.getLogger(f"botvisor.backend.{spec.bot.backend}"))
         self.backend = backend = load_backend(spec.bot.backend)(ctx)

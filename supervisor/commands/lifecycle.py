@@ -9,9 +9,13 @@ transitions themselves are published on the tap as ``state`` messages.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from protocol.control import Request, error, ok
+from worker.ban import BAN_FILE
+
+log = logging.getLogger("botvisor.control")
 
 
 def _targets(supervisor: Any, request: Request) -> list[Any] | str:
@@ -38,10 +42,16 @@ def _act(action: str) -> Any:
         done = {}
         for container in targets:
             before = container.state.value
-            refused = container.start_refused(request.args.get("force") is True) if action == "start" else None
+            force = action == "start" and request.args.get("force") is True
+            refused = container.start_refused(force) if action == "start" else None
             if refused is not None:  # e.g. a temporary ban not yet over
                 done[container.bot.id] = {"before": before, "after": before, "refused": refused}
                 continue
+            if force:  # the worker would refuse a recorded ban too (worker/ban.py)
+                try:
+                    (supervisor.config.bot_dir(container.bot.id) / BAN_FILE).unlink(missing_ok=True)
+                except OSError as exc:  # the worker then ends with the ban again, and says so
+                    log.warning("bot %s: cannot remove its ban record: %s", container.bot.id, exc)
             getattr(container, action)(reason=f"{action} requested by an operator") if action != "start" \
                 else container.start()
             done[container.bot.id] = {"before": before, "after": container.state.value}
