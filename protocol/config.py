@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from . import exit_codes
+from .appref import check_app, is_path_form, split_app
 from .backoff import RestartPolicy
 from .codec import valid_name
 from .errors import BotvisorError, SchemaError
@@ -112,6 +113,14 @@ class BotConfig:
     user: str | None = None
     group: str | None = None
     simulated: SimulatedSettings = field(default_factory=SimulatedSettings)
+    #: the bot's app: "package.module:attribute" or "path/to/file.py:attribute" (docs/apps.md)
+    app: str | None = checked(check_app, default=None)
+    #: any table, handed to the app as read-only plain data (ctx.config)
+    app_config: dict[str, Any] = field(default_factory=dict)
+    #: seconds a handler may run before an error event; twice this and the app counts as stuck
+    handler_timeout: float = checked(in_range(0.01, 3600), default=30.0)
+    #: set by the loader, never in the file: the config file's directory, where app modules are found
+    app_root: str | None = None
 
     @property
     def stale_after(self) -> float:
@@ -273,6 +282,7 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
             raise ConfigError(path, f"bots[{i}].id", f"duplicate bot id {bot.id!r}")
         seen.add(bot.id)
     base = path.resolve().parent
+    bots = tuple(_resolve_app(bot, base, path) for bot in bots)
     config = Config(
         path=path,
         supervisor=supervisor,
@@ -305,11 +315,24 @@ def _resolve_bot(supervisor: SupervisorSettings, sup_raw: dict[str, Any], entry:
     merged["backoff"] = {**sup_raw.get("backoff", {}), **backoff}
     if "id" not in entry:
         raise SchemaError(f"{where}.id", "missing required key")
+    if "app_root" in entry:
+        raise SchemaError(f"{where}.app_root", "unknown key (app paths are relative to the config file)")
     bot = from_mapping(BotConfig, merged, where)
     if bot.stale_after <= bot.heartbeat_interval:
         raise SchemaError(f"{where}.heartbeat_timeout",
                           f"{bot.stale_after} s must exceed heartbeat_interval ({bot.heartbeat_interval} s)")
     return bot
+
+
+def _resolve_app(bot: BotConfig, base: Path, path: Path) -> BotConfig:
+    """A path-form app made absolute; modules are looked up in the config file's directory first."""
+    if bot.app is None:
+        if bot.app_config:
+            raise ConfigError(path, f"bots ({bot.id}).app_config", "set without an app")
+        return bot
+    target, attribute = split_app(bot.app)
+    app = f"{(base / target).resolve()}:{attribute}" if is_path_form(target) else bot.app
+    return dataclasses.replace(bot, app=app, app_root=str(base))
 
 
 def _check_endpoints(config: Config) -> None:

@@ -90,3 +90,11 @@ OPERATIONS: dict[str, Callable[[Backend, dict[str, Any]], Any]] = {
     "logout": logout,
     "backup": backup,
 }
+
+
+def run(backend: Backend, name: str, args: dict[str, Any]) -> Any:
+    """Run operation ``name`` (a bot app's context calls this in-process); CommandError names a missing one."""
+    operation = OPERATIONS.get(name)
+    if operation is None:
+        raise CommandError(f"the {backend.name} backend has no operation {name!r} (it has: {', '.join(sorted(OPERATIONS))})")
+    return operation(backend, args)

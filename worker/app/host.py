@@ -1,0 +1,137 @@
+"""The app's side door into the worker's main loop.
+
+The app's thread never touches the backend or the bus: it queues a closure here and writes a
+byte to a pipe the main loop polls. The main loop runs the closures (operations, events) between
+its other duties, so the backend and the ZeroMQ sockets stay single-threaded.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import os
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any, Callable
+
+from protocol.config import BotConfig
+from protocol.events import ErrorEvent
+
+from .. import commands as worker_commands
+from ..errors import BotCrash, CommandError, FatalBotError
+from .loader import AppLoadError, load_app, parse_app
+from .runtime import AppRuntime
+
+
+class Bridge:
+    """Closures from any thread, run by the main loop when its poller sees ``fd``."""
+
+    def __init__(self) -> None:
+        self._r, self._w = os.pipe()
+        os.set_blocking(self._r, False)
+        os.set_blocking(self._w, False)
+        self._queue: deque[Callable[[], None]] = deque()
+
+    @property
+    def fd(self) -> int:
+        return self._r
+
+    def submit(self, fn: Callable[[], None]) -> None:
+        self._queue.append(fn)  # deque.append is atomic: no lock needed
+        try:
+            os.write(self._w, b"\0")
+        except BlockingIOError:
+            pass  # the pipe is full of wakeups already: the loop will drain the queue
+
+    def drain(self) -> None:
+        try:
+            while os.read(self._r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        while self._queue:
+            self._queue.popleft()()
+
+    def close(self) -> None:
+        os.close(self._r)
+        os.close(self._w)
+
+
+def operation_error(name: str, exc: BaseException) -> Exception:
+    from botvisor.errors import OperationError
+
+    return OperationError(name, str(exc))
+
+
+class WorkerApp:
+    """An app running in this worker: the main loop's handle on it."""
+
+    def __init__(self, bot: BotConfig, bot_dir: Path, backend: Any, emit: Callable[[Any], None]) -> None:
+        self.bridge = Bridge()
+        self.backend, self._emit = backend, emit
+        ref = parse_app(bot.app or "", bot.app_root or ".")
+        try:
+            app = load_app(ref)
+        except AppLoadError as exc:
+            raise FatalBotError("app-import-failed", f"app {bot.app!r} cannot be loaded: {exc}",
+                                file=exc.file) from None
+        self.runtime = AppRuntime(app, bot_id=bot.id, app_config=bot.app_config, bot_dir=bot_dir,
+                                  handler_timeout=bot.handler_timeout, call=self.call, emit=self.emit,
+                                  log=logging.getLogger(f"botvisor.app.{bot.id}"))
+        self.check_every = min(bot.handler_timeout / 4, 1.0)
+        self._next_check = 0.0
+
+    def start(self) -> None:
+        self.runtime.started.add_done_callback(lambda f: self.bridge.submit(self._check_started))
+        self.runtime.start()
+
+    def _check_started(self) -> None:
+        exc = self.runtime.started.exception()
+        if exc is not None:
+            raise FatalBotError("app-start-failed", f"the app's on_start failed: {type(exc).__name__}: {exc}")
+
+    # -- from the app's thread ---------------------------------------------------------
+    def call(self, name: str, args: dict[str, Any]) -> concurrent.futures.Future[Any]:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        def run() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                future.set_result(worker_commands.run(self.backend, name, args))
+            except CommandError as exc:
+                future.set_exception(operation_error(name, exc))
+            except Exception as exc:  # noqa: BLE001 - a backend bug goes to the handler, not the loop
+                future.set_exception(operation_error(name, exc))
+
+        self.bridge.submit(run)
+        return future
+
+    def emit(self, data: Any) -> None:
+        self.bridge.submit(lambda: self._emit(data))
+
+    # -- from the main loop ------------------------------------------------------------
+    def deliver(self, data: Any) -> None:
+        if isinstance(data, ErrorEvent) and data.code in ("handler-error", "handler-timeout"):
+            return  # the app's own failures go to on_error, not back into it as events
+        self.runtime.deliver(data)
+
+    def check(self, now: float) -> float:
+        """Raise BotCrash when the app is stuck; return when to check next."""
+        if now >= self._next_check:
+            reason = self.runtime.stuck(now)
+            if reason is not None:
+                raise BotCrash("app-stuck", reason)
+            self._next_check = now + self.check_every
+        return self._next_check
+
+    def stop(self, timeout: float) -> None:
+        """on_stop hooks may still act as the bot: keep running the bridge while they do."""
+        deadline = time.monotonic() + timeout
+        stopper = concurrent.futures.ThreadPoolExecutor(1)
+        done = stopper.submit(self.runtime.stop, timeout)
+        while not done.done() and time.monotonic() < deadline + 1.5:
+            self.bridge.drain()
+            time.sleep(0.005)
+        stopper.shutdown(wait=False)
