@@ -21,6 +21,15 @@ from .events import (
     MessageUpsert,
     PresenceUpdate,
 )
+from .whatsapp import (
+    CallUpdate,
+    GroupUpdate,
+    HistorySync,
+    LinkPreview,
+    Media,
+    Quoted,
+    ReceiptUpdate,
+)
 from .messages import (
     SUPERVISOR_BOT,
     Bye,
@@ -40,6 +49,7 @@ __all__ = [
     "BotvisorError", "ProtocolError", "SchemaError",
     "ConnectionUpdate", "CredsUpdate", "ErrorEvent", "EventData", "EventType", "MessageUpsert",
     "PresenceUpdate",
+    "CallUpdate", "GroupUpdate", "HistorySync", "LinkPreview", "Media", "Quoted", "ReceiptUpdate",
     "SUPERVISOR_BOT", "Bye", "Event", "Heartbeat", "Hello", "Kind", "Message", "Notice", "StateChange",
     "BotStatus", "ContainerState", "bot_prefix", "topic_for",
 ]

@@ -1,4 +1,4 @@
-"""The five bot event types of the original design and the plain-data shape of each.
+"""The bot event types (the five of the original design, then WhatsApp's own) and the shape of each.
 
 On the wire an event's ``data`` is a map with exactly these keys (absent optional keys are
 left out). docs/protocol.md documents every field.
@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
 
+from .whatsapp import CallUpdate, GroupUpdate, HistorySync, LinkPreview, Media, MessageKind, Quoted, ReceiptUpdate
+
 
 class EventType(StrEnum):
     CONNECTION_UPDATE = "connection-update"
@@ -17,6 +19,10 @@ class EventType(StrEnum):
     CREDS_UPDATE = "creds-update"
     PRESENCE_UPDATE = "presence-update"
     ERROR = "error"
+    RECEIPT_UPDATE = "receipt-update"
+    CALL_UPDATE = "call-update"
+    GROUP_UPDATE = "group-update"
+    HISTORY_SYNC = "history-sync"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +54,20 @@ class MessageUpsert:
     message_type: str = "text"
     push_name: str | None = None
     is_group: bool = False
+    #: a new message, or an action on the earlier message ``target_id`` (protocol/whatsapp.py)
+    kind: MessageKind = "message"
+    #: reaction, edit, revoke: the id of the message acted on
+    target_id: str | None = None
+    #: reaction: the emoji ("" when a reaction is taken back)
+    emoji: str | None = None
+    #: the message this one replies to
+    quoted: Quoted | None = None
+    media: Media | None = None
+    #: JIDs mentioned in the text
+    mentions: list[str] | None = None
+    link_preview: LinkPreview | None = None
+    #: the sender's other address: the phone-number JID when ``sender`` is an ``@lid``, and back
+    sender_alt: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +113,8 @@ class ErrorEvent:
     traceback: str | None = None
 
 
-EventData = ConnectionUpdate | MessageUpsert | CredsUpdate | PresenceUpdate | ErrorEvent
+EventData = (ConnectionUpdate | MessageUpsert | CredsUpdate | PresenceUpdate | ErrorEvent
+             | ReceiptUpdate | CallUpdate | GroupUpdate | HistorySync)
 
 DATA_TYPES: dict[EventType, type] = {
     EventType.CONNECTION_UPDATE: ConnectionUpdate,
@@ -101,6 +122,10 @@ DATA_TYPES: dict[EventType, type] = {
     EventType.CREDS_UPDATE: CredsUpdate,
     EventType.PRESENCE_UPDATE: PresenceUpdate,
     EventType.ERROR: ErrorEvent,
+    EventType.RECEIPT_UPDATE: ReceiptUpdate,
+    EventType.CALL_UPDATE: CallUpdate,
+    EventType.GROUP_UPDATE: GroupUpdate,
+    EventType.HISTORY_SYNC: HistorySync,
 }
 
 EVENT_OF_DATA: dict[type, EventType] = {cls: kind for kind, cls in DATA_TYPES.items()}

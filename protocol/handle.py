@@ -75,6 +75,13 @@ class BotHandle:
     def backup(self) -> dict[str, Any]:
         return self.call("backup")
 
+    def simulate(self, kind: str = "message", **args: Any) -> dict[str, Any]:
+        """Inject incoming traffic into a SIMULATED bot (``from_`` for ``from``); returns
+        ``{"event": type, "id": ..., "data": the event's data}``."""
+        if "from_" in args:
+            args["from"] = args.pop("from_")
+        return self.call("simulate", kind=kind, **args)
+
     def history(self, limit: int | None = None) -> list[dict[str, Any]]:
         """The container's event history, oldest first (answered by the supervisor)."""
         args = {"bot": self.bot_id} if limit is None else {"bot": self.bot_id, "limit": limit}

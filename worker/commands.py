@@ -91,6 +91,10 @@ OPERATIONS: dict[str, Callable[[Backend, dict[str, Any]], Any]] = {
     "backup": backup,
 }
 
+from .wa_operations import OPERATIONS as _WA_OPERATIONS  # noqa: E402  (they use to_jid above)
+
+OPERATIONS.update(_WA_OPERATIONS)
+
 
 def run(backend: Backend, name: str, args: dict[str, Any]) -> Any:
     """Run operation ``name`` (a bot app's context calls this in-process); CommandError names a missing one."""

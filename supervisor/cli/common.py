@@ -60,7 +60,7 @@ def control(args: argparse.Namespace, command: str, request_args: dict[str, Any]
         raise SystemExit(fail(f"{command}: {exc}")) from None
 
 
-def bot_call(args: argparse.Namespace, method: str, *call_args: Any) -> Any:
+def bot_call(args: argparse.Namespace, method: str, *call_args: Any, **call_kwargs: Any) -> Any:
     """Call BotHandle.``method`` on ``args.bot`` (the path library users take too); on failure
     print why and exit as ``control`` does."""
     from protocol.client import ControlError, NotRunning
@@ -69,7 +69,7 @@ def bot_call(args: argparse.Namespace, method: str, *call_args: Any) -> Any:
     config = load_or_exit(args)
     try:
         with BotHandle.for_config(config, args.bot, timeout=args.timeout) as bot:
-            return getattr(bot, method)(*call_args)
+            return getattr(bot, method)(*call_args, **call_kwargs)
     except NotRunning as exc:
         raise SystemExit(fail(f"{exc} (config {config.path})", EXIT_NOT_RUNNING)) from None
     except ControlError as exc:

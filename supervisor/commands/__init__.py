@@ -15,6 +15,7 @@ from protocol.control import Reply, Request, error
 
 from . import (
     backup,
+    bot_ops,
     history,
     lifecycle,
     logout,
@@ -45,6 +46,7 @@ COMMANDS: dict[str, Command] = {
     "mark_read": mark_read.execute,
     "logout": logout.execute,
     "backup": backup.execute,
+    **bot_ops.COMMANDS,
 }
 
 

@@ -76,6 +76,13 @@ class Backend(ABC):
     @abstractmethod
     def logout(self) -> dict[str, Any]: ...
 
+    def simulate(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Inject incoming traffic: only a simulated session can (SimulatedBackend overrides it)."""
+        from ..errors import CommandError
+
+        raise CommandError(f"simulate needs the simulated backend; this bot runs {self.name} (a real session "
+                           "receives only what WhatsApp sends)")
+
 
 def load_backend(name: str) -> type[Backend]:
     """The backend class for ``name``; neonize is imported only by the bots that use it."""

@@ -20,16 +20,21 @@ from typing import Any
 from protocol import (
     BotStatus,
     ConnectionUpdate,
+    EventData,
     MessageUpsert,
     PresenceUpdate,
     exit_codes,
 )
 from protocol.backoff import reconnect_delay
+from protocol.events import EVENT_OF_DATA
+from protocol.schema import to_mapping
 
 from ..atomic import write_atomic
 from ..credentials import CredentialsManager
 from ..errors import BotCrash, CommandError, FatalBotError
+from ..recent import RecentMessages
 from .base import Backend, BackendContext
+from .simulated_model import Injector, MessageIds
 
 SESSION_FILE = "creds.json"
 #: messages generated in one poll at most, so heartbeats keep flowing at any rate
@@ -63,6 +68,11 @@ class SimulatedBackend(Backend):
         self._prints = 0
         self._ballast: bytearray | None = None
         self._child: subprocess.Popen[bytes] | None = None
+        self.ids = MessageIds(ctx.bot_dir)
+        self.recent = RecentMessages()
+        self.injector = Injector(self.ids, self.recent, self.me)
+        #: what the bot "sent", oldest first, as plain dicts (op, to, text/..., message_id), for tests
+        self.sent: list[dict[str, Any]] = []
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self, now: float) -> None:
@@ -169,8 +179,8 @@ class SimulatedBackend(Backend):
             self._message_count += 1
             sent += 1
             chat = f"1555{self.rng.randrange(10**7):07d}@s.whatsapp.net"
-            self.ctx.emit(MessageUpsert(
-                id=f"SIM{self._message_count:010d}", chat=chat, sender=chat, timestamp=time.time(),
+            self._deliver(MessageUpsert(
+                id=self.ids.next(), chat=chat, sender=chat, timestamp=time.time(),
                 from_me=False, text=f"simulated message {self._message_count}", push_name="Simulated",
             ))
             self._next_message += 1.0 / self.knobs.message_rate
@@ -224,13 +234,33 @@ class SimulatedBackend(Backend):
         if self.status is not BotStatus.ONLINE:
             raise CommandError(f"bot is {self.status}, not connected")
 
-    def send_text(self, to: str, text: str) -> dict[str, Any]:
+    def _deliver(self, data: EventData) -> None:
+        """Hand incoming traffic to the bot as the real backend would (messages remembered by id)."""
+        if isinstance(data, MessageUpsert):
+            self.recent.add(data)
+        self.ctx.emit(data)
+
+    def simulate(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Inject one incoming message, reaction, edit, revoke, receipt, call, group change, ..."""
         self._require_online()
-        self._message_count += 1
-        message_id = f"SIMOUT{self._message_count:010d}"
+        data = self.injector.build(args)
+        self._deliver(data)
+        return {"event": str(EVENT_OF_DATA[type(data)]), "id": getattr(data, "id", None) or getattr(data, "call_id", None),
+                "data": to_mapping(data)}
+
+    def send_text(self, to: str, text: str, *, message_id: str | None = None) -> dict[str, Any]:
+        self._require_online()
+        message_id = message_id or self.ids.next("SIMOUT")
         ts = time.time()
-        self.ctx.emit(MessageUpsert(id=message_id, chat=to, sender=self.me, timestamp=ts, from_me=True, text=text))
+        self._record_sent(MessageUpsert(id=message_id, chat=to, sender=self.me, timestamp=ts, from_me=True,
+                                        text=text), "send", text=text)
         return {"id": message_id, "timestamp": ts, "to": to}
+
+    def _record_sent(self, message: MessageUpsert, op: str, **fields: Any) -> None:
+        self.recent.add(message)
+        self.sent.append({"op": op, "to": message.chat, **fields, "message_id": message.id,
+                          "timestamp": message.timestamp})
+        self.ctx.emit(message)
 
     def set_presence(self, presence: str, chat: str | None = None) -> dict[str, Any]:
         self._require_online()

@@ -1,0 +1,213 @@
+"""What the SIMULATED backend injects on request: incoming WhatsApp traffic built from plain
+arguments (the ``simulate`` operation, ``botvisor simulate``, ``[bots.simulated] script``),
+shaped exactly as the neonize backend maps the real thing (protocol/whatsapp.py).
+
+Also the id source: simulated message ids carry the worker's life number, kept in the bot's
+directory, so ids stay unique across worker restarts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import mimetypes
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from protocol import (
+    CallUpdate,
+    EventData,
+    GroupUpdate,
+    HistorySync,
+    LinkPreview,
+    Media,
+    MessageUpsert,
+    PresenceUpdate,
+    Quoted,
+    ReceiptUpdate,
+)
+from protocol.whatsapp import MEDIA_KINDS
+
+from ..atomic import write_atomic
+from ..commands import PRESENCES, to_jid
+from ..errors import CommandError
+from ..recent import RecentMessages
+
+#: the bot directory's record of how many lives this simulated session had
+LIVES_FILE = "simulated-lives.json"
+#: what ``simulate`` injects (``kind``)
+SIMULATE_KINDS = ("message", "reaction", "edit", "revoke", "receipt", "call", "group", "presence", "history-sync")
+RECEIPT_TYPES = ("delivered", "read", "played")
+CALL_STATES = ("offer", "accept", "terminate", "reject")
+GROUP_ACTIONS = ("join", "leave", "promote", "demote", "subject", "description", "announce", "locked", "ephemeral")
+
+
+class MessageIds:
+    """``SIM<life><n>`` incoming, ``SIMOUT<life><n>`` outgoing: the life number is stored in the
+    bot's directory and grows by one per worker start, so no two lives hand out the same id."""
+
+    def __init__(self, bot_dir: Path) -> None:
+        path = bot_dir / LIVES_FILE
+        try:
+            life = int(json.loads(path.read_text())["lives"]) + 1
+        except (OSError, ValueError, KeyError, TypeError):
+            life = 1
+        write_atomic(path, json.dumps({"lives": life}).encode())
+        self.life = life
+        self.count = 0
+
+    def next(self, prefix: str = "SIM") -> str:
+        self.count += 1
+        return f"{prefix}{self.life:06d}{self.count:08d}"
+
+
+def _str(args: dict[str, Any], key: str, default: str | None = None) -> str:
+    value = args.get(key, default)
+    if not isinstance(value, str) or not value:
+        raise CommandError(f"argument {key!r} must be a non-empty string")
+    return value
+
+
+def _opt_str(args: dict[str, Any], key: str) -> str | None:
+    value = args.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise CommandError(f"argument {key!r} must be a string, got {type(value).__name__}")
+    return value
+
+
+def _jids(args: dict[str, Any], key: str) -> list[str] | None:
+    value = args.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise CommandError(f"argument {key!r} must be a list of JIDs or phone numbers")
+    return [to_jid(v, key) for v in value]
+
+
+def group_jid(value: str, key: str = "group") -> str:
+    jid = value if "@" in value else f"{value}@g.us"
+    if not jid.endswith("@g.us") or not jid.split("@")[0]:
+        raise CommandError(f"argument {key!r} must be a group JID (...@g.us), got {value!r}")
+    return jid
+
+
+def media_from_file(kind: str, path: str, *, mimetype: str | None = None, file_name: str | None = None,
+                    max_bytes: int | None = None, key: str = "path") -> tuple[Media, bytes]:
+    """A Media description of a local file (and its bytes), or a CommandError naming ``key``."""
+    if kind not in MEDIA_KINDS:
+        raise CommandError(f"argument 'kind' must be one of {', '.join(MEDIA_KINDS)}, got {kind!r}")
+    file = Path(path)
+    if not file.is_file():
+        raise CommandError(f"argument {key!r}: no such file {path!r}")
+    size = file.stat().st_size
+    if max_bytes is not None and size > max_bytes:
+        raise CommandError(f"argument {key!r}: {path!r} is {size} bytes, over the {max_bytes}-byte media limit")
+    data = file.read_bytes()
+    guessed = mimetypes.guess_type(file.name)[0]
+    return Media(kind=kind, mimetype=mimetype or guessed or "application/octet-stream",  # type: ignore[arg-type]
+                 size=size, file_name=file_name or (file.name if kind == "document" else None),
+                 sha256=hashlib.sha256(data).hexdigest()), data
+
+
+class Injector:
+    """Builds the events ``simulate`` injects; remembers media so ``download`` can fetch it."""
+
+    def __init__(self, ids: MessageIds, recent: RecentMessages, me: str) -> None:
+        self.ids, self.recent, self.me = ids, recent, me
+        #: message id -> the "uploaded" bytes of its media (the simulated CDN)
+        self.media: dict[str, bytes] = {}
+
+    def build(self, args: dict[str, Any], now: float | None = None) -> EventData:
+        kind = args.get("kind", "message")
+        if kind not in SIMULATE_KINDS:
+            raise CommandError(f"argument 'kind' must be one of {', '.join(SIMULATE_KINDS)}, got {kind!r}")
+        ts = time.time() if now is None else now
+        if kind == "group":
+            return self._group(args, ts)
+        if kind == "history-sync":
+            return HistorySync(sync_type=_str(args, "sync_type", "RECENT"), conversations=int(args.get("conversations", 1)),
+                               messages=int(args.get("messages", 1)), progress=args.get("progress"))
+        sender = to_jid(_str(args, "from"), "from")
+        group = args.get("group")
+        chat = group_jid(_str(args, "group"), "group") if group else sender
+        if kind == "receipt":
+            return self._receipt(args, chat, sender, ts)
+        if kind == "call":
+            state = args.get("state", "offer")
+            if state not in CALL_STATES:
+                raise CommandError(f"argument 'state' must be one of {', '.join(CALL_STATES)}, got {state!r}")
+            return CallUpdate(call_id=_opt_str(args, "call_id") or self.ids.next("SIMCALL"), caller=sender,
+                              state=state, timestamp=ts, is_video=bool(args.get("video", False)),
+                              is_group=bool(group), reason=_opt_str(args, "reason"))
+        if kind == "presence":
+            presence = args.get("presence", "available")
+            if presence not in PRESENCES:
+                raise CommandError(f"argument 'presence' must be one of {', '.join(PRESENCES)}, got {presence!r}")
+            return PresenceUpdate(jid=sender, presence=presence, chat=chat if group else None,
+                                  last_seen=None if presence == "available" else ts)
+        base = MessageUpsert(id=self.ids.next(), chat=chat, sender=sender, timestamp=ts, from_me=False,
+                             push_name=_opt_str(args, "push_name") or "Simulated", is_group=bool(group),
+                             sender_alt=_opt_str(args, "sender_alt"))
+        if kind == "message":
+            return self._message(base, args)
+        target = self.recent.require(_str(args, "target"), "target").message
+        if kind == "reaction":
+            emoji = args.get("emoji", "")
+            if not isinstance(emoji, str):
+                raise CommandError("argument 'emoji' must be a string ('' takes a reaction back)")
+            return replace(base, kind="reaction", message_type="reaction", target_id=target.id, emoji=emoji)
+        if kind == "edit":
+            return replace(base, kind="edit", message_type="text", target_id=target.id, text=_str(args, "text"))
+        return replace(base, kind="revoke", message_type="revoke", target_id=target.id)
+
+    def _message(self, base: MessageUpsert, args: dict[str, Any]) -> MessageUpsert:
+        text = _opt_str(args, "text")
+        quoted = None
+        if args.get("quote"):
+            seen = self.recent.get(_str(args, "quote"))
+            quoted = (Quoted(id=seen.message.id, sender=seen.message.sender, text=seen.message.text,
+                             message_type=seen.message.message_type)
+                      if seen else Quoted(id=_str(args, "quote")))
+        media = None
+        spec = args.get("media")
+        if spec is not None:
+            if not isinstance(spec, dict):
+                raise CommandError("argument 'media' must be a map with 'kind' and 'path'")
+            media, data = media_from_file(_str(spec, "kind"), _str(spec, "path"), mimetype=_opt_str(spec, "mimetype"),
+                                          file_name=_opt_str(spec, "file_name"), key="media.path")
+            self.media[base.id] = data
+        link = _opt_str(args, "link")
+        if text is None and media is None:
+            raise CommandError("argument 'text' must be a non-empty string (or give 'media')")
+        return replace(base, text=text, message_type=media.kind if media else "text", quoted=quoted, media=media,
+                       mentions=_jids(args, "mentions"), link_preview=LinkPreview(url=link) if link else None)
+
+    def _receipt(self, args: dict[str, Any], chat: str, sender: str, ts: float) -> ReceiptUpdate:
+        rtype = args.get("type", "delivered")
+        if rtype not in RECEIPT_TYPES:
+            raise CommandError(f"argument 'type' must be one of {', '.join(RECEIPT_TYPES)}, got {rtype!r}")
+        ids = args.get("message_ids")
+        if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i for i in ids):
+            raise CommandError("argument 'message_ids' must be a non-empty list of message ids")
+        return ReceiptUpdate(chat=chat, sender=sender, message_ids=list(ids), type=rtype, timestamp=ts,
+                             is_group=chat.endswith("@g.us"))
+
+    def _group(self, args: dict[str, Any], ts: float) -> GroupUpdate:
+        action = args.get("action", "join")
+        if action not in GROUP_ACTIONS:
+            raise CommandError(f"argument 'action' must be one of {', '.join(GROUP_ACTIONS)}, got {action!r}")
+        participants = _jids(args, "participants")
+        if action in ("join", "leave", "promote", "demote") and not participants:
+            raise CommandError(f"argument 'participants' must list who is concerned by {action!r}")
+        actor = args.get("from")
+        value = args.get("value")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise CommandError("argument 'value' must be an integer")
+        return GroupUpdate(group=group_jid(_str(args, "group")), action=action, timestamp=ts,
+                           actor=to_jid(actor, "from") if isinstance(actor, str) and actor else None,
+                           participants=participants, subject=_opt_str(args, "subject"),
+                           description=_opt_str(args, "description"), value=value)
