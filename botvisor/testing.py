@@ -8,9 +8,9 @@
             t.say("ping")
             assert t.replies() == ["pong"]
 
-``say`` feeds a message the way the simulated session delivers one and returns once every
-handler it started has finished; ``sent`` lists what the app sent (each operation that sends,
-with its arguments); ``advance(seconds)`` moves the app's clock (dialog timeouts, ``ctx.now()``,
+``say`` feeds a message the way the simulated session delivers one (its ``simulate`` operation)
+and returns once every handler it started has finished; ``sent`` lists what the session sent for
+the app; ``advance(seconds)`` moves the app's clock (dialog timeouts, ``ctx.now()``,
 ``typing``); ``restart()`` stops the app and starts it again on the same state database, as a
 worker restart would (``restart(crash=True)`` skips ``on_stop``, like a SIGKILL).
 """
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import itertools
 import logging
 import shutil
 import tempfile
@@ -40,9 +39,6 @@ from worker.errors import CommandError
 from .app import Bot
 from .errors import OperationError
 
-#: operations that put a message in a chat
-SENDING = ("send", "send_media", "react", "edit", "revoke")
-_ids = itertools.count(1)
 
 
 class ManualClock(Clock):
@@ -84,6 +80,7 @@ class AppTester:
         self.errors: list[ErrorEvent] = []
         self._lock = threading.RLock()
         self.backend: SimulatedBackend | None = None
+        self._sent_before: list[dict[str, Any]] = []
         self.runtime: AppRuntime | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -121,6 +118,7 @@ class AppTester:
             self.runtime.stop(self.wait)
             self.runtime = None
         if self.backend is not None:
+            self._sent_before += self.backend.sent
             self.backend.stop()
             self.backend = None
 
@@ -131,7 +129,6 @@ class AppTester:
             runtime.loop.call_soon_threadsafe(runtime.loop.stop)
             if runtime.db is not None:
                 runtime.db.close()
-            self.backend = None
         self.stop()
         self.start()
 
@@ -141,15 +138,26 @@ class AppTester:
             shutil.rmtree(self.directory, ignore_errors=True)
 
     # -- feeding it --------------------------------------------------------------------
-    def say(self, text: str | None, *, sender: str = "15551230001", group: str | None = None, **fields: Any) -> MessageUpsert:
-        """An incoming message from ``sender`` (in ``group`` when given); returns once it was handled."""
-        sender_jid = _jid(sender)
-        chat = group if group else sender_jid
-        message = MessageUpsert(id=f"TEST{next(_ids):010d}", chat=chat, sender=sender_jid, timestamp=self.clock.time(),
-                                from_me=False, text=text, is_group=bool(group),
-                                push_name=fields.pop("push_name", "Tester"), **fields)
-        self.feed(message)
-        return message
+    def say(self, text: str | None, *, sender: str = "15551230001", group: str | None = None,
+            **extra: Any) -> MessageUpsert:
+        """An incoming message from ``sender`` (in ``group`` when given), delivered by the simulated
+        session exactly as ``botvisor simulate`` does; returns it once every handler has finished.
+        ``extra``: the simulate operation's other arguments (``quote``, ``mentions``, ``media``, ...)."""
+        args = {"from": sender, **({"text": text} if text is not None else {}), **extra}
+        if group:
+            args["group"] = group
+        return self.simulate("message", **args)
+
+    def simulate(self, kind: str = "message", **args: Any) -> Any:
+        """Inject any kind the simulated session models (``reaction``, ``edit``, ``revoke``, ``receipt``,
+        ``call``, ``group``, ``presence``, ...; see `botvisor simulate`); returns the event."""
+        with self._lock:
+            assert self.backend is not None, "the app is not running"
+            before = len(self.events)
+            worker_commands.run(self.backend, "simulate", {"kind": kind, **args})
+            injected = self.events[before] if len(self.events) > before else None
+        self.settle()
+        return injected
 
     def feed(self, event: Any) -> None:
         """Any event (a MessageUpsert, a ConnectionUpdate, ...), as the session would deliver it."""
@@ -172,13 +180,15 @@ class AppTester:
     # -- reading what it did -----------------------------------------------------------
     @property
     def sent(self) -> list[dict[str, Any]]:
-        """What the app sent: the sending operations it called, with their arguments and results."""
-        return [call for call in self.calls if call["op"] in SENDING and "error" not in call]
+        """What the session sent for the app, oldest first, across restarts: plain dicts with ``op``
+        (send, send_media, react, ...), ``to``, ``text``/..., ``message_id``."""
+        current = self.backend.sent if self.backend is not None else []
+        return self._sent_before + list(current)
 
     def replies(self, chat: str | None = None) -> list[str]:
         """The texts the app sent (to ``chat`` only, when given)."""
         wanted = _jid(chat) if chat else None
-        return [c["text"] for c in self.sent if c["op"] == "send" and (wanted is None or c["result"]["to"] == wanted)]
+        return [s["text"] for s in self.sent if s["op"] == "send" and (wanted is None or s["to"] == wanted)]
 
     # -- plumbing ----------------------------------------------------------------------
     def _session_event(self, data: Any) -> None:

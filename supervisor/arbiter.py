@@ -45,6 +45,7 @@ from .container import BotContainer
 from .manager import BotManager
 from .poller import Poller, queued
 from .process import WorkerProcess, stop_forkserver, worker_context
+from .appcheck import broken_apps, changed_apps
 from .reload import ReloadPlan, apply_plan, plan_reload
 from .sockets import bind_sockets, lock_run_dir
 from .systemd import WEDGE_ENV, Notifier, debug_wedge_seconds
@@ -435,6 +436,10 @@ class Supervisor:
             plan = plan_reload(self.config, new)
             if plan.refused:
                 self.notice("error", f"reload refused, the running fleet is unchanged: {plan.refused}")
+                return False
+            broken = broken_apps(changed_apps(self.config, new))  # imported in throw-away processes
+            if broken:
+                self.notice("error", f"reload refused, the running fleet is unchanged: {'; '.join(broken)}")
                 return False
             self.config = new
             self._apply(plan)
