@@ -138,17 +138,18 @@ class AppTester:
             shutil.rmtree(self.directory, ignore_errors=True)
 
     # -- feeding it --------------------------------------------------------------------
-    def say(self, text: str | None, *, sender: str = "15551230001", group: str | None = None,
+    def say(self, text: str | None, *, sender: str = "15551230001", group: str | None = None, wait: bool = True,
             **extra: Any) -> MessageUpsert:
         """An incoming message from ``sender`` (in ``group`` when given), delivered by the simulated
         session exactly as ``botvisor simulate`` does; returns it once every handler has finished.
-        ``extra``: the simulate operation's other arguments (``quote``, ``mentions``, ``media``, ...)."""
+        ``extra``: the simulate operation's other arguments (``quote``, ``mentions``, ``media``, ...);
+        ``wait=False`` returns at once (then ``settle()`` waits), to have several chats in flight."""
         args = {"from": sender, **({"text": text} if text is not None else {}), **extra}
         if group:
             args["group"] = group
-        return self.simulate("message", **args)
+        return self.simulate("message", wait=wait, **args)
 
-    def simulate(self, kind: str = "message", **args: Any) -> Any:
+    def simulate(self, kind: str = "message", *, wait: bool = True, **args: Any) -> Any:
         """Inject any kind the simulated session models (``reaction``, ``edit``, ``revoke``, ``receipt``,
         ``call``, ``group``, ``presence``, ...; see `botvisor simulate`); returns the event."""
         with self._lock:
@@ -156,7 +157,8 @@ class AppTester:
             before = len(self.events)
             worker_commands.run(self.backend, "simulate", {"kind": kind, **args})
             injected = self.events[before] if len(self.events) > before else None
-        self.settle()
+        if wait:
+            self.settle()
         return injected
 
     def feed(self, event: Any) -> None:
