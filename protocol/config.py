@@ -81,6 +81,40 @@ class SimulatedSettings:
     allocate_mb: int = checked(in_range(0, 65536), default=0)
     #: print a line to stdout and stderr every this many seconds (exercises log capture)
     print_every: float | None = checked(in_range(0, 86400, above=0), default=None)
+    #: incoming traffic for demos: tables of ``at`` (seconds after the session opens) plus the
+    #: arguments of `botvisor simulate` (``from``, ``text``, ``group``, ``kind``, ...)
+    script: list[dict[str, Any]] = checked(lambda v: _script_problem(v), default_factory=list)
+    #: numbers check_numbers reports as not on WhatsApp (every other valid number is)
+    unregistered: list[str] = field(default_factory=list)
+
+
+#: the keys a [bots.simulated] script entry may have (docs/configuration.md)
+SCRIPT_KEYS = frozenset({"at", "kind", "from", "text", "group", "quote", "mentions", "media", "link", "target",
+                         "emoji", "message_ids", "type", "state", "video", "call_id", "reason", "action",
+                         "participants", "subject", "description", "value", "presence", "push_name", "sender_alt"})
+
+
+def _script_problem(entries: list[Any]) -> str | None:
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            return f"entry {i} must be a table, got {type(entry).__name__}"
+        unknown = sorted(set(entry) - SCRIPT_KEYS)
+        if unknown:
+            return f"entry {i}: unknown key {unknown[0]!r} (known: {', '.join(sorted(SCRIPT_KEYS))})"
+        at = entry.get("at")
+        if isinstance(at, bool) or not isinstance(at, (int, float)) or not 0 <= at <= 86400:
+            return f"entry {i}: 'at' must be a number of seconds from 0 to 86400, got {at!r}"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class WhatsAppSettings:
+    """[bots.whatsapp]: how the session is kept (both backends)."""
+
+    #: worker lives in a row whose QR or pair code ran out unused before the bot goes to failed
+    pairing_lives: int = checked(in_range(1, 1000), default=3)
+    #: the largest file send_media sends and download fetches, MiB
+    media_max_mb: int = checked(in_range(1, 2048), default=64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +147,7 @@ class BotConfig:
     user: str | None = None
     group: str | None = None
     simulated: SimulatedSettings = field(default_factory=SimulatedSettings)
+    whatsapp: WhatsAppSettings = field(default_factory=WhatsAppSettings)
     #: the bot's app: "package.module:attribute" or "path/to/file.py:attribute" (docs/apps.md)
     app: str | None = checked(check_app, default=None)
     #: any table, handed to the app as read-only plain data (ctx.config)

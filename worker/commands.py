@@ -42,6 +42,9 @@ def send(backend: Backend, args: dict[str, Any]) -> Any:
     if len(text.encode()) > 65536:
         raise CommandError("text is over WhatsApp's 65536-byte limit")
     to = to_jid(_text(args, "to"))
+    extra = wa_operations.reply_args(backend, args)  # quote, mentions
+    if extra:
+        return wa_operations.send_rich(backend, to, text, extra)
     if backend.outbox is None:
         return backend.send_text(to, text)
     return backend.outbox.submit(to, text, time.monotonic())  # sent now, or queued by the rate limit
@@ -91,9 +94,9 @@ OPERATIONS: dict[str, Callable[[Backend, dict[str, Any]], Any]] = {
     "backup": backup,
 }
 
-from .wa_operations import OPERATIONS as _WA_OPERATIONS  # noqa: E402  (they use to_jid above)
+from . import wa_operations  # noqa: E402  (it uses to_jid above)
 
-OPERATIONS.update(_WA_OPERATIONS)
+OPERATIONS.update(wa_operations.OPERATIONS)
 
 
 def run(backend: Backend, name: str, args: dict[str, Any]) -> Any:

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar
 from protocol import BotStatus, EventData
 from protocol.config import BotConfig
 
+from ..recent import RecentMessages
+
 if TYPE_CHECKING:
     from ..ratelimit import Outbox
 
@@ -46,6 +48,8 @@ class Backend(ABC):
         self.connection_attempts = 0
         #: the rate-limited queue in front of send_text, set by the worker loop (worker/ratelimit.py)
         self.outbox: Outbox | None = None
+        #: messages seen lately, by id: what quote, react, edit, revoke and download look up
+        self.recent = RecentMessages()
 
     @abstractmethod
     def start(self, now: float) -> None:
@@ -75,6 +79,47 @@ class Backend(ABC):
 
     @abstractmethod
     def logout(self) -> dict[str, Any]: ...
+
+    # -- the WhatsApp operations beyond text (worker/wa_operations.py checks their arguments) -----
+    # Both backends implement every one; the defaults only name what a backend lacks.
+    def _lacks(self, op: str) -> Any:
+        from ..errors import CommandError
+
+        raise CommandError(f"the {self.name} backend cannot {op}")
+
+    def send_media(self, to: str, kind: str, path: str, caption: str | None = None, file_name: str | None = None,
+                   mimetype: str | None = None, quote: str | None = None, *,
+                   message_id: str | None = None) -> dict[str, Any]:
+        return self._lacks("send media")
+
+    def react(self, chat: str, target: str, emoji: str, sender: str | None = None, *,
+              message_id: str | None = None) -> dict[str, Any]:
+        return self._lacks("react")
+
+    def edit(self, chat: str, target: str, text: str, *, message_id: str | None = None) -> dict[str, Any]:
+        return self._lacks("edit")
+
+    def revoke(self, chat: str, target: str, sender: str | None = None, *,
+               message_id: str | None = None) -> dict[str, Any]:
+        return self._lacks("revoke")
+
+    def download(self, target: str | None, media: dict[str, Any] | None, limit: int) -> dict[str, Any]:
+        return self._lacks("download media")
+
+    def subscribe_presence(self, jid: str) -> dict[str, Any]:
+        return self._lacks("subscribe to presence")
+
+    def check_numbers(self, numbers: list[str]) -> dict[str, Any]:
+        return self._lacks("check numbers")
+
+    def user_info(self, jids: list[str]) -> dict[str, Any]:
+        return self._lacks("look up users")
+
+    def group_info(self, group: str) -> dict[str, Any]:
+        return self._lacks("look up groups")
+
+    def reject_call(self, call_id: str, caller: str) -> dict[str, Any]:
+        return self._lacks("reject calls")
 
     def simulate(self, args: dict[str, Any]) -> dict[str, Any]:
         """Inject incoming traffic: only a simulated session can (SimulatedBackend overrides it)."""

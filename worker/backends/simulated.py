@@ -32,9 +32,9 @@ from protocol.schema import to_mapping
 from ..atomic import write_atomic
 from ..credentials import CredentialsManager
 from ..errors import BotCrash, CommandError, FatalBotError
-from ..recent import RecentMessages
 from .base import Backend, BackendContext
 from .simulated_model import Injector, MessageIds
+from .simulated_ops import SimulatedGroups, SimulatedOperations
 
 SESSION_FILE = "creds.json"
 #: messages generated in one poll at most, so heartbeats keep flowing at any rate
@@ -42,7 +42,7 @@ MAX_BATCH = 256
 PRESENCES = ("available", "unavailable", "composing", "paused")
 
 
-class SimulatedBackend(Backend):
+class SimulatedBackend(SimulatedOperations, Backend):
     name = "simulated"
 
     def __init__(self, ctx: BackendContext) -> None:
@@ -69,8 +69,14 @@ class SimulatedBackend(Backend):
         self._ballast: bytearray | None = None
         self._child: subprocess.Popen[bytes] | None = None
         self.ids = MessageIds(ctx.bot_dir)
-        self.recent = RecentMessages()
         self.injector = Injector(self.ids, self.recent, self.me)
+        self.groups = SimulatedGroups()
+        #: ringing calls: call id -> caller; contacts whose presence the bot subscribed to
+        self.calls: dict[str, str] = {}
+        self.subscribed: set[str] = set()
+        #: [bots.simulated] script entries still to play, by ``at`` (seconds after open)
+        self._script: list[dict[str, Any]] = sorted(self.knobs.script, key=lambda e: e["at"])
+        self._script_at: float | None = None
         #: what the bot "sent", oldest first, as plain dicts (op, to, text/..., message_id), for tests
         self.sent: list[dict[str, Any]] = []
 
@@ -120,6 +126,8 @@ class SimulatedBackend(Backend):
             self._next_presence = now + 1.0 / self.knobs.presence_rate
         if self.knobs.disconnect_every:
             self._next_disconnect = now + self.knobs.disconnect_every
+        if self._script and self._script_at is None:
+            self._script_at = now  # the script's clock starts at the first open of this life
         if self.knobs.spawn_child and self._child is None:
             self._child = subprocess.Popen(["sleep", "3600"], stdin=subprocess.DEVNULL)
             self.ctx.log.info("started child process %d", self._child.pid)
@@ -171,7 +179,16 @@ class SimulatedBackend(Backend):
                 self._close(now, "stream error: simulated disconnect")
             else:
                 self._emit_due_traffic(now)
+                self._play_script(now)
         return self._next_deadline(now)
+
+    def _play_script(self, now: float) -> None:
+        while self._script and self._script_at is not None and now >= self._script_at + self._script[0]["at"]:
+            entry = self._script.pop(0)
+            try:
+                self._deliver(self.injector.build({k: v for k, v in entry.items() if k != "at"}))
+            except CommandError as exc:  # a bad entry is reported, and the rest still plays
+                self.ctx.log.warning("script entry at %s s skipped: %s", entry["at"], exc)
 
     def _emit_due_traffic(self, now: float) -> None:
         sent = 0
@@ -196,6 +213,8 @@ class SimulatedBackend(Backend):
     def _next_deadline(self, now: float) -> float | None:
         candidates = [self._connect_at, self._next_qr, self._pair_at, self._next_message, self._next_presence,
                       self._next_disconnect, self._next_print, self._redial_at]
+        if self._script and self._script_at is not None and self.opened_at is not None:
+            candidates.append(self._script_at + self._script[0]["at"])
         for after in (self.knobs.crash_after, self.knobs.hang_after, self.knobs.logout_after, self.knobs.ban_after):
             if after is not None:
                 candidates.append(self.started_at + after)
@@ -238,6 +257,7 @@ class SimulatedBackend(Backend):
         """Hand incoming traffic to the bot as the real backend would (messages remembered by id)."""
         if isinstance(data, MessageUpsert):
             self.recent.add(data)
+        self._track(data)
         self.ctx.emit(data)
 
     def simulate(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -247,14 +267,6 @@ class SimulatedBackend(Backend):
         self._deliver(data)
         return {"event": str(EVENT_OF_DATA[type(data)]), "id": getattr(data, "id", None) or getattr(data, "call_id", None),
                 "data": to_mapping(data)}
-
-    def send_text(self, to: str, text: str, *, message_id: str | None = None) -> dict[str, Any]:
-        self._require_online()
-        message_id = message_id or self.ids.next("SIMOUT")
-        ts = time.time()
-        self._record_sent(MessageUpsert(id=message_id, chat=to, sender=self.me, timestamp=ts, from_me=True,
-                                        text=text), "send", text=text)
-        return {"id": message_id, "timestamp": ts, "to": to}
 
     def _record_sent(self, message: MessageUpsert, op: str, **fields: Any) -> None:
         self.recent.add(message)

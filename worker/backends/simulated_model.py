@@ -118,8 +118,18 @@ class Injector:
 
     def __init__(self, ids: MessageIds, recent: RecentMessages, me: str) -> None:
         self.ids, self.recent, self.me = ids, recent, me
-        #: message id -> the "uploaded" bytes of its media (the simulated CDN)
+        #: message id -> the "uploaded" bytes of its media (the simulated CDN), and direct path -> id
         self.media: dict[str, bytes] = {}
+        self.by_path: dict[str, str] = {}
+
+    def upload(self, message_id: str, media: Media, data: bytes) -> Media:
+        """Put ``data`` on the simulated CDN; the Media gains the fields a download needs."""
+        from .simulated_ops import fake_media_fields
+
+        media = fake_media_fields(message_id, media)
+        self.media[message_id] = data
+        self.by_path[str(media.direct_path)] = message_id
+        return media
 
     def build(self, args: dict[str, Any], now: float | None = None) -> EventData:
         kind = args.get("kind", "message")
@@ -179,7 +189,7 @@ class Injector:
                 raise CommandError("argument 'media' must be a map with 'kind' and 'path'")
             media, data = media_from_file(_str(spec, "kind"), _str(spec, "path"), mimetype=_opt_str(spec, "mimetype"),
                                           file_name=_opt_str(spec, "file_name"), key="media.path")
-            self.media[base.id] = data
+            media = self.upload(base.id, media, data)
         link = _opt_str(args, "link")
         if text is None and media is None:
             raise CommandError("argument 'text' must be a non-empty string (or give 'media')")
