@@ -92,7 +92,7 @@ class WorkerLoop:
         self.commands.connect(spec.commands_endpoint)
         self.backend: Backend | None = None
         self.stop_reason: str | None = None
-        self.app: Any = None  # worker.app.host.WorkerApp when the bot has an app (docs/apps.md)
+        self.app: Any = None  # worker.app.slot.AppSlot when the bot has an app (docs/apps.md)
 
     @property
     def hard_exit(self) -> bool:
@@ -110,7 +110,7 @@ class WorkerLoop:
             return exc.exit_code
         finally:
             if self.app is not None:
-                self.app.runtime.loop.call_soon_threadsafe(self.app.runtime.loop.stop)
+                self.app.close()
             if self.backend is not None:
                 self.backend.stop()
             self.commands.close()
@@ -169,7 +169,7 @@ class WorkerLoop:
             if wake_fd is not None and wake_fd in ready:
                 backend_due = time.monotonic()
             if app_fd is not None and app_fd in ready:
-                self.app.bridge.drain()  # the app's operations and events
+                self.app.drain()  # the app's operations and events
                 backend_due = time.monotonic()  # a send may have queued backend work
         log.info("stopping: %s", self.stop_reason)
         if self.app is not None:
@@ -186,15 +186,14 @@ class WorkerLoop:
             self.app.deliver(data)
 
     def _start_app(self, backend: Backend, poller: zmq.Poller) -> int | None:
-        """Import and start the bot's app, here after the fork (import errors: fatal)."""
+        """Load the bot's app on a thread, here after the fork (import errors: fatal)."""
         if not self.spec.bot.app:
             return None
-        from .app.host import WorkerApp
+        from .app.slot import AppSlot
 
-        self.app = WorkerApp(self.spec.bot, self.spec.bot_dir, backend, self.bus.event)
-        poller.register(self.app.bridge.fd, zmq.POLLIN)
-        self.app.start()
-        return self.app.bridge.fd
+        self.app = AppSlot(self.spec.bot, self.spec.bot_dir, backend, self.bus.event)
+        poller.register(self.app.fd, zmq.POLLIN)
+        return self.app.fd
 
     def _queued_send_failed(self, number: int, to: str, exc: Exception) -> None:
         log.warning("queued message %d to %s was not sent: %s", number, to, exc)

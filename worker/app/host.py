@@ -1,17 +1,15 @@
-"""The app's side door into the worker's main loop.
+"""A loaded app in its worker: operations and events through the bridge, stuck checks, stopping.
 
-The app's thread never touches the backend or the bus: it queues a closure here and writes a
-byte to a pipe the main loop polls. The main loop runs the closures (operations, events) between
-its other duties, so the backend and the ZeroMQ sockets stay single-threaded.
+The app's threads never touch the backend or the bus: every operation and event is a closure
+on the bridge (worker/app/slot.py), run by the main loop, so the backend and the ZeroMQ sockets
+stay single-threaded.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import logging
-import os
 import time
-from collections import deque
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,41 +19,8 @@ from protocol.events import ErrorEvent
 from .. import commands as worker_commands
 from ..errors import BotCrash, CommandError, FatalBotError
 from .loader import AppLoadError, load_app, parse_app
+from .slot import Bridge
 from .runtime import AppRuntime
-
-
-class Bridge:
-    """Closures from any thread, run by the main loop when its poller sees ``fd``."""
-
-    def __init__(self) -> None:
-        self._r, self._w = os.pipe()
-        os.set_blocking(self._r, False)
-        os.set_blocking(self._w, False)
-        self._queue: deque[Callable[[], None]] = deque()
-
-    @property
-    def fd(self) -> int:
-        return self._r
-
-    def submit(self, fn: Callable[[], None]) -> None:
-        self._queue.append(fn)  # deque.append is atomic: no lock needed
-        try:
-            os.write(self._w, b"\0")
-        except BlockingIOError:
-            pass  # the pipe is full of wakeups already: the loop will drain the queue
-
-    def drain(self) -> None:
-        try:
-            while os.read(self._r, 4096):
-                pass
-        except BlockingIOError:
-            pass
-        while self._queue:
-            self._queue.popleft()()
-
-    def close(self) -> None:
-        os.close(self._r)
-        os.close(self._w)
 
 
 def operation_error(name: str, exc: BaseException) -> Exception:
@@ -67,8 +32,9 @@ def operation_error(name: str, exc: BaseException) -> Exception:
 class WorkerApp:
     """An app running in this worker: the main loop's handle on it."""
 
-    def __init__(self, bot: BotConfig, bot_dir: Path, backend: Any, emit: Callable[[Any], None]) -> None:
-        self.bridge = Bridge()
+    def __init__(self, bot: BotConfig, bot_dir: Path, backend: Any, emit: Callable[[Any], None],
+                 bridge: Bridge) -> None:
+        self.bridge = bridge
         self.backend, self._emit = backend, emit
         ref = parse_app(bot.app or "", bot.app_root or ".")
         try:

@@ -1,0 +1,226 @@
+"""Bot apps through the real supervisor and workers: answering, failing, hanging, surviving a
+SIGKILL, reloads, --watch and broken apps. Every message is injected with `simulate` and every
+wait is on a tap message or a control reply, bounded."""
+
+from __future__ import annotations
+
+import os
+import signal
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from protocol import ContainerState, ErrorEvent, Event, EventType, Hello, MessageUpsert, StateChange
+
+from .harness import REPO
+
+pytestmark = pytest.mark.slow
+
+PINGPONG = '''
+import threading
+from botvisor import Bot, filters
+
+bot = Bot()
+
+@bot.on_message(filters.equals("ping"))
+def pong(ctx):
+    ctx.reply(ctx.config.get("answer", "pong"))
+
+@bot.on_message(filters.equals("boom"))
+def boom(ctx):
+    raise ValueError("boom on purpose")
+
+@bot.on_message(filters.equals("hang"))
+def hang(ctx):
+    threading.Event().wait()  # a plain function blocked for good: cannot be cancelled
+'''
+
+
+def app_bot(bot_id: str, app: str = "app.py:bot", **extra: Any) -> dict[str, Any]:
+    return {"id": bot_id, "app": app, "messages_per_minute": 6000, **extra}
+
+
+def write_app(fleet, name: str = "app.py", source: str = PINGPONG) -> Path:
+    path = fleet.root / name
+    path.write_text(textwrap.dedent(source))
+    return path
+
+
+def is_reply(bot: str, text: str):
+    return lambda m: (isinstance(m, Event) and m.bot == bot and isinstance(m.data, MessageUpsert)
+                      and m.data.from_me and m.data.text == text)
+
+
+def is_error(bot: str, code: str):
+    return lambda m: isinstance(m, Event) and m.bot == bot and isinstance(m.data, ErrorEvent) and m.data.code == code
+
+
+def hello_of(tap, bot: str, not_pid: int | None = None, timeout: float = 15) -> Hello:
+    return tap.wait_for(lambda m: isinstance(m, Hello) and m.bot == bot and m.pid != not_pid, timeout=timeout,
+                        what=f"a hello from {bot}" + (f" other than pid {not_pid}" if not_pid else ""))
+
+
+def online(tap, bot: str, pid: int) -> None:
+    tap.wait_for(lambda m: isinstance(m, Event) and m.bot == bot and m.pid == pid
+                 and m.type is EventType.CONNECTION_UPDATE and m.data.connection == "open",
+                 timeout=15, what=f"{bot} (pid {pid}) online")
+
+
+def simulate(service, bot: str, text: str, sender: str = "15551230001") -> dict[str, Any]:
+    return service.control("simulate", {"bot": bot, "from": sender, "text": text})
+
+
+def test_an_app_answers_an_injected_ping_seen_on_the_tap_and_in_history(fleet_factory, launch):
+    fleet = fleet_factory([app_bot("b1")])
+    write_app(fleet)
+    service, tap = launch(fleet)
+    hello = hello_of(tap, "b1")
+    online(tap, "b1", hello.pid)
+    injected = simulate(service, "b1", "ping")
+    reply = tap.wait_for(is_reply("b1", "pong"), timeout=10, what="the app's pong")
+    assert reply.data.chat == "15551230001@s.whatsapp.net" and reply.pid == hello.pid
+    assert reply.data.quoted is None or reply.data.quoted.id == injected["id"]
+    history = service.control("history", {"bot": "b1"})["events"]
+    texts = [(e["data"].get("text"), e["data"].get("from_me")) for e in history if e["type"] == "message-upsert"]
+    assert ("ping", False) in texts and ("pong", True) in texts
+
+
+def test_a_raising_handler_gives_an_error_event_and_the_bot_keeps_answering(fleet_factory, launch):
+    fleet = fleet_factory([app_bot("b1")])
+    write_app(fleet)
+    service, tap = launch(fleet)
+    hello = hello_of(tap, "b1")
+    online(tap, "b1", hello.pid)
+    simulate(service, "b1", "boom", sender="15550009999")
+    error = tap.wait_for(is_error("b1", "handler-error"), timeout=10, what="the handler-error event").data
+    assert error.handler.endswith(".boom") and error.chat == "15550009999@s.whatsapp.net"
+    assert error.exception == "ValueError" and "boom on purpose" in error.message
+    assert "ValueError" in error.traceback and not error.fatal
+    simulate(service, "b1", "ping")
+    reply = tap.wait_for(is_reply("b1", "pong"), timeout=10, what="a pong after the error")
+    assert reply.pid == hello.pid, "the same worker keeps running"
+
+
+def test_a_handler_blocked_for_good_gets_the_worker_replaced_within_the_bound(fleet_factory, launch):
+    timeout, interval = 0.4, 0.2
+    fleet = fleet_factory([app_bot("b1", handler_timeout=timeout)])
+    write_app(fleet)
+    service, tap = launch(fleet)
+    first = hello_of(tap, "b1")
+    online(tap, "b1", first.pid)
+    sent_at = time.monotonic()
+    simulate(service, "b1", "hang")
+    tap.wait_for(is_error("b1", "handler-timeout"), timeout=10, what="the handler-timeout event")
+    stuck = tap.wait_for(is_error("b1", "app-stuck"), timeout=10, what="the app-stuck event").data
+    assert ".hang" in stuck.message and "15551230001@s.whatsapp.net" in stuck.message
+    second = hello_of(tap, "b1", not_pid=first.pid)
+    elapsed = time.monotonic() - sent_at
+    heartbeat_timeout = 3 * interval
+    bound = 2 * timeout + heartbeat_timeout + 1.0  # docs/apps.md, "Supervision"
+    assert elapsed < bound, f"replaced after {elapsed:.2f} s, bound {bound:.2f} s"
+    online(tap, "b1", second.pid)
+    simulate(service, "b1", "ping")
+    reply = tap.wait_for(is_reply("b1", "pong"), timeout=10, what="a pong from the replacement")
+    assert reply.pid == second.pid
+    status = {b["bot_id"]: b for b in service.control("status")["bots"]}["b1"]
+    assert status["restarts"] == 1 and status["container_state"] == "running"
+
+
+def test_an_app_that_fails_to_import_leaves_the_bot_failed_with_the_reason_and_no_restart(fleet_factory, launch):
+    fleet = fleet_factory([app_bot("b1"), {"id": "plain"}])
+    app = write_app(fleet)
+    service, tap = launch(fleet)
+    first = hello_of(tap, "b1")
+    online(tap, "b1", first.pid)
+    app.write_text("from botvisor import Bot\nbot = Bot()\nraise RuntimeError('the database is gone')\n")
+    service.control("restart", {"bots": ["b1"]})  # loads the app's current code
+    failed = tap.wait_for(lambda m: isinstance(m, StateChange) and m.bot == "b1" and m.state is ContainerState.FAILED,
+                          timeout=15, what="b1 failed")
+    assert "the database is gone" in failed.reason and "app.py:3" in failed.reason, failed.reason
+    fatal = tap.wait_for(is_error("b1", "app-import-failed"), timeout=5, what="the import error").data
+    assert fatal.fatal and fatal.file and fatal.file.endswith("app.py")
+    time.sleep(1.0)  # a restart loop would show a new hello within this (first restarts are immediate)
+    hellos = {m.pid for m in tap.seen if isinstance(m, Hello) and m.bot == "b1"}
+    assert len(hellos) == 2, f"one worker for the restart, none after it failed: {hellos}"
+    status = {b["bot_id"]: b for b in service.control("status")["bots"]}
+    assert status["b1"]["container_state"] == "failed" and "the database is gone" in status["b1"]["reason"]
+    assert status["plain"]["container_state"] == "running", "the other bot is untouched"
+
+
+def test_a_dialog_in_progress_survives_a_sigkill_of_the_worker(fleet_factory, launch):
+    fleet = fleet_factory([app_bot("b1", app=str(REPO / "examples" / "dialog.py") + ":bot")])
+    service, tap = launch(fleet)
+    first = hello_of(tap, "b1")
+    online(tap, "b1", first.pid)
+    simulate(service, "b1", "/order")
+    tap.wait_for(is_reply("b1", "Which pizza would you like?"), timeout=10, what="the first question")
+    simulate(service, "b1", "margherita")
+    tap.wait_for(is_reply("b1", "And the delivery address?"), timeout=10, what="the second question")
+    os.kill(first.pid, signal.SIGKILL)
+    second = hello_of(tap, "b1", not_pid=first.pid)
+    online(tap, "b1", second.pid)
+    simulate(service, "b1", "Main Street 1")
+    reply = tap.wait_for(is_reply("b1", "One margherita to Main Street 1: on its way!"), timeout=10,
+                         what="the dialog finished by the new worker")
+    assert reply.pid == second.pid
+
+
+def test_reload_restarts_exactly_the_bots_whose_app_or_app_config_changed(fleet_factory, launch):
+    bots = [app_bot("a"), app_bot("b", app_config={"answer": "pong"}), app_bot("c"), {"id": "d"}]
+    fleet = fleet_factory(bots)
+    write_app(fleet)
+    write_app(fleet, "other.py", PINGPONG.replace('"pong"', '"other pong"'))
+    service, tap = launch(fleet)
+    pids = {bot: hello_of(tap, bot).pid for bot in "abcd"}
+    fleet.bots[0]["app"] = "other.py:bot"
+    fleet.bots[1]["app_config"] = {"answer": "changed"}
+    fleet.write()
+    result = service.control("reload")
+    assert result["applied"], result
+    new = {bot: hello_of(tap, bot, not_pid=pids[bot]).pid for bot in "ab"}
+    for bot in "ab":
+        online(tap, bot, new[bot])
+    simulate(service, "a", "ping")
+    tap.wait_for(is_reply("a", "other pong"), timeout=10, what="a runs its new app")
+    simulate(service, "b", "ping")
+    tap.wait_for(is_reply("b", "changed"), timeout=10, what="b runs with its new app_config")
+    status = {s["bot_id"]: s for s in service.control("status")["bots"]}
+    assert status["c"]["pid"] == pids["c"] and status["d"]["pid"] == pids["d"], "unchanged bots keep their worker"
+
+
+def test_reload_with_a_broken_app_keeps_the_fleet_and_says_why(fleet_factory, launch):
+    fleet = fleet_factory([app_bot("a")])
+    write_app(fleet)
+    (fleet.root / "broken.py").write_text("from botvisor import Bot\nbot = 42\n")
+    service, tap = launch(fleet)
+    pid = hello_of(tap, "a").pid
+    fleet.bots[0]["app"] = "broken.py:bot"
+    fleet.write()
+    from protocol.client import ControlError
+
+    with pytest.raises(ControlError, match="not a botvisor Bot"):
+        service.control("reload")
+    assert {s["bot_id"]: s for s in service.control("status")["bots"]}["a"]["pid"] == pid
+
+
+def test_watch_restarts_a_bot_when_its_app_file_is_edited(fleet_factory, launch):
+    fleet = fleet_factory([app_bot("b1"), {"id": "plain"}])
+    app = write_app(fleet)
+    service, tap = launch(fleet, args=["--watch"])
+    first = hello_of(tap, "b1")
+    plain = hello_of(tap, "plain")
+    online(tap, "b1", first.pid)
+    time.sleep(0.3)  # the watcher thread starts its inotify watch right after the fleet
+    edited_at = time.monotonic()
+    app.write_text(textwrap.dedent(PINGPONG).replace('"pong"', '"edited pong"'))
+    second = hello_of(tap, "b1", not_pid=first.pid, timeout=10)
+    elapsed = time.monotonic() - edited_at
+    assert elapsed < 1.5, f"the bot restarted {elapsed:.2f} s after the edit"
+    online(tap, "b1", second.pid)
+    simulate(service, "b1", "ping")
+    tap.wait_for(is_reply("b1", "edited pong"), timeout=10, what="the edited app's answer")
+    status = {s["bot_id"]: s for s in service.control("status")["bots"]}
+    assert status["plain"]["pid"] == plain.pid
