@@ -20,6 +20,7 @@ from .events import (
     EventType,
     MessageUpsert,
     PresenceUpdate,
+    SendStatus,
 )
 from .whatsapp import (
     CallUpdate,
@@ -48,7 +49,7 @@ __all__ = [
     "MAX_PAYLOAD_BYTES", "PROTOCOL_VERSION", "check_topic", "decode", "encode", "valid_name",
     "BotvisorError", "ProtocolError", "SchemaError",
     "ConnectionUpdate", "CredsUpdate", "ErrorEvent", "EventData", "EventType", "MessageUpsert",
-    "PresenceUpdate",
+    "PresenceUpdate", "SendStatus",
     "CallUpdate", "GroupUpdate", "HistorySync", "LinkPreview", "Media", "Quoted", "ReceiptUpdate",
     "SUPERVISOR_BOT", "Bye", "Event", "Heartbeat", "Hello", "Kind", "Message", "Notice", "StateChange",
     "BotStatus", "ContainerState", "bot_prefix", "topic_for",

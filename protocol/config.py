@@ -73,6 +73,9 @@ class SimulatedSettings:
     disconnect_every: float | None = checked(in_range(0, 86400, above=0), default=None)
     #: how many dials fail after each disconnect before one succeeds
     reconnect_failures: int = checked(in_range(0, 1000), default=0)
+    #: die (exit 70) right after the Nth delivery in the bot's delivery log, before the outbox
+    #: records it: the crash window of docs/sends.md (counted across restarts, so once)
+    crash_after_deliveries: int | None = checked(in_range(1, 1 << 40), default=None)
     #: stop generating incoming messages after this many (0: no limit)
     message_limit: int = checked(in_range(0, 1 << 40), default=0)
     #: start a child process (a sleep) when running: stopping the worker must stop it too
@@ -139,6 +142,10 @@ class BotConfig:
     proxy: str | None = None
     #: outgoing messages per minute (token bucket); WhatsApp bans fast senders
     messages_per_minute: float = checked(in_range(0.01, 6000), default=6.0)
+    #: sends that may wait in the bot's durable outbox; past it a send is refused
+    outbox_max: int = checked(in_range(1, 1_000_000), default=1000)
+    #: "full": an accepted send survives a power cut (fsync per change); "normal": a killed worker
+    outbox_sync: Literal["full", "normal"] = "full"
     #: restart the worker when its RSS exceeds this many MiB
     max_memory_mb: int | None = checked(in_range(1, 1_048_576), default=None)
     #: nice steps the worker runs below the supervisor, so busy bots cannot starve it (0: same)
@@ -164,7 +171,8 @@ class BotConfig:
 
 #: [supervisor] keys a bot inherits unless its own entry sets them
 INHERITED = ("heartbeat_interval", "heartbeat_timeout", "max_reconnect_attempts", "event_history",
-             "stop_timeout", "log_level", "messages_per_minute", "max_memory_mb", "nice")
+             "stop_timeout", "log_level", "messages_per_minute", "max_memory_mb", "nice", "outbox_max",
+             "outbox_sync")
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +195,9 @@ class SupervisorSettings:
     #: seconds a worker command (send, logout, ...) may take before the operator gets an error
     command_timeout: float = checked(in_range(0.01, 3600), default=10.0)
     messages_per_minute: float = checked(in_range(0.01, 6000), default=6.0)
+    #: every bot's default for outbox_max and outbox_sync
+    outbox_max: int = checked(in_range(1, 1_000_000), default=1000)
+    outbox_sync: Literal["full", "normal"] = "full"
     #: messages queued per tap before that tap starts losing them (it sees the gaps in seq)
     tap_queue: int = checked(in_range(10, 10_000_000), default=100_000)
     #: every bot's default for max_memory_mb (None: no limit)

@@ -1,4 +1,4 @@
-"""The bot event types (the five of the original design, then WhatsApp's own) and the shape of each.
+"""The bot event types (the five of the original design, then WhatsApp's and botvisor's own) and the shape of each.
 
 On the wire an event's ``data`` is a map with exactly these keys (absent optional keys are
 left out). docs/protocol.md documents every field.
@@ -23,6 +23,7 @@ class EventType(StrEnum):
     CALL_UPDATE = "call-update"
     GROUP_UPDATE = "group-update"
     HISTORY_SYNC = "history-sync"
+    SEND_STATUS = "send-status"
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,8 +114,29 @@ class ErrorEvent:
     traceback: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class SendStatus:
+    """The outcome of one accepted send (worker/outbox.py), published once per send id."""
+
+    #: the send id the ``send`` (``send_media``, ``react``, ...) reply carried
+    id: str
+    state: Literal["sent", "failed"]
+    #: the operation: ``send``, ``send_media``, ``react``, ``edit``, ``revoke``
+    op: str
+    #: the WhatsApp message id it went (or was to go) under; absent when none was known
+    message_id: str | None = None
+    #: the chat it went to
+    to: str | None = None
+    #: why it failed
+    reason: str | None = None
+    #: attempts made (more than one after an interrupted or offline attempt)
+    attempts: int | None = None
+    #: unix seconds: when it was sent (the backend's timestamp) or given up
+    timestamp: float | None = None
+
+
 EventData = (ConnectionUpdate | MessageUpsert | CredsUpdate | PresenceUpdate | ErrorEvent
-             | ReceiptUpdate | CallUpdate | GroupUpdate | HistorySync)
+             | ReceiptUpdate | CallUpdate | GroupUpdate | HistorySync | SendStatus)
 
 DATA_TYPES: dict[EventType, type] = {
     EventType.CONNECTION_UPDATE: ConnectionUpdate,
@@ -126,6 +148,7 @@ DATA_TYPES: dict[EventType, type] = {
     EventType.CALL_UPDATE: CallUpdate,
     EventType.GROUP_UPDATE: GroupUpdate,
     EventType.HISTORY_SYNC: HistorySync,
+    EventType.SEND_STATUS: SendStatus,
 }
 
 EVENT_OF_DATA: dict[type, EventType] = {cls: kind for kind, cls in DATA_TYPES.items()}

@@ -51,10 +51,18 @@ class BotHandle:
         return self.client.call(command, args, timeout=self.timeout + MARGIN)
 
     def send_message(self, to: str, text: str) -> dict[str, Any]:
-        """Send ``text`` to ``to`` (a jid); returns ``{"id", "timestamp", "to"}``."""
+        """Send ``text`` to ``to`` (a jid), through the bot's durable outbox.
+
+        Returns ``{"id": send id, "state": "sent" | "queued", "message_id": WhatsApp id, "to",
+        ...}`` at once: ``timestamp`` when sent, ``position`` and ``expected_delay`` when queued.
+        The outcome comes as a ``send-status`` event with the same ``id`` (docs/sends.md)."""
         return self.call("send", to=to, text=text)
 
     send_text = send_message
+
+    def send_status(self, send_id: str) -> dict[str, Any]:
+        """What became of a send, by the ``id`` its reply gave: ``{"id", "state", "message_id", ...}``."""
+        return self.call("send_status", id=send_id)
 
     def set_presence(self, presence: str, chat: str | None = None) -> dict[str, Any]:
         """available, unavailable, composing, paused or recording (in ``chat``, for typing)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -130,7 +131,8 @@ def test_send_and_logout_go_through_the_worker(fleet_factory, launch):
     assert echoed.data.text == "hi from the cli" and echoed.data.chat == "15550001111@s.whatsapp.net"
     held = cli(fleet, "send", "b1", "15550002222", "over the rate limit")
     assert held.returncode == 0, held.stderr
-    assert "b1: queued message 1 to 15550002222@s.whatsapp.net (rate limit: position 1" in held.stdout
+    assert re.search(r"^b1: queued send [0-9a-f]{16} to 15550002222@s.whatsapp.net \(position 1, expected in "
+                     r"[0-9.]+ s; message id SIMOUT[0-9]{14}\)$", held.stdout, re.M), held.stdout
     not_running = cli(fleet, "send", "off", "15550001111", "hi")
     assert not_running.returncode == 1 and "off is stopped, not running" in not_running.stderr
     unknown = cli(fleet, "send", "ghost", "15550001111", "hi")

@@ -76,7 +76,7 @@ def test_handle_sends_sets_presence_and_marks_read_through_the_worker(fleet_fact
         sent = bot.send_message("15550001111@s.whatsapp.net", "hello there")
         echoed = tap.wait_for(lambda m: isinstance(m, Event) and m.type is EventType.MESSAGE_UPSERT
                               and m.data.from_me, what="the sent message on the tap")
-        assert echoed.data.id == sent["id"] and echoed.data.text == "hello there"
+        assert echoed.data.id == sent["message_id"] and echoed.data.text == "hello there" and sent["state"] == "sent"
         assert bot.set_presence("composing") == {"presence": "composing"}
         typing = bot.set_presence("composing", chat="15550001111")
         assert typing == {"presence": "composing", "chat": "15550001111@s.whatsapp.net"}

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-import time
 from typing import Any, Callable
 
 from .backends.base import Backend
 from .errors import CommandError
+from .outbox import submit
 
 PRESENCES = ("available", "unavailable", "composing", "paused", "recording")
 _PHONE_NOISE = re.compile(r"[\s+().-]")
@@ -43,11 +43,15 @@ def send(backend: Backend, args: dict[str, Any]) -> Any:
         raise CommandError("text is over WhatsApp's 65536-byte limit")
     to = to_jid(_text(args, "to"))
     extra = wa_operations.reply_args(backend, args)  # quote, mentions
-    if extra:
-        return wa_operations.send_rich(backend, to, text, extra)
+    return submit(backend, "send", {"to": to, "text": text, **extra})
+
+
+def send_status(backend: Backend, args: dict[str, Any]) -> Any:
+    """What became of an accepted send: its row in the bot's outbox."""
+    send_id = _text(args, "id")
     if backend.outbox is None:
-        return backend.send_text(to, text)
-    return backend.outbox.submit(to, text, time.monotonic())  # sent now, or queued by the rate limit
+        raise CommandError("this bot has no outbox")
+    return backend.outbox.lookup(send_id)
 
 
 def presence(backend: Backend, args: dict[str, Any]) -> Any:
@@ -88,6 +92,7 @@ def backup(backend: Backend, args: dict[str, Any]) -> Any:
 OPERATIONS: dict[str, Callable[[Backend, dict[str, Any]], Any]] = {
     "ping": ping,
     "send": send,
+    "send_status": send_status,
     "presence": presence,
     "mark_read": mark_read,
     "logout": logout,

@@ -18,7 +18,7 @@ from typing import Any
 
 import zmq
 
-from protocol import BotStatus, ErrorEvent, exit_codes
+from protocol import ErrorEvent, exit_codes
 from protocol.control import Reply, decode_request, encode_reply, error, ok
 from protocol.errors import ProtocolError
 
@@ -31,7 +31,8 @@ from .lifeline import detach_session, watch_supervisor
 from .logs import configure_logging, flush_captured
 from .priority import lower_priority
 from .privileges import become_bot_user
-from .ratelimit import Outbox, TokenBucket
+from .outbox import Outbox
+from .ratelimit import TokenBucket
 from .recovery import check_worker_start
 from .spec import WorkerSpec
 
@@ -124,9 +125,9 @@ class WorkerLoop:
         ctx = BackendContext(bot=spec.bot, bot_dir=spec.bot_dir, emit=self._emit,
                              log=logging.getLogger(f"botvisor.backend.{spec.bot.backend}"))
         self.backend = backend = load_backend(spec.bot.backend)(ctx)
-        backend.outbox = outbox = Outbox(TokenBucket.per_minute(spec.bot.messages_per_minute), send=backend.send_text,
-                                         ready=lambda: backend.status is BotStatus.ONLINE,
-                                         on_error=self._queued_send_failed)
+        backend.outbox = outbox = Outbox.for_bot_dir(backend, TokenBucket.per_minute(spec.bot.messages_per_minute),
+                                                     spec.bot_dir, self._emit, max_pending=spec.bot.outbox_max,
+                                                     sync=spec.bot.outbox_sync)
         poller = zmq.Poller()
         poller.register(self.commands, zmq.POLLIN)
         signal_fd = self.signal_sock.fileno()  # zmq.Poller reports plain sockets by fd
@@ -174,8 +175,7 @@ class WorkerLoop:
         log.info("stopping: %s", self.stop_reason)
         if self.app is not None:
             self.app.stop(min(spec.bot.stop_timeout / 2, spec.bot.handler_timeout))
-        if outbox.queue:
-            log.warning("%d rate-limited message(s) were still queued and are not sent", len(outbox.queue))
+        outbox.close()  # what still waits is in the bot's directory: the next worker sends it
         backend.stop()
         self.bus.bye(self.stop_reason, exit_codes.OK)
         return exit_codes.OK
@@ -194,10 +194,6 @@ class WorkerLoop:
         self.app = AppSlot(self.spec.bot, self.spec.bot_dir, backend, self.bus.event)
         poller.register(self.app.fd, zmq.POLLIN)
         return self.app.fd
-
-    def _queued_send_failed(self, number: int, to: str, exc: Exception) -> None:
-        log.warning("queued message %d to %s was not sent: %s", number, to, exc)
-        self.bus.event(ErrorEvent(code="send-failed", message=f"queued message {number} to {to} was not sent: {exc}"))
 
     def _on_signals(self) -> None:
         try:

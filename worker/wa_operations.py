@@ -3,15 +3,13 @@
 Each checks its arguments here, once for both backends, and names the bad one in its error;
 the WhatsApp work is the backend's method of the same name (worker/backends/neonize_ops.py,
 worker/backends/simulated_ops.py). Operations that send a message (``send`` with a quote or
-mentions, ``send_media``, ``react``, ``edit``, ``revoke``) pass the rate limit: through the
-durable outbox when the worker has one that knows the operation, else straight through the
-token bucket (refused, with the wait, when no token is left). ``commands.OPERATIONS`` includes
-this table.
+mentions, ``send_media``, ``react``, ``edit``, ``revoke``) go through the durable outbox
+(worker/outbox.py: stored, rate limited, sent in order, one WhatsApp id each).
+``commands.OPERATIONS`` includes this table.
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,12 +18,8 @@ from protocol.whatsapp import MEDIA_KINDS
 from .backends.base import Backend
 from .commands import to_jid
 from .errors import CommandError
+from .outbox import submit
 
-#: sending operation -> the backend method that performs it (called with the checked args,
-#: plus ``message_id=`` when the outbox chose the WhatsApp id)
-SENDING_METHODS: dict[str, str] = {
-    "send": "send_text", "send_media": "send_media", "react": "react", "edit": "edit", "revoke": "revoke",
-}
 #: most numbers / JIDs one check_numbers / user_info call takes (whatsmeow sends one usync query)
 MAX_LOOKUPS = 50
 
@@ -97,36 +91,7 @@ def reply_args(backend: Backend, args: dict[str, Any]) -> dict[str, Any]:
     return extra
 
 
-# -- the rate limit -------------------------------------------------------------------------------
-def submit(backend: Backend, op: str, args: dict[str, Any]) -> Any:
-    """Send through the durable outbox when it handles ``op``, else through the token bucket."""
-    method: Callable[..., Any] = getattr(backend, SENDING_METHODS[op])
-    outbox = backend.outbox
-    if outbox is None:
-        return method(**args)
-    if _durable(op):
-        return outbox.submit(op, args, time.monotonic())
-    now = time.monotonic()
-    if outbox.queue or not outbox.bucket.take(now):
-        wait = outbox.bucket.wait(now, len(outbox.queue) + 1)
-        raise CommandError(f"rate limited (messages_per_minute): {op} not sent; try again in {wait:.1f} s")
-    return {"sent": True, "queued": False, **method(**args)}
-
-
-def _durable(op: str) -> bool:
-    try:
-        from . import outbox as durable  # the durable outbox, when this worker has it
-    except ImportError:
-        return False
-    return op in getattr(durable, "SENDING_METHODS", {})
-
-
 # -- the operations -------------------------------------------------------------------------------
-def send_rich(backend: Backend, to: str, text: str, extra: dict[str, Any]) -> Any:
-    """``send`` with a quote or mentions (commands.send hands it over)."""
-    return submit(backend, "send", {"to": to, "text": text, **extra})
-
-
 def send_media(backend: Backend, args: dict[str, Any]) -> Any:
     to = jid_arg(args, "to")
     kind = text_arg(args, "kind")

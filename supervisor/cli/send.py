@@ -1,10 +1,11 @@
 """Send a text message as a bot: botvisor send BOT TO TEXT.
 
 TO is a WhatsApp jid (``15551234567@s.whatsapp.net``) or a phone number (digits, with the
-country code). Prints the message id, or its place in the queue when the bot's
-messages_per_minute holds it back (the worker sends it when its turn comes). Exits 1 when the
-bot is not running, not connected or does not answer within --timeout, 3 when no supervisor
-answers.
+country code). Prints the WhatsApp message id and the send id; when the bot's
+messages_per_minute holds the message back, its send id and place in the queue (it is stored in
+the bot's outbox and sent when its turn comes; a ``send-status`` event with that id tells the
+outcome). Exits 1 when the bot is not running, not connected, its outbox is full or it does
+not answer within --timeout, 3 when no supervisor answers.
 """
 
 from __future__ import annotations
@@ -31,10 +32,11 @@ def jid(to: str) -> str:
 def execute(args: argparse.Namespace) -> int:
     to = jid(args.to)
     result = bot_call(args, "send_message", to, args.text)
-    if result.get("queued"):  # over the bot's messages_per_minute
-        print(f"{args.bot}: queued message {result.get('queue_id', '?')} to {result.get('to', to)} "
-              f"(rate limit: position {result.get('position', '?')}, "
-              f"expected in {result.get('expected_delay', '?')} s)")
+    send_id, message_id = result.get("id", "?"), result.get("message_id")
+    if result.get("state") == "queued":  # stored in the bot's outbox; its send-status event follows
+        print(f"{args.bot}: queued send {send_id} to {result.get('to', to)} "
+              f"(position {result.get('position', '?')}, expected in {result.get('expected_delay', '?')} s; "
+              f"message id {message_id or 'known once sent'})")
         return EXIT_OK
-    print(f"{args.bot}: sent message {result.get('id', '?')} to {result.get('to', to)}")
+    print(f"{args.bot}: sent message {message_id or '?'} to {result.get('to', to)} (send {send_id})")
     return EXIT_OK

@@ -24,6 +24,7 @@ from . import (
     presence,
     reload,
     send,
+    send_status,
     status,
 )
 
@@ -42,6 +43,7 @@ COMMANDS: dict[str, Command] = {
     "reload": reload.execute,
     "history": history.execute,
     "send": send.execute,
+    "send_status": send_status.execute,
     "presence": presence.execute,
     "mark_read": mark_read.execute,
     "logout": logout.execute,

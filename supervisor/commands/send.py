@@ -1,7 +1,8 @@
 """``send``: send a text message as the bot.
 
 Args: ``{"bot": id, "to": jid, "text": str, "timeout"?: seconds}``. Result: the worker's
-answer, ``{"id": message id, "timestamp": unix seconds, "to": jid}``.
+answer, ``{"id": send id, "state": "sent" | "queued", "message_id": WhatsApp id, "to": jid, ...}``
+(docs/control.md).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from protocol.config import BotConfig
 from ..recent import RecentMessages
 
 if TYPE_CHECKING:
-    from ..ratelimit import Outbox
+    from ..outbox import Outbox
 
 
 @dataclass
@@ -40,16 +40,24 @@ class Backend(ABC):
     #: the worker must end with os._exit: the backend's library keeps non-daemon threads
     #: (and exit hooks) that would hold a normal interpreter exit
     hard_exit: ClassVar[bool] = False
+    #: the sending methods send under the ``message_id=`` they are given (whatsmeow's
+    #: SendRequestExtra.ID), so the outbox may retry an interrupted send without a duplicate
+    keeps_message_id: ClassVar[bool] = False
 
     def __init__(self, ctx: BackendContext) -> None:
         self.ctx = ctx
         self.status = BotStatus.LOADING
         #: connection attempts since the last successful connect
         self.connection_attempts = 0
-        #: the rate-limited queue in front of send_text, set by the worker loop (worker/ratelimit.py)
+        #: the durable, rate-limited queue in front of the sending methods, set by the worker loop
         self.outbox: Outbox | None = None
         #: messages seen lately, by id: what quote, react, edit, revoke and download look up
         self.recent = RecentMessages()
+
+    def new_message_id(self) -> str | None:
+        """A fresh WhatsApp message id for the next send, chosen before its first attempt; None
+        when this backend cannot send under a chosen id (then WhatsApp's own id is known once sent)."""
+        return None
 
     @abstractmethod
     def start(self, now: float) -> None:
@@ -68,7 +76,8 @@ class Backend(ABC):
 
     # -- acting as the bot (each returns plain data for the command reply) -------------
     @abstractmethod
-    def send_text(self, to: str, text: str) -> dict[str, Any]: ...
+    def send_text(self, to: str, text: str, *, message_id: str | None = None) -> dict[str, Any]:
+        """Send ``text``; under ``message_id`` when given (see ``keeps_message_id``)."""
 
     @abstractmethod
     def set_presence(self, presence: str, chat: str | None = None) -> dict[str, Any]:

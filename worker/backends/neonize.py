@@ -331,7 +331,17 @@ class NeonizeBackend(Backend):
             raise CommandError(f"bot is {self.status}, not connected")
         return self.client
 
-    def send_text(self, to: str, text: str) -> dict[str, Any]:
+    # Chosen message ids: whatsmeow sends under SendRequestExtra.ID when it is set, but neonize
+    # 0.5.2 cannot pass it. NewClient.send_message (neonize/client.py) has no id parameter, and
+    # its Go binding SendMessage(id, to, message) (neonize/_binder.py; goneonize/main.go) builds
+    # ``whatsmeow.SendRequestExtra{}`` with only AdditionalNodes, so whatsmeow generates a new id
+    # on every call (send.go: ``if len(req.ID) == 0 { req.ID = cli.GenerateMessageID() }``).
+    # So keeps_message_id stays False and new_message_id() None: the outbox learns the id from
+    # the response and never retries an interrupted send blindly (docs/sends.md).
+    def send_text(self, to: str, text: str, *, message_id: str | None = None) -> dict[str, Any]:
+        if message_id is not None:
+            raise CommandError("the neonize backend cannot send under a chosen message id (neonize 0.5.2 "
+                               "does not pass SendRequestExtra.ID to whatsmeow)")
         client = self._online_client()
         try:
             response = client.send_message(parse_jid(to), text)

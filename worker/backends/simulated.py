@@ -33,6 +33,7 @@ from ..atomic import write_atomic
 from ..credentials import CredentialsManager
 from ..errors import BotCrash, CommandError, FatalBotError
 from .base import Backend, BackendContext
+from .sim_deliveries import Deliveries
 from .simulated_model import Injector, MessageIds
 from .simulated_ops import SimulatedGroups, SimulatedOperations
 
@@ -44,6 +45,7 @@ PRESENCES = ("available", "unavailable", "composing", "paused")
 
 class SimulatedBackend(SimulatedOperations, Backend):
     name = "simulated"
+    keeps_message_id = True  # as whatsmeow with SendRequestExtra.ID (docs/sends.md)
 
     def __init__(self, ctx: BackendContext) -> None:
         super().__init__(ctx)
@@ -79,6 +81,7 @@ class SimulatedBackend(SimulatedOperations, Backend):
         self._script_at: float | None = None
         #: what the bot "sent", oldest first, as plain dicts (op, to, text/..., message_id), for tests
         self.sent: list[dict[str, Any]] = []
+        self.deliveries = Deliveries(ctx.bot_dir)
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self, now: float) -> None:
@@ -253,6 +256,17 @@ class SimulatedBackend(SimulatedOperations, Backend):
         if self.status is not BotStatus.ONLINE:
             raise CommandError(f"bot is {self.status}, not connected")
 
+    def new_message_id(self) -> str:
+        return self.ids.next("SIMOUT")  # unique across restarts, like whatsmeow's
+
+    def _transmit(self, message_id: str, op: str, to: str, **content: Any) -> None:
+        """Hand one outgoing message to the simulated network (its receiver keeps one message per
+        id) and log it in the delivery log; a resend under the same id is upserted again after."""
+        self.deliveries.record(message_id, op, to, **content)
+        crash_at = self.knobs.crash_after_deliveries
+        if crash_at is not None and self.deliveries.count == crash_at:
+            os._exit(exit_codes.CRASH)  # delivered, but the outbox never hears of it
+
     def _deliver(self, data: EventData) -> None:
         """Hand incoming traffic to the bot as the real backend would (messages remembered by id)."""
         if isinstance(data, MessageUpsert):
@@ -269,6 +283,7 @@ class SimulatedBackend(SimulatedOperations, Backend):
                 "data": to_mapping(data)}
 
     def _record_sent(self, message: MessageUpsert, op: str, **fields: Any) -> None:
+        self._transmit(message.id, op, message.chat, **fields)
         self.recent.add(message)
         self.sent.append({"op": op, "to": message.chat, **fields, "message_id": message.id,
                           "timestamp": message.timestamp})
