@@ -9,6 +9,7 @@ more than twice ``handler_timeout``, ends the worker as fatal (the bot is ``fail
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -80,7 +81,7 @@ class AppSlot:
 
             app = WorkerApp(self.bot, self.bot_dir, self.backend, self._emit, self.bridge)
         except BaseException as exc:  # noqa: BLE001 - reported by the main loop, which ends the worker
-            self.bridge.submit(lambda: self._failed(exc))
+            self.bridge.submit(functools.partial(self._failed, exc))
             return
         self.bridge.submit(lambda: self._loaded(app))
 
