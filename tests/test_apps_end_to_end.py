@@ -39,8 +39,20 @@ def hang(ctx):
 '''
 
 
+#: the machine is shared: a 1.5 s heartbeat timeout and workers at the supervisor's priority keep
+#: a busy neighbour from passing for a hang
+TIMING = {"heartbeat_interval": 0.5, "nice": 0}
+
+
 def app_bot(bot_id: str, app: str = "app.py:bot", **extra: Any) -> dict[str, Any]:
     return {"id": bot_id, "app": app, "messages_per_minute": 6000, **extra}
+
+
+def answering(service, tap, bot: str, pid: int, answer: str = "pong") -> None:
+    """The app in worker ``pid`` is loaded and answers (a connection open says nothing of the app)."""
+    online(tap, bot, pid)
+    simulate(service, bot, "ping")
+    tap.wait_for(lambda m: is_reply(bot, answer)(m) and m.pid == pid, timeout=15, what=f"{bot} answering {answer}")
 
 
 def write_app(fleet, name: str = "app.py", source: str = PINGPONG) -> Path:
@@ -74,7 +86,7 @@ def simulate(service, bot: str, text: str, sender: str = "15551230001") -> dict[
 
 
 def test_an_app_answers_an_injected_ping_seen_on_the_tap_and_in_history(fleet_factory, launch):
-    fleet = fleet_factory([app_bot("b1")])
+    fleet = fleet_factory([app_bot("b1")], **TIMING)
     write_app(fleet)
     service, tap = launch(fleet)
     hello = hello_of(tap, "b1")
@@ -89,7 +101,7 @@ def test_an_app_answers_an_injected_ping_seen_on_the_tap_and_in_history(fleet_fa
 
 
 def test_a_raising_handler_gives_an_error_event_and_the_bot_keeps_answering(fleet_factory, launch):
-    fleet = fleet_factory([app_bot("b1")])
+    fleet = fleet_factory([app_bot("b1")], **TIMING)
     write_app(fleet)
     service, tap = launch(fleet)
     hello = hello_of(tap, "b1")
@@ -105,8 +117,8 @@ def test_a_raising_handler_gives_an_error_event_and_the_bot_keeps_answering(flee
 
 
 def test_a_handler_blocked_for_good_gets_the_worker_replaced_within_the_bound(fleet_factory, launch):
-    timeout, interval = 0.4, 0.2
-    fleet = fleet_factory([app_bot("b1", handler_timeout=timeout)])
+    timeout, interval = 0.4, TIMING["heartbeat_interval"]
+    fleet = fleet_factory([app_bot("b1", handler_timeout=timeout)], **TIMING)
     write_app(fleet)
     service, tap = launch(fleet)
     first = hello_of(tap, "b1")
@@ -130,11 +142,11 @@ def test_a_handler_blocked_for_good_gets_the_worker_replaced_within_the_bound(fl
 
 
 def test_an_app_that_fails_to_import_leaves_the_bot_failed_with_the_reason_and_no_restart(fleet_factory, launch):
-    fleet = fleet_factory([app_bot("b1"), {"id": "plain"}])
+    fleet = fleet_factory([app_bot("b1"), {"id": "plain"}], **TIMING)
     app = write_app(fleet)
     service, tap = launch(fleet)
     first = hello_of(tap, "b1")
-    online(tap, "b1", first.pid)
+    answering(service, tap, "b1", first.pid)
     app.write_text("from botvisor import Bot\nbot = Bot()\nraise RuntimeError('the database is gone')\n")
     service.control("restart", {"bots": ["b1"]})  # loads the app's current code
     failed = tap.wait_for(lambda m: isinstance(m, StateChange) and m.bot == "b1" and m.state is ContainerState.FAILED,
@@ -151,7 +163,7 @@ def test_an_app_that_fails_to_import_leaves_the_bot_failed_with_the_reason_and_n
 
 
 def test_a_dialog_in_progress_survives_a_sigkill_of_the_worker(fleet_factory, launch):
-    fleet = fleet_factory([app_bot("b1", app=str(REPO / "examples" / "dialog.py") + ":bot")])
+    fleet = fleet_factory([app_bot("b1", app=str(REPO / "examples" / "dialog.py") + ":bot")], **TIMING)
     service, tap = launch(fleet)
     first = hello_of(tap, "b1")
     online(tap, "b1", first.pid)
@@ -170,11 +182,13 @@ def test_a_dialog_in_progress_survives_a_sigkill_of_the_worker(fleet_factory, la
 
 def test_reload_restarts_exactly_the_bots_whose_app_or_app_config_changed(fleet_factory, launch):
     bots = [app_bot("a"), app_bot("b", app_config={"answer": "pong"}), app_bot("c"), {"id": "d"}]
-    fleet = fleet_factory(bots)
+    fleet = fleet_factory(bots, **TIMING)
     write_app(fleet)
     write_app(fleet, "other.py", PINGPONG.replace('"pong"', '"other pong"'))
     service, tap = launch(fleet)
     pids = {bot: hello_of(tap, bot).pid for bot in "abcd"}
+    for bot in "abc":
+        answering(service, tap, bot, pids[bot])
     fleet.bots[0]["app"] = "other.py:bot"
     fleet.bots[1]["app_config"] = {"answer": "changed"}
     fleet.write()
@@ -192,7 +206,7 @@ def test_reload_restarts_exactly_the_bots_whose_app_or_app_config_changed(fleet_
 
 
 def test_reload_with_a_broken_app_keeps_the_fleet_and_says_why(fleet_factory, launch):
-    fleet = fleet_factory([app_bot("a")])
+    fleet = fleet_factory([app_bot("a")], **TIMING)
     write_app(fleet)
     (fleet.root / "broken.py").write_text("from botvisor import Bot\nbot = 42\n")
     service, tap = launch(fleet)
@@ -207,12 +221,12 @@ def test_reload_with_a_broken_app_keeps_the_fleet_and_says_why(fleet_factory, la
 
 
 def test_watch_restarts_a_bot_when_its_app_file_is_edited(fleet_factory, launch):
-    fleet = fleet_factory([app_bot("b1"), {"id": "plain"}])
+    fleet = fleet_factory([app_bot("b1"), {"id": "plain"}], **TIMING)
     app = write_app(fleet)
     service, tap = launch(fleet, args=["--watch"])
     first = hello_of(tap, "b1")
     plain = hello_of(tap, "plain")
-    online(tap, "b1", first.pid)
+    answering(service, tap, "b1", first.pid)
     time.sleep(0.3)  # the watcher thread starts its inotify watch right after the fleet
     edited_at = time.monotonic()
     app.write_text(textwrap.dedent(PINGPONG).replace('"pong"', '"edited pong"'))
