@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
 import traceback
 from dataclasses import dataclass
@@ -69,14 +70,17 @@ def _import(ref: AppRef) -> ModuleType:
 
 
 def _where(exc: BaseException, ref: AppRef) -> tuple[str | None, int | None]:
+    """The line of the app's own code that failed: a SyntaxError's position, else the deepest frame
+    in the app's directory (an error raised inside a library points at the app's call of it)."""
     if isinstance(exc, SyntaxError):
         return exc.filename, exc.lineno
     frames = traceback.extract_tb(exc.__traceback__)
-    internal = str(Path(__file__).resolve().parent)
-    for frame in reversed(frames):  # the deepest frame outside importlib and this module
-        if "importlib" not in frame.filename and not frame.filename.startswith(internal) \
-                and not frame.filename.startswith("<frozen"):
-            return frame.filename, frame.lineno
+    home = str(Path(ref.target).parent) if ref.is_path else ref.root
+    ours = [f for f in frames if home and f.filename.startswith(home + os.sep)]
+    if not ours:
+        ours = [f for f in frames if "importlib" not in f.filename and not f.filename.startswith("<frozen")]
+    if ours:
+        return ours[-1].filename, ours[-1].lineno
     return (ref.target if ref.is_path else None), None
 
 
