@@ -170,10 +170,6 @@ class Bot:
             return [h for h in self.message_handlers if kind in h.kinds and (h.own or not own)]
         return list(self.event_handlers.get(event_type, ()))
 
-    def handles(self, event_type: str) -> bool:
-        return event_type == EventType.MESSAGE_UPSERT and bool(self.message_handlers) \
-            or event_type in self.event_handlers
-
 
 def matching(handlers: list[Handler], ctx: Context) -> Iterator[Handler]:
     """Handlers whose filter (and command) match, in order; the caller stops unless continued."""

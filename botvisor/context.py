@@ -26,10 +26,12 @@ class Services:
 
     def __init__(self, *, bot_id: str, config: Mapping[str, Any], log: logging.Logger, db: StateDB | None,
                  call: Callable[[str, dict[str, Any]], concurrent.futures.Future[Any]],
+                 call_async: Callable[[str, dict[str, Any]], asyncio.Future[Any]],
                  loop: asyncio.AbstractEventLoop, in_loop: Callable[[], bool], clock: Callable[[], float],
                  sleep: Callable[[float], Awaitable[None]], op_timeout: float) -> None:
         self.bot_id, self.config, self.log, self.db = bot_id, config, log, db
-        self.call, self.loop, self.in_loop, self.clock, self.sleep = call, loop, in_loop, clock, sleep
+        self.call, self.call_async, self.loop, self.in_loop = call, call_async, loop, in_loop
+        self.clock, self.sleep = clock, sleep
         self.op_timeout = op_timeout
 
 
@@ -167,7 +169,7 @@ class Context:
         return self.message
 
     async def _op(self, name: str, args: dict[str, Any]) -> Any:
-        return await asyncio.wrap_future(self._services.call(name, args))
+        return await self._services.call_async(name, args)
 
     def _run(self, coro: Any) -> Any:
         services = self._services

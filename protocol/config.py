@@ -141,7 +141,7 @@ class BotConfig:
     #: proxy URL for this bot's WhatsApp connection (neonize)
     proxy: str | None = None
     #: outgoing messages per minute (token bucket); WhatsApp bans fast senders
-    messages_per_minute: float = checked(in_range(0.01, 6000), default=6.0)
+    messages_per_minute: float = checked(in_range(0.01, 6_000_000), default=6.0)
     #: sends that may wait in the bot's durable outbox; past it a send is refused
     outbox_max: int = checked(in_range(1, 1_000_000), default=1000)
     #: "full": an accepted send survives a power cut (fsync per change); "normal": a killed worker
@@ -194,7 +194,7 @@ class SupervisorSettings:
     start_interval: float = checked(in_range(0, 3600), default=0.1)
     #: seconds a worker command (send, logout, ...) may take before the operator gets an error
     command_timeout: float = checked(in_range(0.01, 3600), default=10.0)
-    messages_per_minute: float = checked(in_range(0.01, 6000), default=6.0)
+    messages_per_minute: float = checked(in_range(0.01, 6_000_000), default=6.0)
     #: every bot's default for outbox_max and outbox_sync
     outbox_max: int = checked(in_range(1, 1_000_000), default=1000)
     outbox_sync: Literal["full", "normal"] = "full"

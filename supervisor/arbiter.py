@@ -194,7 +194,8 @@ class Supervisor:
 
     def _start_fleet(self) -> None:
         # fixes the forkserver's preload: neonize's dependencies only for a fleet that uses them
-        worker_context(neonize=any(bot.backend == "neonize" for bot in self.config.bots))
+        worker_context(neonize=any(bot.backend == "neonize" for bot in self.config.bots),
+                       apps=any(bot.app for bot in self.config.bots))
         interval = self.config.supervisor.start_interval
         autostart = [bot for bot in self.config.bots if bot.autostart]
         for i, bot in enumerate(autostart):

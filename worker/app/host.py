@@ -48,9 +48,9 @@ class WorkerApp:
         self.check_every = min(bot.handler_timeout / 4, 1.0)
         self._next_check = 0.0
 
-    def start(self) -> None:
+    def watch_start(self) -> None:
+        """Have the main loop end the worker if the app's on_start fails (the runtime runs already)."""
         self.runtime.started.add_done_callback(lambda f: self.bridge.submit(self._check_started))
-        self.runtime.start()
 
     def _check_started(self) -> None:
         exc = self.runtime.started.exception()

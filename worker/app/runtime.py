@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import itertools
 import logging
 import threading
@@ -49,6 +50,16 @@ def freeze(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return tuple(freeze(v) for v in value)
     return value
+
+
+def _settle(result: asyncio.Future[Any], done: concurrent.futures.Future[Any]) -> None:
+    if result.cancelled():
+        return
+    exc = done.exception()
+    if exc is not None:
+        result.set_exception(exc)
+    else:
+        result.set_result(done.result())
 
 
 def short_traceback(exc: BaseException) -> str:
@@ -85,8 +96,9 @@ class AppRuntime:
         self.db = StateDB(bot_dir / STATE_FILE, self.clock.time) if bot_dir is not None else None
         self.loop = asyncio.new_event_loop()
         self.pool = concurrent.futures.ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix=f"app-{bot_id}")
+        self._call = call
         self.services = Services(bot_id=bot_id, config=freeze(dict(app_config or {})), log=log, db=self.db,
-                                 call=call, loop=self.loop, in_loop=self._in_loop, clock=self.clock.time,
+                                 call=call, call_async=self._call_async, loop=self.loop, in_loop=self._in_loop, clock=self.clock.time,
                                  sleep=self.clock.sleep, op_timeout=max(handler_timeout, 1.0) * 2)
         self.running: dict[int, Running] = {}
         self._ids = itertools.count()
@@ -99,15 +111,23 @@ class AppRuntime:
         self._pending = 0  # events handed over and not finished: the test kit waits for 0
         self._pending_lock = threading.Lock()
         self._idle = threading.Condition(self._pending_lock)
+        self._inbox: deque[Callable[[], None]] = deque()
+        self._wake_pending = False
 
     # -- lifecycle (called from the worker's main thread) ------------------------------
     def start(self) -> None:
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self._start_hooks(), self.loop)
 
+    def run_here(self) -> None:
+        """Run the app's loop on the calling thread (the worker's loader thread, so one thread serves)."""
+        self._thread = threading.current_thread()
+        asyncio.run_coroutine_threadsafe(self._start_hooks(), self.loop)
+        self._main()
+
     def stop(self, timeout: float) -> None:
         """Run on_stop hooks (bounded by ``timeout``), then end the app's loop."""
-        if not self._thread.is_alive():
+        if not self._thread.is_alive() or self._thread_id is None:
             return
         done = asyncio.run_coroutine_threadsafe(self._stop_hooks(), self.loop)
         try:
@@ -123,11 +143,31 @@ class AppRuntime:
     def deliver(self, data: Any) -> None:
         """Hand an event to the app (any thread); it is dropped if no handler could want it."""
         event_type = EVENT_OF_DATA.get(type(data))
-        if event_type is None or not self.bot.handles(event_type):
-            return
+        if event_type is None or not self.bot.candidates(event_type, data):
+            return  # no handler could want it (the bot's own messages, mostly): no trip to the app's thread
         with self._pending_lock:
             self._pending += 1
-        self.loop.call_soon_threadsafe(self._route, str(event_type), data)
+        self._post(functools.partial(self._route, str(event_type), data))
+
+    def _post(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the app's loop (from any thread): one wakeup per batch, not per call. Each
+        wakeup is a write to the loop's self-pipe, and with it a handover of the GIL between threads."""
+        self._inbox.append(fn)
+        if not self._wake_pending:
+            self._wake_pending = True
+            self.loop.call_soon_threadsafe(self._take_inbox)
+
+    def _take_inbox(self) -> None:
+        self._wake_pending = False  # before draining: a call posted from now on schedules a new wakeup
+        while self._inbox:
+            self._inbox.popleft()()
+
+    def _call_async(self, name: str, args: dict[str, Any]) -> asyncio.Future[Any]:
+        """An operation from a coroutine: its result comes back through ``_post`` (batched)."""
+        result: asyncio.Future[Any] = self.loop.create_future()
+        done = self._call(name, args)
+        done.add_done_callback(lambda f: self._post(functools.partial(_settle, result, f)))
+        return result
 
     def stuck(self, now: float) -> str | None:
         """Why the app is stuck (a handler running past 2 x handler_timeout), or None."""

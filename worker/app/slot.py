@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 import threading
 import time
 from collections import deque
@@ -21,6 +22,8 @@ from protocol.config import BotConfig
 
 from ..errors import FatalBotError
 
+#: seconds a thread may hold the GIL while another waits for it (CPython's default: 0.005)
+SWITCH_INTERVAL = 0.001
 #: events kept while the app loads (a bot flooded during its import drops the oldest)
 EARLY_EVENTS = 10_000
 
@@ -61,6 +64,17 @@ class Bridge:
 
 
 
+def _one_malloc_arena() -> None:
+    """glibc gives each new thread its own malloc arena (megabytes of RSS once used); a worker's app
+    thread shares the main one instead (M_ARENA_MAX = 1), as for a single-threaded process."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).mallopt(-8, 1)  # M_ARENA_MAX
+    except (OSError, AttributeError):
+        pass  # not glibc: nothing to tune
+
+
 class AppSlot:
     def __init__(self, bot: BotConfig, bot_dir: Path, backend: Any, emit: Callable[[Any], None]) -> None:
         self.bot, self.bot_dir, self.backend, self._emit = bot, bot_dir, backend, emit
@@ -69,6 +83,10 @@ class AppSlot:
         self._early: deque[Any] = deque(maxlen=EARLY_EVENTS)
         self._since = time.monotonic()
         self._limit = 2 * bot.handler_timeout
+        _one_malloc_arena()
+        # the main loop and the app's thread hand the GIL to each other for every operation; a
+        # thread waiting for it waits up to one switch interval (5 ms by default) behind a busy one
+        sys.setswitchinterval(SWITCH_INTERVAL)
         threading.Thread(target=self._load, name="app-loader", daemon=True).start()
 
     @property
@@ -84,6 +102,7 @@ class AppSlot:
             self.bridge.submit(functools.partial(self._failed, exc))
             return
         self.bridge.submit(lambda: self._loaded(app))
+        app.runtime.run_here()  # this thread becomes the app's loop: one thread, one malloc arena
 
     def _failed(self, exc: BaseException) -> None:
         if isinstance(exc, FatalBotError):
@@ -93,7 +112,7 @@ class AppSlot:
 
     def _loaded(self, app: Any) -> None:
         self.app = app
-        app.start()
+        app.watch_start()
         while self._early:
             app.deliver(self._early.popleft())
 
