@@ -70,9 +70,15 @@ def is_error(bot: str, code: str):
     return lambda m: isinstance(m, Event) and m.bot == bot and isinstance(m.data, ErrorEvent) and m.data.code == code
 
 
-def hello_of(tap, bot: str, not_pid: int | None = None, timeout: float = 15) -> Hello:
-    return tap.wait_for(lambda m: isinstance(m, Hello) and m.bot == bot and m.pid != not_pid, timeout=timeout,
-                        what=f"a hello from {bot}" + (f" other than pid {not_pid}" if not_pid else ""))
+def hello_after(tap, bot: str, pid: int, timeout: float = 15) -> Hello:
+    """The hello of the worker that followed worker ``pid`` of ``bot``."""
+    seen = tap.seen
+    start = next(i for i, m in enumerate(seen) if isinstance(m, Hello) and m.pid == pid)
+    for m in seen[start + 1:]:
+        if isinstance(m, Hello) and m.bot == bot:
+            return m
+    return tap.wait_for(lambda m: isinstance(m, Hello) and m.bot == bot and m.pid != pid, timeout=timeout,
+                        what=f"the hello of the worker after {bot}'s pid {pid}", history=False)
 
 
 def first_online(tap, bot: str) -> int:
@@ -127,14 +133,13 @@ def test_a_handler_blocked_for_good_gets_the_worker_replaced_within_the_bound(fl
     fleet = fleet_factory([app_bot("b1", handler_timeout=timeout)], **TIMING)
     write_app(fleet)
     service, tap = launch(fleet)
-    first = hello_of(tap, "b1")
-    online(tap, "b1", first.pid)
+    first = first_online(tap, "b1")
     sent_at = time.monotonic()
     simulate(service, "b1", "hang")
     tap.wait_for(is_error("b1", "handler-timeout"), timeout=10, what="the handler-timeout event")
     stuck = tap.wait_for(is_error("b1", "app-stuck"), timeout=10, what="the app-stuck event").data
     assert ".hang" in stuck.message and "15551230001@s.whatsapp.net" in stuck.message
-    second = hello_of(tap, "b1", not_pid=first.pid)
+    second = hello_after(tap, "b1", first)
     elapsed = time.monotonic() - sent_at
     heartbeat_timeout = 3 * interval
     bound = 2 * timeout + heartbeat_timeout + 1.0  # docs/apps.md, "Supervision"
@@ -151,8 +156,8 @@ def test_an_app_that_fails_to_import_leaves_the_bot_failed_with_the_reason_and_n
     fleet = fleet_factory([app_bot("b1"), {"id": "plain"}], **TIMING)
     app = write_app(fleet)
     service, tap = launch(fleet)
-    first = hello_of(tap, "b1")
-    answering(service, tap, "b1", first.pid)
+    first = first_online(tap, "b1")
+    answering(service, tap, "b1", first)
     app.write_text("from botvisor import Bot\nbot = Bot()\nraise RuntimeError('the database is gone')\n")
     service.control("restart", {"bots": ["b1"]})  # loads the app's current code
     failed = tap.wait_for(lambda m: isinstance(m, StateChange) and m.bot == "b1" and m.state is ContainerState.FAILED,
@@ -160,9 +165,10 @@ def test_an_app_that_fails_to_import_leaves_the_bot_failed_with_the_reason_and_n
     assert "the database is gone" in failed.reason and "app.py:3" in failed.reason, failed.reason
     fatal = tap.wait_for(is_error("b1", "app-import-failed"), timeout=5, what="the import error").data
     assert fatal.fatal and fatal.file and fatal.file.endswith("app.py")
+    failed_at = tap.seen.index(failed)
     time.sleep(1.0)  # a restart loop would show a new hello within this (first restarts are immediate)
-    hellos = {m.pid for m in tap.seen if isinstance(m, Hello) and m.bot == "b1"}
-    assert len(hellos) == 2, f"one worker for the restart, none after it failed: {hellos}"
+    later = [m.pid for m in tap.seen[failed_at:] if isinstance(m, Hello) and m.bot == "b1"]
+    assert later == [], f"no worker is started after the bot failed: {later}"
     status = {b["bot_id"]: b for b in service.control("status")["bots"]}
     assert status["b1"]["container_state"] == "failed" and "the database is gone" in status["b1"]["reason"]
     assert status["plain"]["container_state"] == "running", "the other bot is untouched"
@@ -171,14 +177,13 @@ def test_an_app_that_fails_to_import_leaves_the_bot_failed_with_the_reason_and_n
 def test_a_dialog_in_progress_survives_a_sigkill_of_the_worker(fleet_factory, launch):
     fleet = fleet_factory([app_bot("b1", app=str(REPO / "examples" / "dialog.py") + ":bot")], **TIMING)
     service, tap = launch(fleet)
-    first = hello_of(tap, "b1")
-    online(tap, "b1", first.pid)
+    first = first_online(tap, "b1")
     simulate(service, "b1", "/order")
     tap.wait_for(is_reply("b1", "Which pizza would you like?"), timeout=10, what="the first question")
     simulate(service, "b1", "margherita")
     tap.wait_for(is_reply("b1", "And the delivery address?"), timeout=10, what="the second question")
-    os.kill(first.pid, signal.SIGKILL)
-    second = hello_of(tap, "b1", not_pid=first.pid)
+    os.kill(first, signal.SIGKILL)
+    second = hello_after(tap, "b1", first)
     online(tap, "b1", second.pid)
     simulate(service, "b1", "Main Street 1")
     reply = tap.wait_for(is_reply("b1", "One margherita to Main Street 1: on its way!"), timeout=10,
@@ -192,7 +197,7 @@ def test_reload_restarts_exactly_the_bots_whose_app_or_app_config_changed(fleet_
     write_app(fleet)
     write_app(fleet, "other.py", PINGPONG.replace('"pong"', '"other pong"'))
     service, tap = launch(fleet)
-    pids = {bot: hello_of(tap, bot).pid for bot in "abcd"}
+    pids = {bot: first_online(tap, bot) for bot in "abcd"}
     for bot in "abc":
         answering(service, tap, bot, pids[bot])
     fleet.bots[0]["app"] = "other.py:bot"
@@ -200,7 +205,7 @@ def test_reload_restarts_exactly_the_bots_whose_app_or_app_config_changed(fleet_
     fleet.write()
     result = service.control("reload")
     assert result["applied"], result
-    new = {bot: hello_of(tap, bot, not_pid=pids[bot]).pid for bot in "ab"}
+    new = {bot: hello_after(tap, bot, pids[bot]).pid for bot in "ab"}
     for bot in "ab":
         online(tap, bot, new[bot])
     simulate(service, "a", "ping")
@@ -216,7 +221,7 @@ def test_reload_with_a_broken_app_keeps_the_fleet_and_says_why(fleet_factory, la
     write_app(fleet)
     (fleet.root / "broken.py").write_text("from botvisor import Bot\nbot = 42\n")
     service, tap = launch(fleet)
-    pid = hello_of(tap, "a").pid
+    pid = first_online(tap, "a")
     fleet.bots[0]["app"] = "broken.py:bot"
     fleet.write()
     from protocol.client import ControlError
@@ -230,17 +235,17 @@ def test_watch_restarts_a_bot_when_its_app_file_is_edited(fleet_factory, launch)
     fleet = fleet_factory([app_bot("b1"), {"id": "plain"}], **TIMING)
     app = write_app(fleet)
     service, tap = launch(fleet, args=["--watch"])
-    first = hello_of(tap, "b1")
-    plain = hello_of(tap, "plain")
-    answering(service, tap, "b1", first.pid)
+    first = first_online(tap, "b1")
+    plain = first_online(tap, "plain")
+    answering(service, tap, "b1", first)
     time.sleep(0.3)  # the watcher thread starts its inotify watch right after the fleet
     edited_at = time.monotonic()
     app.write_text(textwrap.dedent(PINGPONG).replace('"pong"', '"edited pong"'))
-    second = hello_of(tap, "b1", not_pid=first.pid, timeout=10)
+    second = hello_after(tap, "b1", first, timeout=10)
     elapsed = time.monotonic() - edited_at
     assert elapsed < 1.5, f"the bot restarted {elapsed:.2f} s after the edit"
     online(tap, "b1", second.pid)
     simulate(service, "b1", "ping")
     tap.wait_for(is_reply("b1", "edited pong"), timeout=10, what="the edited app's answer")
     status = {s["bot_id"]: s for s in service.control("status")["bots"]}
-    assert status["plain"]["pid"] == plain.pid
+    assert status["plain"]["pid"] == plain
