@@ -1,4 +1,4 @@
-"""Run an app in-process for tests: a simulated session, no supervisor, no sockets.
+"""Run an app in-process for tests: a simulated session, no supervisor, no ZeroMQ or network sockets.
 
     from botvisor.testing import AppTester
     from mybot import bot
