@@ -271,39 +271,45 @@ class AppRuntime:
     async def _invoke(self, handler: Handler, ctx: Context, chat: str | None, fatal: bool = False) -> bool:
         token = next(self._ids)
         run = self.running[token] = Running(handler.name, chat, time.monotonic())
+        if handler.is_async:
+            task: asyncio.Future[Any] = self.loop.create_task(handler.fn(ctx))
+        else:
+            task = self.loop.run_in_executor(self.pool, handler.fn, ctx)
+        # one timer per handler (cheaper than asyncio.wait's); the lane waits for the handler's real end
+        timer = self.loop.call_later(self.timeout, self._overran, handler, ctx, chat, task, run, fatal)
         try:
-            if handler.is_async:
-                task: asyncio.Future[Any] = self.loop.create_task(handler.fn(ctx))
-            else:
-                task = self.loop.run_in_executor(self.pool, handler.fn, ctx)
-            done, _ = await asyncio.wait({task}, timeout=self.timeout)
-            if not done:
-                run.timed_out = True
-                if fatal:
-                    raise TimeoutError(f"{handler.name} did not finish within handler_timeout ({self.timeout:g} s)")
-                self._timed_out(handler, ctx, chat)
-                if handler.is_async:
-                    task.cancel()
-                try:
-                    await task  # the lane keeps its order: wait for the handler's real end
-                except asyncio.CancelledError:
-                    if not task.cancelled():
-                        raise
-                    return False
-            result = task.result()
+            result = await task
             if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
                 await result  # a plain function that returned an awaitable (e.g. lambda ctx: ctx.reply(...))
-            return True
+            return not (fatal and run.timed_out)
+        except asyncio.CancelledError:
+            if run.timed_out and task.cancelled():
+                return False  # cancelled at its timeout, already reported
+            raise
         except Exception as exc:
             if fatal:
-                self.started.set_exception(exc)
+                if not self.started.done():
+                    self.started.set_exception(exc)
                 self.log.error("on_start hook %s failed", handler.name, exc_info=exc)
                 return False
             self._report(ctx, HandlerError(type(exc).__name__, str(exc), handler.name, chat, short_traceback(exc),
                                            exc), log_exc=exc)
             return False
         finally:
+            timer.cancel()
             del self.running[token]
+
+    def _overran(self, handler: Handler, ctx: Context, chat: str | None, task: asyncio.Future[Any], run: Running,
+                 fatal: bool) -> None:
+        run.timed_out = True
+        if fatal:
+            if not self.started.done():
+                self.started.set_exception(TimeoutError(
+                    f"{handler.name} did not finish within handler_timeout ({self.timeout:g} s)"))
+        else:
+            self._timed_out(handler, ctx, chat)
+        if handler.is_async:
+            task.cancel()  # a plain function cannot be stopped: it runs on, holding its chat
 
     def _timed_out(self, handler: Handler, ctx: Context, chat: str | None) -> None:
         where = f" in chat {chat}" if chat else ""
