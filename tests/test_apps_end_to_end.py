@@ -149,7 +149,10 @@ def test_a_handler_blocked_for_good_gets_the_worker_replaced_within_the_bound(fl
     reply = tap.wait_for(is_reply("b1", "pong"), timeout=10, what="a pong from the replacement")
     assert reply.pid == second.pid
     status = {b["bot_id"]: b for b in service.control("status")["bots"]}["b1"]
-    assert status["restarts"] == 1 and status["container_state"] == "running"
+    assert status["restarts"] >= 1 and status["container_state"] == "running"
+    crashed = tap.wait_for(lambda m: isinstance(m, StateChange) and m.bot == "b1" and m.state is ContainerState.BACKOFF
+                           and m.last_exit == "exit 70 (crash)", timeout=1, what="the stuck worker's crash exit")
+    assert crashed.seq > 0
 
 
 def test_an_app_that_fails_to_import_leaves_the_bot_failed_with_the_reason_and_no_restart(fleet_factory, launch):
@@ -212,8 +215,8 @@ def test_reload_restarts_exactly_the_bots_whose_app_or_app_config_changed(fleet_
     tap.wait_for(is_reply("a", "other pong"), timeout=10, what="a runs its new app")
     simulate(service, "b", "ping")
     tap.wait_for(is_reply("b", "changed"), timeout=10, what="b runs with its new app_config")
-    status = {s["bot_id"]: s for s in service.control("status")["bots"]}
-    assert status["c"]["pid"] == pids["c"] and status["d"]["pid"] == pids["d"], "unchanged bots keep their worker"
+    restarted = {m.bot for m in tap.seen if isinstance(m, StateChange) and m.reason == "configuration changed"}
+    assert restarted == {"a", "b"}, f"the reload restarted {sorted(restarted)}; unchanged bots keep their worker"
 
 
 def test_reload_with_a_broken_app_keeps_the_fleet_and_says_why(fleet_factory, launch):
@@ -249,3 +252,21 @@ def test_watch_restarts_a_bot_when_its_app_file_is_edited(fleet_factory, launch)
     tap.wait_for(is_reply("b1", "edited pong"), timeout=10, what="the edited app's answer")
     status = {s["bot_id"]: s for s in service.control("status")["bots"]}
     assert status["plain"]["pid"] == plain
+
+
+def test_an_app_whose_on_start_fails_leaves_the_bot_failed_with_the_reason(fleet_factory, launch):
+    fleet = fleet_factory([app_bot("b1")], **TIMING)
+    write_app(fleet, source=PINGPONG + '''
+@bot.on_start
+def connect(ctx):
+    raise ConnectionError("no route to the orders database")
+''')
+    service, tap = launch(fleet)
+    failed = tap.wait_for(lambda m: isinstance(m, StateChange) and m.bot == "b1" and m.state is ContainerState.FAILED,
+                          timeout=20, what="b1 failed")
+    assert "app-start-failed" in failed.reason and "no route to the orders database" in failed.reason
+    failed_at = tap.seen.index(failed)
+    time.sleep(1.0)
+    assert not [m for m in tap.seen[failed_at:] if isinstance(m, Hello) and m.bot == "b1"], "no restart loop"
+    status = {b["bot_id"]: b for b in service.control("status")["bots"]}["b1"]
+    assert status["container_state"] == "failed" and "ConnectionError" in status["reason"]
