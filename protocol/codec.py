@@ -20,7 +20,7 @@ from .messages import CLASS_OF, KIND_OF, SUPERVISOR_BOT, Event, Kind, Message
 from .schema import from_mapping, to_mapping
 from .topics import topic_for
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 #: the largest payload accepted; a WhatsApp text is at most 64 KiB, so this leaves room
 MAX_PAYLOAD_BYTES = 1024 * 1024
 

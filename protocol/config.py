@@ -58,6 +58,8 @@ class SimulatedSettings:
     pair_after: float | None = checked(in_range(0, 86400), default=1.0)
     #: seconds between QR refreshes while unpaired
     qr_every: float = checked(in_range(0.01, 3600), default=20.0)
+    #: seconds the QR codes last before they run out unused (whatsmeow's are about 160)
+    pairing_timeout: float = checked(in_range(0.01, 86400), default=160.0)
     #: seconds from connecting to open
     connect_delay: float = checked(in_range(0, 3600), default=0.05)
     #: incoming messages per second (0: none)
@@ -205,6 +207,10 @@ class SupervisorSettings:
     #: every bot's default for nice: the workers' CPU priority below the supervisor's
     nice: int = checked(in_range(0, 19), default=10)
     backoff: RestartPolicy = field(default_factory=RestartPolicy)
+    #: this many bots failing with the same WhatsApp code within outage_window seconds is one
+    #: fleet-wide outage: one notice and a metric (supervisor/outage.py)
+    outage_bots: int = checked(in_range(2, 1_000_000), default=3)
+    outage_window: float = checked(in_range(1, 86400), default=300.0)
 
 
 @dataclass(frozen=True, slots=True)

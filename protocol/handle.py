@@ -33,6 +33,11 @@ __all__ = ["BotHandle", "BotNotRunning", "CommandTimeout", "ControlError", "NotR
 MARGIN = 2.0
 
 
+def _given(**args: Any) -> dict[str, Any]:
+    """The optional arguments that were given (None means "not given")."""
+    return {key: value for key, value in args.items() if value is not None}
+
+
 class BotHandle:
     def __init__(self, bot_id: str, client: ControlClient, *, timeout: float = 10.0) -> None:
         self.bot_id = bot_id
@@ -50,13 +55,15 @@ class BotHandle:
         args = {"bot": self.bot_id, "timeout": self.timeout, **args}
         return self.client.call(command, args, timeout=self.timeout + MARGIN)
 
-    def send_message(self, to: str, text: str) -> dict[str, Any]:
-        """Send ``text`` to ``to`` (a jid), through the bot's durable outbox.
+    def send_message(self, to: str, text: str, *, quote: str | None = None,
+                     mentions: list[str] | None = None) -> dict[str, Any]:
+        """Send ``text`` to ``to`` (a jid), through the bot's durable outbox, replying to message
+        ``quote`` and mentioning ``mentions`` when given.
 
         Returns ``{"id": send id, "state": "sent" | "queued", "message_id": WhatsApp id, "to",
         ...}`` at once: ``timestamp`` when sent, ``position`` and ``expected_delay`` when queued.
         The outcome comes as a ``send-status`` event with the same ``id`` (docs/sends.md)."""
-        return self.call("send", to=to, text=text)
+        return self.call("send", to=to, text=text, **_given(quote=quote, mentions=mentions))
 
     send_text = send_message
 
@@ -82,6 +89,45 @@ class BotHandle:
 
     def backup(self) -> dict[str, Any]:
         return self.call("backup")
+
+    # -- the WhatsApp operations (docs/control.md, "Bot operations") -------------------------------
+    def send_media(self, to: str, kind: str, path: str, *, caption: str | None = None, file_name: str | None = None,
+                   mimetype: str | None = None, quote: str | None = None) -> dict[str, Any]:
+        """Send a file (an absolute path on the bot's host): image, video, audio, voice, document, sticker."""
+        return self.call("send_media", to=to, kind=kind, path=path,
+                         **_given(caption=caption, file_name=file_name, mimetype=mimetype, quote=quote))
+
+    def react(self, chat: str, message_id: str, emoji: str, *, sender: str | None = None) -> dict[str, Any]:
+        """React to a message with ``emoji`` ("" takes the reaction back)."""
+        return self.call("react", chat=chat, message_id=message_id, emoji=emoji, **_given(sender=sender))
+
+    def edit(self, chat: str, message_id: str, text: str) -> dict[str, Any]:
+        return self.call("edit", chat=chat, message_id=message_id, text=text)
+
+    def revoke(self, chat: str, message_id: str, *, sender: str | None = None) -> dict[str, Any]:
+        """Delete a message for everyone."""
+        return self.call("revoke", chat=chat, message_id=message_id, **_given(sender=sender))
+
+    def download(self, message_id: str | None = None, *, media: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The media of a received message, saved in the bot's directory: ``{"path", "size", ...}``."""
+        return self.call("download", **_given(message_id=message_id, media=media))
+
+    def subscribe_presence(self, jid: str) -> dict[str, Any]:
+        return self.call("subscribe_presence", jid=jid)
+
+    def check_numbers(self, numbers: list[str]) -> dict[str, Any]:
+        """Which numbers are on WhatsApp: ``{"results": [{"query", "jid", "on_whatsapp"}]}``."""
+        return self.call("check_numbers", numbers=list(numbers))
+
+    def user_info(self, jids: list[str]) -> dict[str, Any]:
+        return self.call("user_info", jids=list(jids))
+
+    def group_info(self, group: str) -> dict[str, Any]:
+        """A group's subject, settings and participants."""
+        return self.call("group_info", group=group)
+
+    def reject_call(self, call_id: str, caller: str) -> dict[str, Any]:
+        return self.call("reject_call", call_id=call_id, caller=caller)
 
     def simulate(self, kind: str = "message", **args: Any) -> dict[str, Any]:
         """Inject incoming traffic into a SIMULATED bot (``from_`` for ``from``); returns

@@ -24,6 +24,8 @@ from protocol import (
     SUPERVISOR_BOT,
     Bye,
     ContainerState,
+    ErrorEvent,
+    Event,
     Notice,
     ProtocolError,
     StateChange,
@@ -43,6 +45,7 @@ from . import health
 from .calls import WorkerCalls
 from .container import BotContainer
 from .manager import BotManager
+from .outage import OutageWatch
 from .poller import Poller, queued
 from .process import WorkerProcess, stop_forkserver, worker_context
 from .appcheck import broken_apps, changed_apps
@@ -96,6 +99,8 @@ class Supervisor:
         #: test hook: SIGUSR1 wedges the loop this long (see supervisor.systemd.WEDGE_ENV)
         self._wedge = debug_wedge_seconds()
         self.metrics: Any = None  # supervisor.metrics.MetricsServer when [metrics] listen is set
+        sup = config.supervisor
+        self.outages = OutageWatch(threshold=sup.outage_bots, window=sup.outage_window)
 
     # -- setup ---------------------------------------------------------------------------
     def _prepare_run_dir(self) -> None:
@@ -365,6 +370,10 @@ class Supervisor:
             return
         container.on_message(message)
         self._to_tap(topic, payload)
+        if isinstance(message, Event) and isinstance(message.data, ErrorEvent):
+            outage = self.outages.observe(bot_id, message.data, time.monotonic())
+            if outage is not None:
+                self.notice("error", outage)
         if isinstance(message, Bye):
             self._byes.add(message.pid)
 

@@ -141,10 +141,26 @@ class BotContainer:
         self._streak = 0
         self._restart_times: tuple[float, ...] = ()
         self._timer: Timer | None = None
+        #: unix seconds a temporary ban ends; the container starts itself then (docs/neonize.md)
+        self.banned_until: float | None = None
 
     # -- the original API ----------------------------------------------------------------
+    def start_refused(self, force: bool = False) -> str | None:
+        """Why an operator's start is refused now (a temporary ban not yet over), or None."""
+        if force or self.banned_until is None or time.time() >= self.banned_until:
+            return None
+        return (f"temporarily banned until {iso(self.banned_until)} (WhatsApp's expiry); it starts by itself then. "
+                "Connecting earlier can prolong the ban: force the start to do it anyway")
+
+    def _ban_over(self) -> None:
+        self._timer = None
+        if self.state is S.FAILED and self.banned_until is not None:
+            log.info("bot %s: the temporary ban has expired; starting it again", self.bot.id)
+            self.start()
+
     def start(self) -> None:
         """Start the worker (from stopped, failed or backoff); a no-op while one runs."""
+        self.banned_until = None  # the ban is over, or the operator forced the start
         if self.state in PROCESS_STATES:
             if self.state is S.STOPPING and self._stop_intent is StopIntent.STOP:
                 self._stop_intent = StopIntent.RESTART_NOW
@@ -304,6 +320,10 @@ class BotContainer:
         if action is ExitAction.FAIL:
             error = self._last_error
             why = f"{error.code}: {error.message}" if error else f"worker ended with {self.last_exit}"
+            if error is not None and error.code == "temporary-ban" and error.expires_at is not None:
+                self.banned_until = error.expires_at  # start again by itself once WhatsApp lifts the ban
+                why += f"; starts again when the ban expires at {iso(error.expires_at)}"
+                self._timer = self.runtime.call_later(max(0.0, error.expires_at - time.time()), self._ban_over)
             self._transition(S.FAILED, why)
             return
         self._schedule_restart(now, healthy_for, intent)

@@ -158,6 +158,14 @@ class FleetCollector:
                                   value=stats.get("rejected", 0))
         yield CounterMetricFamily("botvisor_tap_messages_dropped", "Messages not delivered to a too slow tap",
                                   value=stats.get("tap_dropped", 0))
+        outages = getattr(self.supervisor, "outages", None)
+        if outages is not None:
+            bots = GaugeMetricFamily("botvisor_fleet_outage_bots", "Bots hit by a fleet-wide outage (the same "
+                                     "WhatsApp failure on many bots within outage_window), by code and status",
+                                     labels=["code", "status"])
+            for outage in outages.active(time.monotonic()):
+                bots.add_metric([outage.code, str(outage.status or "")], len(outage.bots))
+            yield bots
 
     def _usage(self, pid: int) -> tuple[int, float] | None:
         """(RSS bytes, CPU seconds) of ``pid``, or None when it is gone."""

@@ -20,7 +20,7 @@ from protocol import (
 from protocol.codec import decode, encode
 from protocol.events import EVENT_OF_DATA
 from protocol.messages import Event
-from worker.backends.neonize_events import FATAL_CODES, map_event
+from worker.backends.neonize_events import FATAL_CODES, RESTART_CODES, map_event
 
 NOW = 1_800_000_000.0
 R = pb.ConnectFailureReason
@@ -64,9 +64,21 @@ def test_connection_events_map_to_open_and_close_with_a_reason():
         "close", reason="keepalive timeout (3 missed)")
     assert map_event(pb.KeepAliveRestored(), NOW) == ConnectionUpdate("open", reason="keepalive restored")
     assert map_event(pb.StreamError(Code="515"), NOW) == ConnectionUpdate("close", reason="stream error 515")
-    unavailable = map_event(pb.ConnectFailure(Reason=R.SERVICE_UNAVAILABLE, Message="try later"), NOW)
-    assert unavailable == ConnectionUpdate("close", reason="connect failure 503 (SERVICE_UNAVAILABLE): try later")
-    assert map_event(pb.ConnectFailure(Reason=R.INTERNAL_SERVER_ERROR), NOW).connection == "close"
+
+
+
+@pytest.mark.parametrize("reason, status", [(R.GENERIC, 400), (R.EXPERIMENTAL, 501)])
+def test_a_connect_failure_restarts_the_worker_because_whatsmeow_does_not_reconnect(reason, status):
+    # connectionevents.go handleConnectFailure: these take the default branch (expectDisconnect)
+    data = map_event(pb.ConnectFailure(Reason=reason, Message="try later"), NOW)
+    assert (data.code, data.fatal, data.status) == ("connect-failure", False, status)
+    assert "try later" in data.message and "does not reconnect" in data.message
+    assert data.code in RESTART_CODES
+
+
+def test_a_rejected_user_agent_is_fatal():
+    data = map_event(pb.ConnectFailure(Reason=R.BAD_USER_AGENT), NOW)
+    assert (data.code, data.fatal, data.status) == ("client-rejected", True, 409)
 
 
 @pytest.mark.parametrize("reason, status", [(R.LOGGED_OUT, 401), (R.MAIN_DEVICE_GONE, 403), (R.UNKNOWN_LOGOUT, 406)])
@@ -74,8 +86,6 @@ def test_logged_out_is_fatal_with_its_status(reason, status):
     data = map_event(pb.LoggedOut(OnConnect=True, Reason=reason), NOW)
     assert isinstance(data, ErrorEvent) and data.fatal and data.code == "logged-out" and data.status == status
     assert "pair the bot again" in data.message
-    # the same reasons arriving as a ConnectFailure are just as fatal
-    assert map_event(pb.ConnectFailure(Reason=reason), NOW).code == "logged-out"
 
 
 def test_temporary_ban_is_fatal_and_carries_its_expiry_as_a_date():
@@ -88,10 +98,10 @@ def test_temporary_ban_is_fatal_and_carries_its_expiry_as_a_date():
 def test_client_outdated_and_stream_replaced_are_fatal():
     outdated = map_event(pb.ClientOutdated(), NOW)
     assert (outdated.code, outdated.fatal, outdated.status) == ("client-outdated", True, 405)
-    assert map_event(pb.ConnectFailure(Reason=R.CLIENT_OUTDATED), NOW).code == "client-outdated"
     replaced = map_event(pb.StreamReplaced(), NOW)
     assert (replaced.code, replaced.fatal) == ("stream-replaced", True)
-    assert {outdated.code, replaced.code, "logged-out", "temporary-ban"} == FATAL_CODES
+    assert {outdated.code, replaced.code, "logged-out", "temporary-ban", "client-rejected",
+            "unknown-failure"} == FATAL_CODES
 
 
 def test_presence_and_chat_presence_become_presence_updates():
@@ -117,8 +127,8 @@ def test_pair_status_success_is_a_verified_creds_update_and_failure_an_error():
 
 
 def test_events_a_bot_does_not_publish_map_to_none():
-    assert map_event(pb.Receipt(MessageIDs=["A"]), NOW) is None
-    assert map_event(pb.HistorySync(), NOW) is None
+    assert map_event(pb.Receipt(MessageIDs=["A"], Type=pb.Receipt.PEER_MSG), NOW) is None
+    assert map_event(pb.Picture(), NOW) is None
 
 
 def test_every_mapped_event_survives_the_wire_codec():

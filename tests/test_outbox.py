@@ -33,7 +33,9 @@ class Worker:
     """One worker's outbox and backend on a bot directory; a new Worker on the same directory is the
     replacement after a crash. Time is a fake monotonic clock."""
 
-    def __init__(self, bot_dir: Path, per_minute: float = 60, outbox_max: int = 100) -> None:
+    def __init__(self, root: Path, per_minute: float = 60, outbox_max: int = 100) -> None:
+        bot_dir = bot_dir_of(root)  # auth/<server>/bot_<id>: the credentials metadata stays inside root
+        bot_dir.mkdir(parents=True, mode=0o700, exist_ok=True)
         self.events: list = []
         ctx = BackendContext(bot=BotConfig(id="s1"), bot_dir=bot_dir, emit=self.events.append,
                              log=logging.getLogger("test.outbox"))
@@ -55,9 +57,13 @@ class Worker:
         return [e.text for e in self.events if isinstance(e, MessageUpsert) and e.from_me]
 
 
-def received(bot_dir: Path) -> list[tuple[str, str]]:
+def bot_dir_of(root: Path) -> Path:
+    return root / "auth" / "test" / "bot_s1"
+
+
+def received(root: Path) -> list[tuple[str, str]]:
     """What the simulated receivers show: (text, message id) per new message, in delivery order."""
-    return [(d["text"], d["message_id"]) for d in read_deliveries(bot_dir) if not d["duplicate"]]
+    return [(d["text"], d["message_id"]) for d in read_deliveries(bot_dir_of(root)) if not d["duplicate"]]
 
 
 def test_a_send_is_stored_before_the_answer_and_every_send_has_an_id_sent_or_queued(tmp_path):
@@ -67,7 +73,7 @@ def test_a_send_is_stored_before_the_answer_and_every_send_has_an_id_sent_or_que
     assert first["state"] == "sent" and first["message_id"].startswith("SIMOUT") and first["id"]
     assert (second["state"], second["position"], second["expected_delay"]) == ("queued", 1, 1.0)
     assert second["id"] != first["id"] and second["message_id"] and second["message_id"] != first["message_id"]
-    stored = OutboxStore(tmp_path / OUTBOX_FILE)  # a second connection: what a new worker would read
+    stored = OutboxStore(bot_dir_of(tmp_path) / OUTBOX_FILE)  # a second connection: what a new worker would read
     assert stored.get(second["id"]).state == "queued" and stored.get(second["id"]).message_id == second["message_id"]
     assert stored.get(first["id"]).state == "sent"
     assert [(s.id, s.state, s.message_id) for s in w.statuses()] == [(first["id"], "sent", first["message_id"])]
@@ -98,7 +104,7 @@ def test_the_outbox_is_bounded_by_outbox_max_with_a_clear_refusal_that_stores_no
     w.send("q2")
     with pytest.raises(CommandError, match=r"the outbox is full: 2 sends wait \(outbox_max = 2\)"):
         w.send("refused")
-    assert OutboxStore(tmp_path / OUTBOX_FILE).count_pending() == 2
+    assert OutboxStore(bot_dir_of(tmp_path) / OUTBOX_FILE).count_pending() == 2
     w.outbox.flush(1.0)
     assert w.send("room again", now=1.5)["state"] == "queued"
 
@@ -129,10 +135,10 @@ def test_killed_after_the_backend_delivered_but_before_the_outbox_recorded_it_th
     w.backend.send_text = deliver_then_die  # type: ignore[method-assign]
     with pytest.raises(Killed):
         w.outbox.flush(1.0)
-    assert OutboxStore(tmp_path / OUTBOX_FILE).get(queued["id"]).state == "sending"
+    assert OutboxStore(bot_dir_of(tmp_path) / OUTBOX_FILE).get(queued["id"]).state == "sending"
     w2 = Worker(tmp_path)
     w2.outbox.flush(2.0)
-    deliveries = [d for d in read_deliveries(tmp_path) if d["text"] == "interrupted"]
+    deliveries = [d for d in read_deliveries(bot_dir_of(tmp_path)) if d["text"] == "interrupted"]
     assert [(d["message_id"], d["duplicate"]) for d in deliveries] == [(queued["message_id"], False),
                                                                        (queued["message_id"], True)]
     assert received(tmp_path) == [("first", w.statuses()[0].message_id), ("interrupted", queued["message_id"])]
@@ -156,7 +162,7 @@ def test_killed_after_the_attempt_was_recorded_but_before_the_backend_ran_it_is_
         w.outbox.flush(1.0)
     w2 = Worker(tmp_path)
     w2.outbox.flush(2.0)
-    assert [(d["message_id"], d["duplicate"]) for d in read_deliveries(tmp_path) if d["text"] == "never left"] == \
+    assert [(d["message_id"], d["duplicate"]) for d in read_deliveries(bot_dir_of(tmp_path)) if d["text"] == "never left"] == \
         [(queued["message_id"], False)]
 
 
@@ -223,13 +229,14 @@ def test_the_outbox_file_is_private_and_in_wal_mode(tmp_path):
     finally:
         os.umask(old)
     for suffix in ("", "-wal", "-shm"):
-        path = Path(f"{tmp_path / OUTBOX_FILE}{suffix}")
+        path = Path(f"{bot_dir_of(tmp_path) / OUTBOX_FILE}{suffix}")
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
-    assert sqlite3.connect(tmp_path / OUTBOX_FILE).execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert sqlite3.connect(bot_dir_of(tmp_path) / OUTBOX_FILE).execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
 def test_a_corrupt_outbox_file_is_set_aside_and_reported_not_fatal(tmp_path):
-    (tmp_path / OUTBOX_FILE).write_bytes(b"this is not a database" * 100)
+    bot_dir_of(tmp_path).mkdir(parents=True)
+    (bot_dir_of(tmp_path) / OUTBOX_FILE).write_bytes(b"this is not a database" * 100)
     w = Worker(tmp_path)
     (error,) = [e for e in w.events if isinstance(e, ErrorEvent)]
     assert error.code == "corrupt-outbox" and ".corrupt-" in error.file and Path(error.file).exists()
@@ -241,7 +248,7 @@ def test_the_send_operation_goes_through_the_outbox(tmp_path):
     sent = commands.OPERATIONS["send"](w.backend, {"to": "+1 555 000 1111", "text": "hi"})
     queued = commands.OPERATIONS["send"](w.backend, {"to": "15550002222", "text": "later"})
     assert (sent["state"], sent["to"], queued["state"]) == ("sent", "15550001111@s.whatsapp.net", "queued")
-    assert OutboxStore(tmp_path / OUTBOX_FILE).get(queued["id"]).args == {"to": "15550002222@s.whatsapp.net",
+    assert OutboxStore(bot_dir_of(tmp_path) / OUTBOX_FILE).get(queued["id"]).args == {"to": "15550002222@s.whatsapp.net",
                                                                          "text": "later"}
 
 
@@ -253,7 +260,7 @@ def test_a_non_sending_operation_is_refused_by_name(tmp_path):
 
 @pytest.mark.parametrize("sync, level", [("full", 2), ("normal", 1)])
 def test_outbox_sync_sets_how_hard_each_change_is_flushed(tmp_path, sync, level):
-    store = OutboxStore(tmp_path / OUTBOX_FILE, sync)
+    store = OutboxStore(tmp_path / "outbox-alone.sqlite3", sync)
     assert store.db.execute("PRAGMA synchronous").fetchone() == (level,)
 
 
@@ -271,3 +278,31 @@ def test_bad_outbox_settings_are_refused_naming_the_key(tmp_path, entry, message
         load_config(path)
     path.write_text('[supervisor]\noutbox_max = 5\n[[bots]]\nid = "a"\n')
     assert load_config(path).bot("a").outbox_max == 5, "inherited from [supervisor]"
+
+
+def test_every_sending_operation_is_stored_and_resumed_by_a_new_worker_under_its_id(tmp_path):
+    import time
+
+    w = Worker(tmp_path, per_minute=60)
+    jid = "15550001111@s.whatsapp.net"
+    first = w.outbox.submit("send", {"to": jid, "text": "hello"}, time.monotonic())
+    picture = tmp_path / "picture.png"
+    picture.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
+    calls = [("react", {"chat": jid, "message_id": first["message_id"], "emoji": "👍"}),
+             ("edit", {"chat": jid, "message_id": first["message_id"], "text": "hello!"}),
+             ("send_media", {"to": jid, "kind": "image", "path": str(picture), "caption": "look"}),
+             ("send", {"to": jid, "text": "quoting", "quote": first["message_id"]}),
+             ("revoke", {"chat": jid, "message_id": first["message_id"]})]
+    replies = [commands.OPERATIONS[op](w.backend, args) for op, args in calls]  # within 1 s: all wait
+    assert [r["state"] for r in replies] == ["queued"] * 5 and all(r["message_id"] for r in replies)
+    del w  # killed with five sends queued
+    w2 = Worker(tmp_path, per_minute=6000)
+    assert [e.op for e in w2.outbox.queue] == ["react", "edit", "send_media", "send", "revoke"]
+    later = time.monotonic() + 2
+    for i in range(5):
+        w2.outbox.flush(later + i)
+    assert [(s.op, s.state, s.message_id) for s in w2.statuses()] == \
+        [(op, "sent", r["message_id"]) for (op, _), r in zip(calls, replies)]
+    shown = [(d["op"], d["message_id"]) for d in read_deliveries(bot_dir_of(tmp_path)) if not d["duplicate"]]
+    assert shown == [("send", first["message_id"])] + [(op, r["message_id"]) for (op, _), r in zip(calls, replies)]
+    assert w2.backend.sent[-1]["op"] == "revoke" and w2.backend.sent[-1]["target"] == first["message_id"]

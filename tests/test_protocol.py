@@ -25,6 +25,7 @@ from protocol import (
     Notice,
     PresenceUpdate,
     ProtocolError,
+    SendStatus,
     StateChange,
     check_topic,
     decode,
@@ -58,6 +59,8 @@ event_data = st.one_of(
               chat=opt(text), last_seen=opt(seconds)),
     st.builds(ErrorEvent, code=text, message=text, fatal=st.booleans(), status=opt(st.integers(0, 999)),
               expires_at=opt(seconds), file=opt(text)),
+    st.builds(SendStatus, id=text, state=st.sampled_from(["sent", "failed"]), op=text, message_id=opt(text),
+              to=opt(text), reason=opt(text), attempts=opt(st.integers(0, 100)), timestamp=opt(seconds)),
 )
 
 
@@ -151,7 +154,7 @@ def sample() -> Heartbeat:
 @pytest.mark.parametrize(
     ("mutate", "reason"),
     [
-        (lambda b: b.update(v=2), "unsupported protocol version 2"),
+        (lambda b: b.update(v=3), "unsupported protocol version 3"),
         (lambda b: b.pop("v"), "unsupported protocol version None"),
         (lambda b: b.update(kind="shout"), "unknown message kind 'shout'"),
         (lambda b: b.update(bot="../x"), "bad bot id '../x'"),
@@ -218,4 +221,4 @@ def test_control_messages_round_trip():
     assert decode_request(encode_request(request)) == request
     reply = ok("id1", {"n": 1})
     assert decode_reply(encode_reply(reply)) == reply
-    assert PROTOCOL_VERSION == 1
+    assert PROTOCOL_VERSION == 2

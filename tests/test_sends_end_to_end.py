@@ -9,7 +9,9 @@ receiver sees one message; every send's `send-status` event carries the id its r
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import sqlite3
 
@@ -20,6 +22,11 @@ from protocol.client import ControlClient, ControlError
 from protocol.handle import BotHandle
 from worker.backends.sim_deliveries import read_deliveries
 from worker.outbox_store import OUTBOX_FILE
+
+
+#: a loaded 2-core machine starves nice-10 workers for seconds at times: the harness's 0.6 s
+#: staleness would replace healthy workers mid-test, and these tests are about sends, not liveness
+LENIENT = {"heartbeat_interval": 0.5, "heartbeat_timeout": 10.0}
 
 
 def handle(fleet, bot="b1") -> BotHandle:
@@ -67,7 +74,7 @@ def check_delivered_once_in_order(fleet, replies, texts, bot="b1"):
 
 
 def test_queued_sends_survive_a_sigkill_and_the_replacement_sends_them_in_order(fleet_factory, launch):
-    fleet = fleet_factory([{"id": "b1", "messages_per_minute": 120.0}])  # one every 0.5 s
+    fleet = fleet_factory([{"id": "b1", "messages_per_minute": 120.0}], **LENIENT)  # one every 0.5 s
     service, tap = launch(fleet)
     first_open = online(tap)
     texts = [f"reply {i}" for i in range(8)]
@@ -95,7 +102,8 @@ def test_queued_sends_survive_a_sigkill_and_the_replacement_sends_them_in_order(
 
 def test_killed_between_delivery_and_record_the_new_worker_resends_under_the_same_id(fleet_factory, launch):
     # the third message handed to the network kills the worker before the outbox records it as sent
-    fleet = fleet_factory([{"id": "b1", "messages_per_minute": 300.0, "simulated": {"crash_after_deliveries": 3}}])
+    fleet = fleet_factory([{"id": "b1", "messages_per_minute": 120.0, "simulated": {"crash_after_deliveries": 3}}],
+                          **LENIENT)
     service, tap = launch(fleet)
     online(tap)
     texts = [f"m{i}" for i in range(5)]
@@ -115,7 +123,7 @@ def test_killed_between_delivery_and_record_the_new_worker_resends_under_the_sam
 
 @pytest.mark.parametrize("how", ["restart", "stop-start"])
 def test_restart_and_stop_keep_the_queue_and_it_is_sent_after(fleet_factory, launch, how):
-    fleet = fleet_factory([{"id": "b1", "messages_per_minute": 30.0}])  # one every 2 s: they wait
+    fleet = fleet_factory([{"id": "b1", "messages_per_minute": 30.0}], **LENIENT)  # one every 2 s: they wait
     service, tap = launch(fleet)
     first_open = online(tap)
     texts = [f"{how} {i}" for i in range(4)]
@@ -126,7 +134,9 @@ def test_restart_and_stop_keep_the_queue_and_it_is_sent_after(fleet_factory, lau
         service.control("stop", {"bots": ["b1"]})
         tap.wait_for(lambda m: isinstance(m, StateChange) and m.bot == "b1" and m.state is ContainerState.STOPPED,
                      what="b1 stopped")
-        assert pending_in_file(fleet) == 3, "a stopped bot keeps its queue on disk"
+        done = {m.data.id for m in tap.seen if isinstance(m, Event) and m.type is EventType.SEND_STATUS}
+        assert pending_in_file(fleet) == len({r["id"] for r in replies} - done) >= 2, \
+            "a stopped bot keeps its queue on disk"
         service.control("start", {"bots": ["b1"]})
     online(tap, pid=first_open.pid)
     seen = statuses(tap, [r["id"] for r in replies], timeout=30)
@@ -136,7 +146,7 @@ def test_restart_and_stop_keep_the_queue_and_it_is_sent_after(fleet_factory, lau
 
 
 def test_a_reload_that_restarts_the_bot_keeps_its_queue(fleet_factory, launch):
-    fleet = fleet_factory([{"id": "b1", "messages_per_minute": 12.0}])  # one every 5 s
+    fleet = fleet_factory([{"id": "b1", "messages_per_minute": 12.0}], **LENIENT)  # one every 5 s
     service, tap = launch(fleet)
     first_open = online(tap)
     texts = [f"reload {i}" for i in range(4)]
@@ -151,7 +161,7 @@ def test_a_reload_that_restarts_the_bot_keeps_its_queue(fleet_factory, launch):
 
 
 def test_outbox_max_refuses_a_send_with_a_clear_error_and_nothing_is_stored(fleet_factory, launch):
-    fleet = fleet_factory([{"id": "b1", "messages_per_minute": 0.01, "outbox_max": 2}])
+    fleet = fleet_factory([{"id": "b1", "messages_per_minute": 0.01, "outbox_max": 2}], **LENIENT)
     service, tap = launch(fleet)
     online(tap)
     queue_up(fleet, ["sent", "q1", "q2"])
@@ -162,3 +172,27 @@ def test_outbox_max_refuses_a_send_with_a_clear_error_and_nothing_is_stored(flee
     assert pending_in_file(fleet) == 2
     assert not any(isinstance(m, Event) and isinstance(m.data, SendStatus) and m.data.state == "failed"
                    for m in tap.seen), "a refused send was never accepted: no send-status"
+
+
+def test_the_cli_prints_the_send_id_that_the_send_status_event_carries(fleet_factory, launch):
+    from .test_cli_commands import cli
+
+    fleet = fleet_factory([{"id": "b1", "messages_per_minute": 10.0}], **LENIENT)  # 6 s: the CLI is slower than 1 s
+    service, tap = launch(fleet)
+    online(tap)
+    printed = [cli(fleet, "send", "b1", "+15550001111", text) for text in ("now", "held back")]
+    assert all(p.returncode == 0 for p in printed), [p.stderr for p in printed]
+    sent = re.fullmatch(r"b1: sent message (\S+) to 15550001111@s.whatsapp.net \(send ([0-9a-f]{16})\)\n",
+                        printed[0].stdout)
+    queued = re.fullmatch(r"b1: queued send ([0-9a-f]{16}) to 15550001111@s.whatsapp.net \(position 1, expected in "
+                          r"[0-9.]+ s; message id (\S+)\)\n", printed[1].stdout)
+    assert sent and queued, [p.stdout for p in printed]
+    expected = {sent.group(2): sent.group(1), queued.group(1): queued.group(2)}  # send id -> WhatsApp id
+    statuses(tap, list(expected))
+
+    def in_history() -> dict[str, str]:
+        lines = cli(fleet, "history", "b1", "--json", "-n", "100").stdout.splitlines()
+        events = [json.loads(line) for line in lines]
+        return {e["data"]["id"]: e["data"]["message_id"] for e in events if e["type"] == "send-status"}
+
+    assert in_history() == expected, "botvisor history shows each send-status under the id botvisor send printed"

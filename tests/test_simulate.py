@@ -119,3 +119,55 @@ def test_botvisor_simulate_delivers_a_message_the_tap_sees(fleet_factory, launch
                  what="the group message")
     bad = cli(fleet, "simulate", "b1", "--from", "nobody", "--text", "x")
     assert bad.returncode == 1 and "argument 'from'" in bad.stderr
+
+
+def test_an_unused_pairing_ends_the_life_and_pairing_lives_later_the_bot_fails(fleet_factory, launch):
+    from protocol import Bye, ContainerState, StateChange
+
+    fleet = fleet_factory([{"id": "p1", "simulated": {"paired": False, "pair_after": 3600.0, "qr_every": 0.05,
+                                                      "pairing_timeout": 0.3},
+                            "whatsapp": {"pairing_lives": 2}}],
+                          backoff={"initial": 0.05, "jitter": 0.0})
+    service, tap = launch(fleet)
+    failed = tap.wait_for(lambda m: isinstance(m, StateChange) and m.bot == "p1" and m.state is ContainerState.FAILED,
+                          timeout=20, what="p1 failed after its pairing lives")
+    byes = [m for m in tap.seen if isinstance(m, Bye) and m.bot == "p1"]
+    assert [(b.reason, b.exit_code) for b in byes] == [("pairing-timeout", 70), ("pairing-timeout", 78)]
+    closes = [m for m in tap.seen if isinstance(m, Event) and m.bot == "p1" and m.type is EventType.CONNECTION_UPDATE
+              and m.data.connection == "close"]
+    assert all(c.data.reason.startswith("pairing timed out") for c in closes) and len(closes) == 2
+    assert "pairing-timeout" in failed.reason and "life 2 of pairing_lives = 2" in failed.reason
+    assert any(isinstance(m, Event) and m.bot == "p1" and m.data.__class__.__name__ == "ConnectionUpdate"
+               and m.data.qr for m in tap.seen), "QR codes were shown before they ran out"
+
+
+def test_the_operations_through_the_cli_and_the_real_supervisor(fleet_factory, launch, tmp_path):
+    import json as _json
+
+    fleet = fleet_factory([{"id": "b1", "messages_per_minute": 6000}])
+    service, tap = launch(fleet)
+    tap.wait_for(lambda m: isinstance(m, Event) and m.type is EventType.CONNECTION_UPDATE
+                 and m.data.connection == "open", what="b1 online")
+    photo = tmp_path / "cat.png"
+    photo.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\1" * 100)
+    got = cli(fleet, "simulate", "b1", "--from", "15550001111", "--media", f"image:{photo}", "--caption", "cat",
+              "--json")
+    assert got.returncode == 0, got.stderr
+    message_id = _json.loads(got.stdout)["id"]
+    saved = cli(fleet, "download", "b1", message_id)
+    assert saved.returncode == 0, saved.stderr
+    path = _json.loads(saved.stdout)["path"]
+    assert open(path, "rb").read() == photo.read_bytes()
+    reply = cli(fleet, "send", "b1", "15550001111", "nice cat", "--quote", message_id)
+    assert reply.returncode == 0, reply.stderr
+    echo = tap.wait_for(lambda m: isinstance(m, Event) and m.type is EventType.MESSAGE_UPSERT and m.data.from_me,
+                        what="the reply's echo")
+    assert echo.data.quoted.id == message_id
+    reacted = cli(fleet, "react", "b1", "15550001111", message_id, "❤")
+    assert reacted.returncode == 0, reacted.stderr
+    numbers = _json.loads(cli(fleet, "check-numbers", "b1", "15550001111").stdout)
+    assert numbers["results"][0]["on_whatsapp"] is True
+    missing = cli(fleet, "send-media", "b1", "15550001111", "image", str(tmp_path / "nope.png"))
+    assert missing.returncode == 1 and "argument 'path': no such file" in missing.stderr
+    unknown = cli(fleet, "react", "b1", "15550001111", "NOPE", "x")
+    assert unknown.returncode == 1 and "unknown message id 'NOPE'" in unknown.stderr

@@ -69,8 +69,9 @@ def mark_read(backend: Backend, args: dict[str, Any]) -> Any:
     if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
         raise CommandError("argument 'message_ids' must be a non-empty list of strings")
     sender = args.get("sender")
-    return backend.mark_read(to_jid(_text(args, "chat"), "chat"), ids,
-                             to_jid(sender, "sender") if isinstance(sender, str) and sender else None)
+    chat = to_jid(_text(args, "chat"), "chat")
+    given = to_jid(sender, "sender") if isinstance(sender, str) and sender else None
+    return backend.mark_read(chat, ids, wa_operations.read_sender(backend, chat, ids, given))
 
 
 def logout(backend: Backend, args: dict[str, Any]) -> Any:

@@ -91,6 +91,20 @@ def reply_args(backend: Backend, args: dict[str, Any]) -> dict[str, Any]:
     return extra
 
 
+def read_sender(backend: Backend, chat: str, message_ids: list[str], sender: str | None) -> str | None:
+    """The author a group read receipt names: whatsmeow's MarkRead sends ``sender`` as the
+    receipt's participant, and the group's own JID there is a wrong receipt. Looked up from the
+    messages this worker saw when not given; None in a private chat (the chat is the sender)."""
+    if sender is not None or not chat.endswith("@g.us"):
+        return sender
+    seen = [backend.recent.get(i) for i in message_ids]
+    authors = {s.message.sender for s in seen if s is not None}
+    if len(authors) == 1 and all(s is not None for s in seen):
+        return authors.pop()
+    why = "they have different authors" if len(authors) > 1 else "this worker has not seen them all"
+    raise CommandError(f"argument 'sender' is needed to mark messages read in a group: their author ({why})")
+
+
 # -- the operations -------------------------------------------------------------------------------
 def send_media(backend: Backend, args: dict[str, Any]) -> Any:
     to = jid_arg(args, "to")

@@ -27,10 +27,11 @@ from . import (
     stop,
     tap,
     top,
+    wa,
 )
 
-#: subcommand name -> module
-SUBCOMMANDS: dict[str, ModuleType] = {
+#: subcommand name -> module (or an object shaped like one: cli/wa.py)
+SUBCOMMANDS: dict[str, ModuleType | wa.Operation] = {
     "run": run,
     "check-config": check_config,
     "tap": tap,
@@ -47,6 +48,7 @@ SUBCOMMANDS: dict[str, ModuleType] = {
     "keys": keys,
     "creds": creds,
     "logs": logs,
+    **wa.COMMANDS,
 }
 
 

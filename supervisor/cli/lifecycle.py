@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .common import (
+    EXIT_FAILURE,
     EXIT_OK,
     EXIT_USAGE,
     add_config_argument,
@@ -24,11 +25,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, action: str) -> int:
     if bool(args.bots) == bool(args.all):
         return fail(f"{action}: give bot ids or --all (not both)", EXIT_USAGE)
-    result = control(args, action, {"all": True} if args.all else {"bots": args.bots})
+    request = {"all": True} if args.all else {"bots": args.bots}
+    if getattr(args, "force", False):
+        request["force"] = True
+    result = control(args, action, request)
+    refused = False
     for bot_id, change in sorted(result.items()):
         before, after = change["before"], change["after"]
+        if change.get("refused"):
+            refused = True
+            print(f"{bot_id}: {action} refused: {change['refused']}")
+            continue
         what = f"{before} -> {after}" if before != after else f"already {after}"
         print(f"{bot_id}: {action} requested, {what}")
     if not result:
         print("no bot is configured")
-    return EXIT_OK
+    return EXIT_FAILURE if refused else EXIT_OK

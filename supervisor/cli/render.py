@@ -12,6 +12,7 @@ from protocol.schema import to_mapping
 COLOURS = {
     "hello": "32", "bye": "33", "heartbeat": "2", "state": "36", "notice": "35",
     "connection-update": "34", "message-upsert": "0", "creds-update": "35", "presence-update": "2", "error": "31",
+    "receipt-update": "2", "call-update": "33", "group-update": "36", "history-sync": "2",
 }
 STATE_COLOURS = {"running": "32", "failed": "31", "backoff": "33", "stopping": "33", "stopped": "2",
                  "initializing": "36"}

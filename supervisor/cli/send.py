@@ -20,6 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bot", metavar="BOT")
     parser.add_argument("to", metavar="TO", help="a jid, or a phone number with its country code")
     parser.add_argument("text", metavar="TEXT")
+    parser.add_argument("--quote", metavar="MESSAGE_ID", help="reply to this message (one the bot received or sent)")
+    parser.add_argument("--mention", action="append", metavar="NUMBER", help="mention a contact (repeatable)")
     parser.add_argument("--timeout", type=float, default=None, metavar="S",
                         help="seconds the bot may take to answer (default: the config's command_timeout)")
 
@@ -31,7 +33,7 @@ def jid(to: str) -> str:
 
 def execute(args: argparse.Namespace) -> int:
     to = jid(args.to)
-    result = bot_call(args, "send_message", to, args.text)
+    result = bot_call(args, "send_message", to, args.text, quote=args.quote, mentions=args.mention)
     send_id, message_id = result.get("id", "?"), result.get("message_id")
     if result.get("state") == "queued":  # stored in the bot's outbox; its send-status event follows
         print(f"{args.bot}: queued send {send_id} to {result.get('to', to)} "

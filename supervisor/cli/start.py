@@ -1,7 +1,9 @@
 """Start bots (from stopped, failed or backoff): botvisor start BOT... | --all
 
 Prints each bot's container state before and after; the transitions that follow are on the
-tap. Exits 1 when the supervisor refuses (an unknown bot), 3 when no supervisor answers.
+tap. A bot whose temporary ban has not expired is refused (with the expiry) unless --force; a
+banned bot starts by itself when its ban expires. Exits 1 when the supervisor refuses (an
+unknown bot, a ban), 3 when no supervisor answers.
 """
 
 from __future__ import annotations
@@ -10,7 +12,12 @@ import argparse
 
 from . import lifecycle
 
-add_arguments = lifecycle.add_arguments
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    lifecycle.add_arguments(parser)
+    parser.add_argument("--force", action="store_true",
+                        help="start even while a temporary ban has not expired (it may prolong the ban)")
 
 
 def execute(args: argparse.Namespace) -> int:

@@ -1,5 +1,8 @@
 """``start``, ``stop``, ``restart``: act on named bots (``{"bots": [...]}``) or ``{"all": true}``.
 
+``start`` refuses a bot whose temporary ban has not expired (the entry says why, with the
+expiry) unless ``{"force": true}``.
+
 The reply lists what each bot's container was asked to do and its state right after; the
 transitions themselves are published on the tap as ``state`` messages.
 """
@@ -35,6 +38,10 @@ def _act(action: str) -> Any:
         done = {}
         for container in targets:
             before = container.state.value
+            refused = container.start_refused(request.args.get("force") is True) if action == "start" else None
+            if refused is not None:  # e.g. a temporary ban not yet over
+                done[container.bot.id] = {"before": before, "after": before, "refused": refused}
+                continue
             getattr(container, action)(reason=f"{action} requested by an operator") if action != "start" \
                 else container.start()
             done[container.bot.id] = {"before": before, "after": container.state.value}

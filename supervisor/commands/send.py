@@ -1,8 +1,8 @@
 """``send``: send a text message as the bot.
 
-Args: ``{"bot": id, "to": jid, "text": str, "timeout"?: seconds}``. Result: the worker's
-answer, ``{"id": send id, "state": "sent" | "queued", "message_id": WhatsApp id, "to": jid, ...}``
-(docs/control.md).
+Args: ``{"bot": id, "to": jid, "text": str, "quote"?: message id, "mentions"?: [jid],
+"timeout"?: seconds}``. Result: the worker's answer, ``{"id": send id, "state": "sent" |
+"queued", "message_id": WhatsApp id, "to": jid, ...}`` (docs/control.md).
 """
 
 from __future__ import annotations
@@ -20,4 +20,6 @@ def execute(supervisor: Any, request: Request, answer: Any) -> None:
     if to is None or text is None:
         answer(failure(request.id, BAD_REQUEST, "arguments 'to' and 'text' must be non-empty strings"))
         return
-    forward(supervisor, request, answer, "send", {"to": to, "text": text})
+    args = {"to": to, "text": text}
+    args.update({key: request.args[key] for key in ("quote", "mentions") if request.args.get(key) is not None})
+    forward(supervisor, request, answer, "send", args)

@@ -22,7 +22,6 @@ Stopping never waits for Go: ``client.stop()`` blocks until an in-flight dial en
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import queue
@@ -44,7 +43,7 @@ from protocol import (
 )
 from protocol.backoff import reconnect_delay
 
-from ..atomic import write_atomic
+from .. import pairing
 from ..errors import BotCrash, CommandError, FatalBotError
 from .base import Backend, BackendContext
 
@@ -54,12 +53,14 @@ NEONIZE_STORE = "session.sqlite3"
 #: concurrent writes wait instead of failing with "database is locked". neonize appends
 #: "?_foreign_keys=on" itself: the trailing "&" keeps that from breaking our last parameter.
 STORE_PARAMETERS = "?_journal_mode=WAL&_busy_timeout=10000&_foreign_keys=on&"
-#: the latest QR code as an image, for headless servers; removed once connected
-QR_FILE = "qr.png"
 #: proxy variables Go's HTTP client would honour; a bot's proxy comes from its config only
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 #: events handled in one poll at most, so heartbeats keep flowing during a burst
 MAX_BATCH = 256
+#: failed dials one worker life makes at most: neonize opens the store on every connect() and
+#: never closes it when the dial fails, 2 fds each (the database and its WAL; measured by
+#: tests/test_neonize_dispatch.py), so a new life, which frees them, comes before ulimit -n does
+MAX_FAILED_DIALS = 100
 _GO_LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
                   "error": logging.ERROR, "critical": logging.ERROR}
 
@@ -77,13 +78,22 @@ def strip_proxy_environment() -> list[str]:
 # logging.basicConfig, a no-op once the root logger has a handler).
 STRIPPED_PROXY_VARIABLES = strip_proxy_environment()
 
-import segno  # noqa: E402
 from neonize._binder import ProxySettings  # noqa: E402
 from neonize.client import NewClient  # noqa: E402
 from neonize.utils import build_jid  # noqa: E402
 from neonize.utils.enum import ChatPresence, ChatPresenceMedia, Presence, ReceiptType  # noqa: E402
 
 from . import neonize_events  # noqa: E402
+from .neonize_lifetime import own, release  # noqa: E402
+from .neonize_ops import NeonizeOperations, no_chosen_id  # noqa: E402
+from .neonize_pairing import QR_FILE, NeonizePairing, _LoginStatus, _PairCode, _Qr  # noqa: E402,F401
+
+
+@dataclass(frozen=True)
+class _DialEnded:
+    """connect() returned (Go's error, or None when the session ended)."""
+
+    error: str | None
 
 
 def store_uri(bot_dir: Path) -> str:
@@ -97,24 +107,7 @@ def parse_jid(value: str) -> Any:
     return build_jid(user, server or "s.whatsapp.net")
 
 
-# -- what Go threads hand to the main loop ------------------------------------------------------
-@dataclass(frozen=True)
-class _Qr:
-    code: str
-
-
-@dataclass(frozen=True)
-class _DialEnded:
-    error: str | None
-
-
-@dataclass(frozen=True)
-class _PairCode:
-    code: str | None
-    error: str | None = None
-
-
-class NeonizeBackend(Backend):
+class NeonizeBackend(NeonizePairing, NeonizeOperations, Backend):
     name = "neonize"
     hard_exit = True
 
@@ -143,6 +136,9 @@ class NeonizeBackend(Backend):
         self._last_close: str | None = None
         self._pairing = False
         self._stopping = False
+        #: while QR codes are shown: when the current one was, to see the codes run out
+        self._qr_at: float | None = None
+        self._failed_dials = 0
 
     # -- Go threads: enqueue and wake the loop, nothing else ------------------------------------
     def _push(self, item: Any) -> None:
@@ -155,9 +151,6 @@ class NeonizeBackend(Backend):
     def _on_event(self, _client: Any, event: Any) -> None:
         self._push(event)
 
-    def _on_qr(self, _client: Any, data: bytes) -> None:
-        self._push(_Qr(data.decode(errors="replace")))
-
     def _connect(self, client: NewClient) -> None:
         error = None
         try:
@@ -165,12 +158,6 @@ class NeonizeBackend(Backend):
         except Exception as exc:  # NeonizeError: "failed to dial whatsapp web websocket: ..."
             error = str(exc) or exc.__class__.__name__
         self._push(_DialEnded(error))
-
-    def _pair_phone(self, client: NewClient, phone: str) -> None:
-        try:
-            self._push(_PairCode(client.PairPhone(phone, show_push_notification=True)))
-        except Exception as exc:
-            self._push(_PairCode(None, str(exc) or exc.__class__.__name__))
 
     # -- lifecycle ------------------------------------------------------------------------------
     def wakeup_fd(self) -> int | None:
@@ -181,7 +168,9 @@ class NeonizeBackend(Backend):
         for event_type in neonize_events.EVENT_TYPES:
             client.event(event_type)(self._on_event)
         client.qr(self._on_qr)  # replaces neonize's default, which prints the QR to fd 1
-        self.client = client
+        # connect() wraps self.__onLoginStatus when it runs: an instance attribute takes its place
+        client._NewClient__onLoginStatus = self._on_login_status  # type: ignore[attr-defined]
+        self.client = own(client)  # no GC finalizer may ever stop it on the loop's thread
         self._dial(now)
 
     def _dial(self, now: float) -> None:
@@ -200,7 +189,7 @@ class NeonizeBackend(Backend):
             return
         self._stopping = True
         if self.client is not None and self._dial_thread is not None:
-            threading.Thread(target=self.client.stop, name="neonize-stop", daemon=True).start()
+            release(self.client)  # client.stop() on a daemon thread; the reference is kept
 
     # -- the loop's entry point -------------------------------------------------------------------
     def poll(self, now: float) -> float | None:
@@ -221,7 +210,10 @@ class NeonizeBackend(Backend):
             self._dial(now)
         if self._watch_at is not None and now >= self._watch_at:
             self._still_offline(now)
-        return min((t for t in (self._redial_at, self._watch_at) if t is not None), default=None)
+        stale_at = self._qr_at + pairing.QR_STALE_AFTER if self._qr_at is not None else None
+        if stale_at is not None and now >= stale_at:
+            self._pairing_timed_out(f"no new QR code for {pairing.QR_STALE_AFTER:.0f} s")
+        return min((t for t in (self._redial_at, self._watch_at, stale_at) if t is not None), default=None)
 
     def _handle(self, item: Any, now: float) -> None:
         if self._stopping:
@@ -230,15 +222,19 @@ class NeonizeBackend(Backend):
             case _DialEnded(error=error):
                 self._dial_ended(error, now)
             case _Qr(code=code):
+                self._qr_at = now
                 self._show_qr(code)
+            case _LoginStatus(status=status):
+                self._login_status(status)
             case _PairCode(code=code, error=error):
                 if code:
                     self.ctx.emit(ConnectionUpdate("connecting", pair_code=code, attempt=self.connection_attempts))
                 else:
                     self.ctx.emit(ErrorEvent(code="pair-failed", message=f"pairing by phone code failed: {error}"))
             case _:
-                data = neonize_events.map_event(item, time.time())
-                if data is not None:
+                for data in neonize_events.map_events(item, time.time()):
+                    if isinstance(data, MessageUpsert):
+                        self.recent.add(data, item)  # the protobuf: to quote, react to, download it later
                     self._apply(data, now)
 
     def _apply(self, data: EventData, now: float) -> None:
@@ -247,6 +243,9 @@ class NeonizeBackend(Backend):
                 self._opened(data)
             case ConnectionUpdate(connection="close"):
                 self._closed(data, now)
+            case ErrorEvent(code=code) if code in neonize_events.RESTART_CODES:
+                self.status = BotStatus.OFFLINE
+                raise BotCrash(data.code, data.message, status=data.status)
             case ErrorEvent(fatal=True):
                 self.status = BotStatus.OFFLINE
                 self.ctx.emit(CredsUpdate(verified=False, phone_number=self._phone_number(), last_updated=time.time(),
@@ -254,6 +253,9 @@ class NeonizeBackend(Backend):
                 raise FatalBotError(data.code, data.message, status=data.status, expires_at=data.expires_at)
             case CredsUpdate(verified=True):
                 self.phone = data.phone_number or self.phone
+                if data.reason == "paired":
+                    self._qr_at = None
+                    pairing.paired(self.ctx.bot_dir)
                 self.ctx.emit(data)
             case _:
                 self.ctx.emit(data)
@@ -294,7 +296,14 @@ class NeonizeBackend(Backend):
         self._dial_thread = None
         self._watch_at = None
         self.status = BotStatus.OFFLINE
+        lost = neonize_events.unencodable_event(error) if error else None
+        if lost is not None:  # not a dial failure: neonize's event loop died on an event it could not encode
+            self._apply(lost, now)
         reason = f"dial failed: {error}" if error else "the session ended"
+        self._failed_dials += 1
+        if self._failed_dials >= MAX_FAILED_DIALS:
+            raise BotCrash("dial-limit", f"{self._failed_dials} failed dials in this worker life (each leaks 2 file "
+                                         f"descriptors inside neonize); a new life frees them; last: {reason}")
         self._give_up_after(reason)
         retry_in = reconnect_delay(max(1, self.connection_attempts), self.ctx.bot.backoff, self.rng)
         self._redial_at = now + retry_in
@@ -307,18 +316,6 @@ class NeonizeBackend(Backend):
             self.ctx.emit(ConnectionUpdate("close", reason=reason, attempt=self.connection_attempts))
             raise BotCrash("reconnect-exhausted", f"gave up after {self.connection_attempts} connection attempts "
                                                   f"(max_reconnect_attempts = {limit}); last: {reason}")
-
-    # -- pairing ----------------------------------------------------------------------------------
-    def _show_qr(self, code: str) -> None:
-        image = io.BytesIO()
-        segno.make_qr(code).save(image, kind="png", scale=6, border=4)
-        write_atomic(self.ctx.bot_dir / QR_FILE, image.getvalue())
-        self.ctx.emit(ConnectionUpdate("connecting", qr=code, attempt=self.connection_attempts))
-        if self.ctx.bot.phone_number and not self._pairing and self.client is not None:
-            # PairPhone needs a live client, which the first QR proves; it waits on the network
-            self._pairing = True
-            threading.Thread(target=self._pair_phone, args=(self.client, self.ctx.bot.phone_number),
-                             name="neonize-pair", daemon=True).start()
 
     def _phone_number(self) -> str | None:
         me = self.client.me if self.client is not None else None  # never get_me(): it can panic in Go
@@ -338,19 +335,20 @@ class NeonizeBackend(Backend):
     # on every call (send.go: ``if len(req.ID) == 0 { req.ID = cli.GenerateMessageID() }``).
     # So keeps_message_id stays False and new_message_id() None: the outbox learns the id from
     # the response and never retries an interrupted send blindly (docs/sends.md).
-    def send_text(self, to: str, text: str, *, message_id: str | None = None) -> dict[str, Any]:
-        if message_id is not None:
-            raise CommandError("the neonize backend cannot send under a chosen message id (neonize 0.5.2 "
-                               "does not pass SendRequestExtra.ID to whatsmeow)")
+    def send_text(self, to: str, text: str, quote: str | None = None, mentions: list[str] | None = None, *,
+                  message_id: str | None = None) -> dict[str, Any]:
+        no_chosen_id(message_id)
         client = self._online_client()
         try:
-            response = client.send_message(parse_jid(to), text)
+            response = client.send_message(parse_jid(to), self.text_message(text, quote, mentions))
         except Exception as exc:
             raise CommandError(f"send failed: {exc}") from exc
         ts = time.time()
         me = self._phone_number()
-        self.ctx.emit(MessageUpsert(id=response.ID, chat=to, sender=f"{me}@s.whatsapp.net" if me else "",
-                                    timestamp=ts, from_me=True, text=text))
+        sent = MessageUpsert(id=response.ID, chat=to, sender=f"{me}@s.whatsapp.net" if me else "", timestamp=ts,
+                             from_me=True, text=text, is_group=to.endswith("@g.us"), mentions=mentions or None)
+        self.recent.add(sent, self._as_event(response, to))
+        self.ctx.emit(sent)
         return {"id": response.ID, "timestamp": ts, "to": to}
 
     def set_presence(self, presence: str, chat: str | None = None) -> dict[str, Any]:

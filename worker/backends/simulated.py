@@ -29,6 +29,7 @@ from protocol.backoff import reconnect_delay
 from protocol.events import EVENT_OF_DATA
 from protocol.schema import to_mapping
 
+from .. import pairing
 from ..atomic import write_atomic
 from ..credentials import CredentialsManager
 from ..errors import BotCrash, CommandError, FatalBotError
@@ -60,6 +61,7 @@ class SimulatedBackend(SimulatedOperations, Backend):
         self._connect_at: float | None = None
         self._next_qr: float | None = None
         self._pair_at: float | None = None
+        self._pairing_ends: float | None = None
         self._next_message: float | None = None
         self._next_presence: float | None = None
         self._next_disconnect: float | None = None
@@ -113,6 +115,7 @@ class SimulatedBackend(SimulatedOperations, Backend):
             self._connect_at = now + self.knobs.connect_delay
         else:
             self._next_qr = now
+            self._pairing_ends = now + self.knobs.pairing_timeout  # as whatsmeow's codes run out
             if self.knobs.pair_after is not None:
                 self._pair_at = now + self.knobs.pair_after
 
@@ -172,6 +175,8 @@ class SimulatedBackend(SimulatedOperations, Backend):
         if self._next_qr is not None:
             if self._pair_at is not None and now >= self._pair_at:
                 self._paired(now)
+            elif self._pairing_ends is not None and now >= self._pairing_ends:
+                self._pairing_timed_out()
             elif now >= self._next_qr:
                 self.ctx.emit(ConnectionUpdate("connecting", qr=self._qr_code(), attempt=self.connection_attempts))
                 self._next_qr = now + k.qr_every
@@ -214,7 +219,8 @@ class SimulatedBackend(SimulatedOperations, Backend):
             self._next_presence = max(now, self._next_presence + 1.0 / self.knobs.presence_rate)
 
     def _next_deadline(self, now: float) -> float | None:
-        candidates = [self._connect_at, self._next_qr, self._pair_at, self._next_message, self._next_presence,
+        candidates = [self._connect_at, self._next_qr, self._pair_at, self._pairing_ends, self._next_message,
+                      self._next_presence,
                       self._next_disconnect, self._next_print, self._redial_at]
         if self._script and self._script_at is not None and self.opened_at is not None:
             candidates.append(self._script_at + self._script[0]["at"])
@@ -234,8 +240,17 @@ class SimulatedBackend(SimulatedOperations, Backend):
         ref = "".join(self.rng.choice("ABCDEFGHJKLMNPQRSTUVWXYZ23456789") for _ in range(24))
         return f"2@{ref},SIMULATED,{self.ctx.bot.id}"
 
+    def _pairing_timed_out(self) -> None:
+        """As the neonize backend: whatsmeow disconnects when its codes run out and never retries."""
+        self._next_qr = self._pair_at = self._pairing_ends = None
+        self.status = BotStatus.OFFLINE
+        how = f"the QR codes ran out unused after {self.knobs.pairing_timeout:g} s"
+        self.ctx.emit(ConnectionUpdate("close", reason=f"pairing timed out: {how}", attempt=self.connection_attempts))
+        raise pairing.timed_out(self.ctx.bot_dir, self.ctx.bot.whatsapp.pairing_lives, how)
+
     def _paired(self, now: float) -> None:
-        self._next_qr = self._pair_at = None
+        self._next_qr = self._pair_at = self._pairing_ends = None
+        pairing.paired(self.ctx.bot_dir)
         self._save_session()
         self.ctx.emit(self.creds.record(self.ctx.bot, "paired", verified=True, phone_number=self.phone))
         self.creds.backup_credentials(self.ctx.bot)
