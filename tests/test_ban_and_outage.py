@@ -80,3 +80,33 @@ def test_a_fleet_banned_at_once_gets_one_outage_notice_on_the_tap(fleet_factory,
     notice = tap.wait_for(lambda m: isinstance(m, Notice) and "fleet-wide outage" in m.message, what="the notice")
     assert notice.level == "error" and "temporary-ban" in notice.message and "b0, b1, b2" in notice.message
     assert sum(1 for m in tap.seen if isinstance(m, Notice) and "fleet-wide outage" in m.message) == 1
+
+
+def test_an_active_outage_is_a_metric_by_code_and_status():
+    import time as _time
+    from types import SimpleNamespace
+
+    from supervisor.metrics import FleetCollector
+
+    watch = OutageWatch(threshold=2, window=300)
+    now = _time.monotonic()
+    error = ErrorEvent(code="client-outdated", message="x", fatal=True, status=405)
+    watch.observe("a", error, now)
+    watch.observe("b", error, now)
+    supervisor = SimpleNamespace(manager=[], stats={}, outages=watch)
+    families = {f.name: f for f in FleetCollector(supervisor, None).collect()}
+    samples = families["botvisor_fleet_outage_bots"].samples
+    assert [(s.labels, s.value) for s in samples] == [({"code": "client-outdated", "status": "405"}, 2.0)]
+
+
+def test_botvisor_start_refuses_a_banned_bot_with_the_expiry_and_force_starts_it(fleet_factory, launch):
+    from .test_simulate import cli
+
+    fleet = fleet_factory([{"id": "b1", "simulated": {"ban_after": 0.3}}])
+    service, tap = launch(fleet)
+    tap.wait_for(lambda m: isinstance(m, StateChange) and m.bot == "b1" and m.state is S.FAILED, timeout=15,
+                 what="b1 failed")
+    refused = cli(fleet, "start", "b1")
+    assert refused.returncode == 1 and "b1: start refused: temporarily banned until" in refused.stdout
+    forced = cli(fleet, "start", "--force", "b1")
+    assert forced.returncode == 0 and "failed -> initializing" in forced.stdout

@@ -183,6 +183,9 @@ class NeonizeOperations:
             if info is not None and info.size is not None and info.size > limit:
                 raise CommandError(f"argument 'message_id': the media is {info.size} bytes, over the media limit of "
                                    f"{limit} bytes (media_max_mb)")
+            if seen.raw is None:
+                raise CommandError(f"argument 'message_id': {target!r} is too old to download by id here; give its "
+                                   "message-upsert's 'media' map instead")
             data = self._call("download", client.download_any, seen.raw.Message)
             return save_download(self.ctx.bot_dir, target, data, info.mimetype if info else None, limit)
         assert media is not None
