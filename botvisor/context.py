@@ -129,8 +129,9 @@ class Context:
         """Answer in the message's chat, quoting it (when the backend can quote)."""
         message = self._need_message("reply")
         args: dict[str, Any] = {"to": message.chat, "text": text, **extra}
-        if quote:
-            args.setdefault("quote", message.id)
+        if quote and "quote" not in args:  # quoted when the backend still knows the message
+            args["quote"] = message.id
+            args["quote_if_known"] = True
         return self._run(self._op("send", args))
 
     def react(self, emoji: str) -> Any:

@@ -31,6 +31,7 @@ from protocol import BotStatus
 from protocol.config import BotConfig, SimulatedSettings
 from protocol.events import ConnectionUpdate, ErrorEvent, MessageUpsert
 from worker import commands as worker_commands
+from worker.app.ops import QUOTE_IF_KNOWN, run_for_app
 from worker.app.runtime import AppRuntime, Clock
 from worker.backends.base import BackendContext
 from worker.backends.simulated import SimulatedBackend
@@ -208,9 +209,9 @@ class AppTester:
             if self.backend is None:
                 future.set_exception(OperationError(name, "the app is stopped"))
                 return future
-            record: dict[str, Any] = {"op": name, **args}
+            record: dict[str, Any] = {"op": name, **{k: v for k, v in args.items() if k != QUOTE_IF_KNOWN}}
             try:
-                record["result"] = worker_commands.run(self.backend, name, args)
+                record["result"] = run_for_app(self.backend, name, args)
             except CommandError as exc:
                 record["error"] = str(exc)
                 future.set_exception(OperationError(name, str(exc)))

@@ -234,3 +234,18 @@ def test_events_other_than_messages_reach_on_handlers():
         assert "open" in seen, "the session's own open reached the app"
         t.connection("close", reason="test")
         assert seen[-1] == "close"
+
+
+def test_a_reply_to_a_message_the_backend_forgot_goes_out_unquoted():
+    from worker.app.ops import run_for_app
+    from worker.errors import CommandError
+
+    with AppTester(Bot()) as t:
+        args = {"to": "15551230001", "text": "late answer", "quote": "SIM-FORGOTTEN"}
+        with pytest.raises(CommandError, match="quote"):
+            run_for_app(t.backend, "send", dict(args))  # a plain send insists on its quote
+        result = run_for_app(t.backend, "send", {**args, "quote_if_known": True})  # what ctx.reply asks
+        assert result and t.sent[-1]["text"] == "late answer" and not t.sent[-1].get("quote")
+        known = t.say("hello")
+        run_for_app(t.backend, "send", {**args, "quote": known.id, "quote_if_known": True})
+        assert t.sent[-1].get("quote") == known.id, "a message it knows is quoted"

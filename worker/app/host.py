@@ -16,9 +16,9 @@ from typing import Any, Callable
 from protocol.config import BotConfig
 from protocol.events import ErrorEvent
 
-from .. import commands as worker_commands
 from ..errors import BotCrash, CommandError, FatalBotError
 from .loader import AppLoadError, load_app, parse_app
+from .ops import run_for_app
 from .slot import Bridge
 from .runtime import AppRuntime
 
@@ -65,7 +65,7 @@ class WorkerApp:
             if not future.set_running_or_notify_cancel():
                 return
             try:
-                future.set_result(worker_commands.run(self.backend, name, args))
+                future.set_result(run_for_app(self.backend, name, args))
             except CommandError as exc:
                 future.set_exception(operation_error(name, exc))
             except Exception as exc:  # noqa: BLE001 - a backend bug goes to the handler, not the loop
