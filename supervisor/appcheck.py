@@ -41,14 +41,21 @@ def check_apps(bots: Iterable[BotConfig], timeout: float = IMPORT_TIMEOUT) -> di
     """bot id -> the outcome of importing its app (bots without an app are left out)."""
     wanted = [bot for bot in bots if bot.app]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (_ROOT, os.environ.get("PYTHONPATH")) if p)}
-    running: dict[tuple[str, str], subprocess.Popen[str]] = {}
+    running: dict[tuple[str, str, str | None, str | None], subprocess.Popen[str]] = {}
+    failed: dict[tuple[str, str, str | None, str | None], AppCheck] = {}
     for bot in wanted:
-        key = (bot.app or "", bot.app_root or ".")
-        if key not in running:
-            running[key] = subprocess.Popen([sys.executable, "-m", "worker.app.check", *key], stdin=subprocess.DEVNULL,
-                                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                                            cwd=key[1])
-    outcomes: dict[tuple[str, str], AppCheck] = {}
+        key = _key(bot)
+        if key not in running and key not in failed:
+            # as the bot's own user when it has one (the worker imports it as that user too)
+            user, group = key[2:]
+            try:
+                running[key] = subprocess.Popen([sys.executable, "-m", "worker.app.check", key[0], key[1]],
+                                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                                stderr=subprocess.PIPE, text=True, env=env, cwd=key[1], user=user,
+                                                group=group)
+            except (OSError, KeyError, ValueError) as exc:  # no such user/group, a missing directory
+                failed[key] = AppCheck(False, f"cannot run the import check (as user {user}): {exc}")
+    outcomes: dict[tuple[str, str, str | None, str | None], AppCheck] = dict(failed)
     deadline = time.monotonic() + timeout
     for key, proc in running.items():
         try:
@@ -59,7 +66,12 @@ def check_apps(bots: Iterable[BotConfig], timeout: float = IMPORT_TIMEOUT) -> di
             outcomes[key] = AppCheck(False, f"importing it took over {timeout:g} s")
             continue
         outcomes[key] = _parse(out, err, proc.returncode)
-    return {bot.id: outcomes[(bot.app or "", bot.app_root or ".")] for bot in wanted}
+    return {bot.id: outcomes[_key(bot)] for bot in wanted}
+
+
+def _key(bot: BotConfig) -> tuple[str, str, str | None, str | None]:
+    as_root = os.geteuid() == 0
+    return (bot.app or "", bot.app_root or ".", bot.user if as_root else None, bot.group if as_root else None)
 
 
 def _parse(out: str, err: str, code: int) -> AppCheck:

@@ -119,3 +119,14 @@ def test_check_config_reports_a_broken_app_and_run_refuses_it_with_78(tmp_path: 
     assert not (tmp_path / "run").exists(), "nothing was started"
     write(tmp_path, "app.py", GOOD)
     assert run_cli("check-config", "-c", str(config)).returncode == 0
+
+
+def test_check_apps_reports_a_bot_user_that_does_not_exist(tmp_path: Path):
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("the import check changes user only when botvisor runs as root")
+    write(tmp_path, "good.py", GOOD)
+    config = write(tmp_path, "botvisor.toml", '[[bots]]\nid = "g"\napp = "good.py:bot"\nuser = "no-such-user-bv"\n')
+    check = check_apps(load_config(config).bots)["g"]
+    assert not check.ok and "no-such-user-bv" in check.reason
