@@ -97,6 +97,7 @@ def test_a_raising_handler_gives_an_error_the_on_error_hook_sees_and_the_bot_kee
 
     with AppTester(bot) as t:
         t.say("boom", sender="15551112222")
+        assert len(hooked) == 1, "say() returns after the on_error hook has run too"
         t.say("ping")
         assert t.replies() == ["pong"]
         (error,) = t.errors

@@ -240,6 +240,12 @@ class AppRuntime:
             if self.lanes.get(key) is lane:
                 del self.lanes[key]
 
+    def _spawn(self, coro: Any) -> None:
+        """A task the test kit's settle() waits for too (error hooks)."""
+        with self._pending_lock:
+            self._pending += 1
+        self.loop.create_task(coro).add_done_callback(lambda _: self._finished())
+
     def _finished(self) -> None:
         with self._idle:
             self._pending -= 1
@@ -318,7 +324,7 @@ class AppRuntime:
         error = HandlerError("TimeoutError", message, handler.name, chat, "", None, code="handler-timeout")
         self.emit(ErrorEvent(code="handler-timeout", message=message, handler=handler.name, chat=chat,
                              exception="TimeoutError"))
-        self.loop.create_task(self._error_hooks(ctx, error))
+        self._spawn(self._error_hooks(ctx, error))
 
     def _report(self, ctx: Context, error: HandlerError, log_exc: BaseException | None = None) -> None:
         where = f" in chat {error.chat}" if error.chat else ""
@@ -327,7 +333,7 @@ class AppRuntime:
         self.emit(ErrorEvent(code="handler-error", message=message, handler=error.handler, chat=error.chat,
                              exception=error.type, traceback=error.traceback))
         if ctx.error is None:  # an on_error hook that fails is reported, not re-handled
-            self.loop.create_task(self._error_hooks(ctx, error))
+            self._spawn(self._error_hooks(ctx, error))
 
     async def _error_hooks(self, ctx: Context, error: HandlerError) -> None:
         for hook in self.bot.error_hooks:
