@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from protocol import ContainerState, ErrorEvent, Event, EventType, Hello, MessageUpsert, StateChange
+from protocol import ContainerState, ErrorEvent, Event, EventType, Heartbeat, Hello, MessageUpsert, StateChange
 
 from .harness import REPO
 
@@ -126,6 +126,46 @@ def test_a_raising_handler_gives_an_error_event_and_the_bot_keeps_answering(flee
     simulate(service, "b1", "ping")
     reply = tap.wait_for(is_reply("b1", "pong"), timeout=10, what="a pong after the error")
     assert reply.pid == pid, "the same worker keeps running"
+
+
+SLOW = PINGPONG + '''
+import asyncio, time
+
+@bot.on_message(filters.equals("crunch"))
+def crunch(ctx):  # pure-Python CPU work for 3 s: holds the GIL as much as it is let
+    end = time.monotonic() + 3
+    while time.monotonic() < end:
+        sum(range(1000))
+    ctx.reply("crunched")
+
+@bot.on_message(filters.equals("wait"))
+async def wait(ctx):
+    await asyncio.sleep(3)
+    await ctx.reply("waited")
+'''
+
+
+def test_slow_handlers_never_stop_the_heartbeats_and_other_chats_go_on(fleet_factory, launch):
+    fleet = fleet_factory([app_bot("b1", handler_timeout=10)], **TIMING)  # heartbeat_timeout 1.5 s
+    write_app(fleet, source=SLOW)
+    service, tap = launch(fleet)
+    pid = first_online(tap, "b1")
+    answering(service, tap, "b1", pid)
+    started = time.monotonic()
+    simulate(service, "b1", "crunch", sender="15550000001")
+    simulate(service, "b1", "wait", sender="15550000002")
+    simulate(service, "b1", "ping", sender="15550000003")
+    quick = tap.wait_for(lambda m: is_reply("b1", "pong")(m) and m.data.chat.startswith("15550000003"), timeout=10,
+                         what="another chat's answer while two handlers work")
+    assert time.monotonic() - started < 3, "a chat waits for nobody else's handler"
+    for text in ("crunched", "waited"):
+        reply = tap.wait_for(is_reply("b1", text), timeout=15, what=f"the slow handler's {text!r}")
+        assert reply.pid == pid
+    assert quick.pid == pid
+    beats = [m.ts for m in tap.seen if isinstance(m, Heartbeat) and m.pid == pid and m.ts >= quick.ts - 0.5]
+    gaps = [b - a for a, b in zip(beats, beats[1:])]
+    assert beats and max(gaps) < 1.5, f"heartbeats kept coming while the handlers worked (largest gap {max(gaps):.2f} s)"
+    assert {b["bot_id"]: b for b in service.control("status")["bots"]}["b1"]["pid"] == pid
 
 
 def test_a_handler_blocked_for_good_gets_the_worker_replaced_within_the_bound(fleet_factory, launch):
