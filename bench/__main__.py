@@ -40,6 +40,8 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, Options]:
     p.add_argument("--no-peers", action="store_true", help="measure botvisor alone")
     p.add_argument("--peers", default="supervisord,circus,circus-cd1",
                    help="peers to run, comma-separated (default supervisord,circus,circus-cd1)")
+    p.add_argument("--apps-seconds", type=float, default=3.0,
+                   help="bot apps: seconds per measured rate (bench/apps.py; 0: off; default 3)")
     p.add_argument("--seed", type=int, default=8)
     p.add_argument("--out", type=Path, default=HERE / "RESULTS.md", help="markdown results (default bench/RESULTS.md)")
     p.add_argument("--json", type=Path, default=None, help="also write the raw results as JSON")
@@ -53,7 +55,7 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, Options]:
                       fast_heartbeat=args.fast_heartbeat, stop_timeout=args.stop_timeout,
                       peer_hang_bound=args.peer_hang_bound, event_seconds=args.event_seconds, warmup=args.warmup,
                       settle=args.settle, profile_seconds=args.profile_seconds, peers=not args.no_peers,
-                      neonize_n=args.neonize_n, seed=args.seed,
+                      neonize_n=args.neonize_n, seed=args.seed, apps_seconds=args.apps_seconds,
                       max_rate=args.max_rate, peer_names=tuple(x for x in args.peers.split(",") if x))
     unknown = set(options.peer_names) - {"supervisord", "circus", "circus-cd1"}
     if unknown:

@@ -313,6 +313,10 @@ def render(results: dict[str, Any], notes: str = "") -> str:
     ]), ""]
     if get(neo, "fleet", "skipped"):
         out += [f"botvisor's neonize worker was not measured: {neo['fleet']['skipped']}.", ""]
+    if results.get("apps") and "error" not in results["apps"]:
+        from .apps import render as render_apps
+
+        out += [render_apps(results["apps"]), ""]
     if results.get("errors"):
         out += ["## Errors during the run", ""] + [f"- {e}" for e in results["errors"]] + [""]
     return "\n".join(out)

@@ -49,6 +49,8 @@ class Options:
     peer_names: tuple[str, ...] = ("supervisord", "circus", "circus-cd1")
     neonize_n: int | None = None
     seed: int = 8
+    #: bot apps (bench/apps.py): seconds per measured rate (0: off)
+    apps_seconds: float = 3.0
 
 
 def log(text: str) -> None:
@@ -98,6 +100,11 @@ class Runner:
             self.attempt(f"neonize: {n} bots under botvisor", neonize, "fleet",
                          lambda: neonize_memory.fleet(self.workdir / "neonize", n, self.reaper))
         results["neonize"] = neonize
+        if o.apps_seconds:
+            from . import apps
+
+            self.attempt("bot apps: message -> reply through a trivial app", results, "apps",
+                         lambda: apps.measure(self.workdir / "apps", self.reaper, seconds=o.apps_seconds))
         results["errors"] = self.errors
         results["elapsed"] = time.monotonic() - started
         results["machine"]["load_at_end"] = [round(x, 2) for x in os.getloadavg()]

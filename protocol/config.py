@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from . import exit_codes
+from .appref import check_app, is_path_form, split_app
 from .backoff import RestartPolicy
 from .cluster_config import ClusterSettings
 from .codec import valid_name
@@ -143,7 +144,7 @@ class BotConfig:
     #: proxy URL for this bot's WhatsApp connection (neonize)
     proxy: str | None = None
     #: outgoing messages per minute (token bucket); WhatsApp bans fast senders
-    messages_per_minute: float = checked(in_range(0.01, 6000), default=6.0)
+    messages_per_minute: float = checked(in_range(0.01, 6_000_000), default=6.0)
     #: sends that may wait in the bot's durable outbox; past it a send is refused
     outbox_max: int = checked(in_range(1, 1_000_000), default=1000)
     #: "full": an accepted send survives a power cut (fsync per change); "normal": a killed worker
@@ -159,6 +160,14 @@ class BotConfig:
     #: [cluster] only: run this bot on this shard instead of where rendezvous hashing puts it
     shard: int | None = checked(in_range(0, 4095), default=None)
     whatsapp: WhatsAppSettings = field(default_factory=WhatsAppSettings)
+    #: the bot's app: "package.module:attribute" or "path/to/file.py:attribute" (docs/apps.md)
+    app: str | None = checked(check_app, default=None)
+    #: any table, handed to the app as read-only plain data (ctx.config)
+    app_config: dict[str, Any] = field(default_factory=dict)
+    #: seconds a handler may run before an error event; twice this and the app counts as stuck
+    handler_timeout: float = checked(in_range(0.01, 3600), default=30.0)
+    #: set by the loader, never in the file: the config file's directory, where app modules are found
+    app_root: str | None = None
 
     @property
     def stale_after(self) -> float:
@@ -190,7 +199,7 @@ class SupervisorSettings:
     start_interval: float = checked(in_range(0, 3600), default=0.1)
     #: seconds a worker command (send, logout, ...) may take before the operator gets an error
     command_timeout: float = checked(in_range(0.01, 3600), default=10.0)
-    messages_per_minute: float = checked(in_range(0.01, 6000), default=6.0)
+    messages_per_minute: float = checked(in_range(0.01, 6_000_000), default=6.0)
     #: every bot's default for outbox_max and outbox_sync
     outbox_max: int = checked(in_range(1, 1_000_000), default=1000)
     outbox_sync: Literal["full", "normal"] = "full"
@@ -332,6 +341,7 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
             raise ConfigError(path, f"bots[{i}].id", f"duplicate bot id {bot.id!r}")
         seen.add(bot.id)
     base = path.resolve().parent
+    bots = tuple(_resolve_app(bot, base, path) for bot in bots)
     config = Config(
         path=path,
         supervisor=supervisor,
@@ -366,6 +376,8 @@ def _resolve_bot(supervisor: SupervisorSettings, sup_raw: dict[str, Any], entry:
     merged["backoff"] = {**sup_raw.get("backoff", {}), **backoff}
     if "id" not in entry:
         raise SchemaError(f"{where}.id", "missing required key")
+    if "app_root" in entry:
+        raise SchemaError(f"{where}.app_root", "unknown key (app paths are relative to the config file)")
     bot = from_mapping(BotConfig, merged, where)
     if bot.stale_after <= bot.heartbeat_interval:
         raise SchemaError(f"{where}.heartbeat_timeout",
@@ -387,6 +399,15 @@ def _check_cluster(config: Config) -> None:
         if bot.shard is not None and bot.shard >= cluster.shards:
             raise ConfigError(config.path, f"bots[{i}] ({bot.id}).shard",
                               f"{bot.shard} is not below shards = {cluster.shards}")
+def _resolve_app(bot: BotConfig, base: Path, path: Path) -> BotConfig:
+    """A path-form app made absolute; modules are looked up in the config file's directory first."""
+    if bot.app is None:
+        if bot.app_config:
+            raise ConfigError(path, f"bots ({bot.id}).app_config", "set without an app")
+        return bot
+    target, attribute = split_app(bot.app)
+    app = f"{(base / target).resolve()}:{attribute}" if is_path_form(target) else bot.app
+    return dataclasses.replace(bot, app=app, app_root=str(base))
 
 
 def _check_endpoints(config: Config) -> None:

@@ -106,6 +106,12 @@ class ErrorEvent:
     expires_at: float | None = None
     #: the file concerned, for storage errors
     file: str | None = None
+    #: for an app's ``handler-error`` / ``handler-timeout``: the handler (module.function) and the chat
+    handler: str | None = None
+    chat: str | None = None
+    #: the exception's type name, and a short traceback (the bot's log has the whole one)
+    exception: str | None = None
+    traceback: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

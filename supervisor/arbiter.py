@@ -48,6 +48,7 @@ from .manager import BotManager
 from .outage import OutageWatch
 from .poller import Poller, queued
 from .process import WorkerProcess, stop_forkserver, worker_context
+from .appcheck import broken_apps, changed_apps
 from .reload import ReloadPlan, apply_plan, plan_reload
 from .sockets import bind_sockets, lock_run_dir
 from .systemd import WEDGE_ENV, Notifier, debug_wedge_seconds
@@ -212,7 +213,8 @@ class Supervisor:
 
     def _start_fleet(self) -> None:
         # fixes the forkserver's preload: neonize's dependencies only for a fleet that uses them
-        worker_context(neonize=any(bot.backend == "neonize" for bot in self.config.bots))
+        worker_context(neonize=any(bot.backend == "neonize" for bot in self.config.bots),
+                       apps=any(bot.app for bot in self.config.bots))
         interval = self.config.supervisor.start_interval
         autostart = [bot for bot in self.config.bots if bot.autostart]
         for i, bot in enumerate(autostart):
@@ -467,6 +469,10 @@ class Supervisor:
             plan = plan_reload(self.config, new)
             if plan.refused:
                 self.notice("error", f"reload refused, the running fleet is unchanged: {plan.refused}")
+                return False
+            broken = broken_apps(changed_apps(self.config, new))  # imported in throw-away processes
+            if broken:
+                self.notice("error", f"reload refused, the running fleet is unchanged: {'; '.join(broken)}")
                 return False
             self.config = new
             self._apply(plan)

@@ -29,10 +29,15 @@ PRELOAD = ["worker.main", "worker.backends.simulated", "zmq", "msgpack"]
 NEONIZE_PRELOAD = ["google.protobuf.message", "segno", "phonenumbers", "PIL.Image", "magic", "linkpreview",
                    "requests"]
 
+#: the bot-app framework (never an app itself: apps are imported by their worker after the fork),
+#: preloaded only when the configuration has a bot with an app. Shared copy-on-write, its pages
+#: count once in every worker's RSS instead of privately in each app's (docs/apps.md, bench/apps.py).
+APP_PRELOAD = ["asyncio", "concurrent.futures.thread", "ctypes", "worker.app.host", "worker.app.slot"]
+
 _context: Any = None
 
 
-def worker_context(neonize: bool = False) -> Any:
+def worker_context(neonize: bool = False, apps: bool = False) -> Any:
     """The start method's context; the forkserver's preload is fixed by the first call."""
     global _context
     if _context is None:
@@ -40,7 +45,8 @@ def worker_context(neonize: bool = False) -> Any:
         method = "forkserver" if "forkserver" in methods else "spawn"
         context = multiprocess.get_context(method)
         if method == "forkserver":
-            context.set_forkserver_preload(PRELOAD + (NEONIZE_PRELOAD if neonize else []))
+            context.set_forkserver_preload(PRELOAD + (NEONIZE_PRELOAD if neonize else [])
+                                           + (APP_PRELOAD if apps else []))
         _context = context
     return _context
 

@@ -21,9 +21,9 @@ def launch() -> Iterator[Callable[..., tuple[Service, Tap]]]:
     """Start a supervisor with a tap already connected (so no early message is missed)."""
     started: list[tuple[Service, Tap]] = []
 
-    def start(fleet: Fleet, env: dict[str, str] | None = None) -> tuple[Service, Tap]:
+    def start(fleet: Fleet, env: dict[str, str] | None = None, args: Any = ()) -> tuple[Service, Tap]:
         tap = Tap(fleet.endpoint("tap"))
-        service = Service(fleet, env=env)
+        service = Service(fleet, env=env, args=args)
         started.append((service, tap))
         tap.wait_welcome(timeout=15, service=service)
         if fleet.deferred:

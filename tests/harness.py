@@ -174,12 +174,12 @@ class Tap:
 class Service:
     """``botvisor run`` as a real child process, as a user or systemd would start it."""
 
-    def __init__(self, fleet: Fleet, env: dict[str, str] | None = None) -> None:
+    def __init__(self, fleet: Fleet, env: dict[str, str] | None = None, args: Iterable[str] = ()) -> None:
         self.fleet = fleet
         self.log_path = fleet.root / "supervisor.log"
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "supervisor.cli", "run", "-c", str(fleet.config_path)],
+            [sys.executable, "-m", "supervisor.cli", "run", "-c", str(fleet.config_path), *args],
             cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
         )
         self.pid = self.proc.pid

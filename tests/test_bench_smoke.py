@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 SMOKE = ["--sizes", "5", "--kills", "2", "--idle", "1", "--fast-heartbeat", "0.2", "--stop-timeout", "0.5",
          "--peer-hang-bound", "0.5", "--event-seconds", "1", "--warmup", "0.5", "--max-rate", "2000", "--settle", "0.2",
-         "--profile-seconds", "0", "--neonize-n", "0", "--seed", "1"]
+         "--profile-seconds", "0", "--neonize-n", "0", "--seed", "1", "--apps-seconds", "0"]
 
 
 def processes_under(workdir: Path) -> list[psutil.Process]:

@@ -103,3 +103,11 @@ OPERATIONS: dict[str, Callable[[Backend, dict[str, Any]], Any]] = {
 from . import wa_operations  # noqa: E402  (it uses to_jid above)
 
 OPERATIONS.update(wa_operations.OPERATIONS)
+
+
+def run(backend: Backend, name: str, args: dict[str, Any]) -> Any:
+    """Run operation ``name`` (a bot app's context calls this in-process); CommandError names a missing one."""
+    operation = OPERATIONS.get(name)
+    if operation is None:
+        raise CommandError(f"the {backend.name} backend has no operation {name!r} (it has: {', '.join(sorted(OPERATIONS))})")
+    return operation(backend, args)

@@ -6,7 +6,9 @@ Layout (as the original's CredentialsManager)::
         session.sqlite3            neonize: whatsmeow's SQLite session store (NEONIZE_STORE)
         creds.json                 simulated: a JSON session (JSON_STORE)
         creds.metadata.json        botId, phoneNumber, lastUpdated, expiresAt, verified, version
-        creds.backup.<UTC stamp>.sqlite3 | .json, creds.backup.<UTC stamp>.metadata.json
+        app-state.sqlite3          a bot app's state and dialogs (APP_STATE), when the bot has an app
+        creds.backup.<UTC stamp>.sqlite3 | .json, creds.backup.<UTC stamp>.metadata.json,
+        creds.backup.<UTC stamp>.app-state.sqlite3
 
 Times in the metadata are unix milliseconds, like the original's ``Date.now()``. Every write is
 atomic (temporary file, fsync, rename, fsync of the directory). SQLite stores are copied with
@@ -35,6 +37,8 @@ NEONIZE_STORE = "session.sqlite3"
 JSON_STORE = "creds.json"
 METADATA_FILE = "creds.metadata.json"
 BACKUP_PREFIX = "creds.backup."
+#: a bot app's state database (botvisor/state.py): backed up and restored with the session
+APP_STATE = "app-state.sqlite3"
 METADATA_VERSION = "1"
 #: SQLite's companions of a store: they belong to it and move with it
 SIDECARS = ("-wal", "-shm", "-journal")
@@ -80,6 +84,8 @@ class Backup:
     #: the copied store (None for a metadata-only backup) and the copied metadata (or None)
     store: Path | None
     metadata: Path | None
+    #: the copied app state database (None: the bot had none)
+    app_state: Path | None = None
 
     @property
     def created(self) -> datetime:
@@ -87,7 +93,7 @@ class Backup:
 
     @property
     def files(self) -> list[Path]:
-        return [p for p in (self.store, self.metadata) if p is not None]
+        return [p for p in (self.store, self.metadata, self.app_state) if p is not None]
 
 
 def now_ms() -> int:
@@ -289,8 +295,13 @@ class CredentialsManager:
             meta_copy = directory / f"{BACKUP_PREFIX}{stamp}.metadata.json"
             write_atomic(meta_copy, meta.read_bytes())
             follow_owner(meta_copy, directory)
+        app_copy = None
+        if (directory / APP_STATE).exists():
+            app_copy = directory / f"{BACKUP_PREFIX}{stamp}.{APP_STATE}"
+            copy_sqlite(directory / APP_STATE, app_copy)
+            follow_owner(app_copy, directory)
         self._prune(bot, keep_stamps + (stamp,))
-        return Backup(stamp, store_copy, meta_copy)
+        return Backup(stamp, store_copy, meta_copy, app_copy)
 
     def list_backups(self, bot: Any) -> list[Backup]:
         """The bot's backups, newest first."""
@@ -301,14 +312,16 @@ class CredentialsManager:
         for path in directory.glob(BACKUP_PREFIX + "*"):
             parts = path.name[len(BACKUP_PREFIX):].split(".")  # <date>T<time> . <micros>Z . <ext...>
             stamp, tail = ".".join(parts[:2]), ".".join(parts[2:])
-            if path.is_symlink() or tail not in ("sqlite3", "json", "metadata.json"):
+            if path.is_symlink() or tail not in ("sqlite3", "json", "metadata.json", APP_STATE):
                 continue
             try:
                 datetime.strptime(stamp, STAMP_FORMAT)
             except ValueError:
                 continue
-            found.setdefault(stamp, {})["metadata" if tail == "metadata.json" else "store"] = path
-        return [Backup(s, f.get("store"), f.get("metadata")) for s, f in sorted(found.items(), reverse=True)]
+            part = {"metadata.json": "metadata", APP_STATE: "app_state"}.get(tail, "store")
+            found.setdefault(stamp, {})[part] = path
+        return [Backup(s, f.get("store"), f.get("metadata"), f.get("app_state"))
+                for s, f in sorted(found.items(), reverse=True)]
 
     def _prune(self, bot: Any, protect: tuple[str, ...]) -> None:
         for old in self.list_backups(bot)[self.backup_keep:]:

@@ -94,10 +94,12 @@ class WorkerLoop:
         self.commands.connect(spec.commands_endpoint)
         self.backend: Backend | None = None
         self.stop_reason: str | None = None
+        self.app: Any = None  # worker.app.slot.AppSlot when the bot has an app (docs/apps.md)
 
     @property
     def hard_exit(self) -> bool:
-        return self.backend is not None and self.backend.hard_exit
+        # an app's handler threads may be blocked for good; the bye is out by then
+        return self.backend is not None and (self.backend.hard_exit or self.app is not None)
 
     def run(self) -> int:
         try:
@@ -110,6 +112,8 @@ class WorkerLoop:
             self.bus.bye(exc.code, exc.exit_code)
             return exc.exit_code
         finally:
+            if self.app is not None:
+                self.app.close()
             if self.backend is not None:
                 self.backend.stop()
             self.commands.close()
@@ -121,11 +125,11 @@ class WorkerLoop:
         self._lock_fd = lock_bot_dir(spec.bot_dir)
         check_worker_start(spec.bot_dir, spec.bot, self.bus.event)  # corrupt store: restore or exit 78
         ban.check(spec.bot_dir)  # still banned: end at once, as the ban said
-        ctx = BackendContext(bot=spec.bot, bot_dir=spec.bot_dir, emit=self.bus.event,
+        ctx = BackendContext(bot=spec.bot, bot_dir=spec.bot_dir, emit=self._emit,
                              log=logging.getLogger(f"botvisor.backend.{spec.bot.backend}"))
         self.backend = backend = load_backend(spec.bot.backend)(ctx)
         backend.outbox = outbox = Outbox.for_bot_dir(backend, TokenBucket.per_minute(spec.bot.messages_per_minute),
-                                                     spec.bot_dir, self.bus.event, max_pending=spec.bot.outbox_max,
+                                                     spec.bot_dir, self._emit, max_pending=spec.bot.outbox_max,
                                                      sync=spec.bot.outbox_sync)
         poller = zmq.Poller()
         poller.register(self.commands, zmq.POLLIN)
@@ -136,6 +140,8 @@ class WorkerLoop:
         wake_fd = backend.wakeup_fd()
         if wake_fd is not None:
             poller.register(wake_fd, zmq.POLLIN)
+        app_fd = self._start_app(backend, poller)
+        app_due: float | None = None
 
         interval = spec.bot.heartbeat_interval
         now = time.monotonic()
@@ -148,11 +154,13 @@ class WorkerLoop:
                 backend_due = backend.poll(now)
                 now = time.monotonic()
             outbox_due = outbox.flush(now)  # rate-limited sends whose turn has come
+            if self.app is not None:
+                app_due = self.app.check(now)  # a stuck app ends the worker (crash): it is replaced
             if now >= next_beat:
                 self.bus.heartbeat(backend.status, backend.connection_attempts)
                 self.bus.drain_subscriptions()
                 next_beat = now + interval
-            wake_at = min(t for t in (next_beat, backend_due, outbox_due) if t is not None)
+            wake_at = min(t for t in (next_beat, backend_due, outbox_due, app_due) if t is not None)
             timeout_ms = max(0, int((wake_at - now) * 1000) + 1)
             ready = dict(poller.poll(timeout_ms))
             if signal_fd in ready:
@@ -164,11 +172,31 @@ class WorkerLoop:
                 self._on_commands(backend)
             if wake_fd is not None and wake_fd in ready:
                 backend_due = time.monotonic()
+            if app_fd is not None and app_fd in ready:
+                self.app.drain()  # the app's operations and events
+                backend_due = time.monotonic()  # a send may have queued backend work
         log.info("stopping: %s", self.stop_reason)
+        if self.app is not None:
+            self.app.stop(min(spec.bot.stop_timeout / 2, spec.bot.handler_timeout))
         outbox.close()  # what still waits is in the bot's directory: the next worker sends it
         backend.stop()
         self.bus.bye(self.stop_reason, exit_codes.OK)
         return exit_codes.OK
+
+    def _emit(self, data: Any) -> None:
+        self.bus.event(data)
+        if self.app is not None:
+            self.app.deliver(data)
+
+    def _start_app(self, backend: Backend, poller: zmq.Poller) -> int | None:
+        """Load the bot's app on a thread, here after the fork (import errors: fatal)."""
+        if not self.spec.bot.app:
+            return None
+        from .app.slot import AppSlot
+
+        self.app = AppSlot(self.spec.bot, self.spec.bot_dir, backend, self.bus.event)
+        poller.register(self.app.fd, zmq.POLLIN)
+        return self.app.fd
 
     def _on_signals(self) -> None:
         try:

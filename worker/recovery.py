@@ -20,6 +20,7 @@ from protocol import ErrorEvent, EventData
 from .atomic import fsync_dir, write_atomic
 from .botdir import follow_owner
 from .credentials import (
+    APP_STATE,
     NEONIZE_STORE,
     SIDECARS,
     STAMP_FORMAT,
@@ -76,7 +77,8 @@ def newest_good_backup(manager: CredentialsManager, bot: Any, part: str = "store
     return None
 
 
-def restore_backup(manager: CredentialsManager, bot: Any, stamp: str | None = None) -> Backup:
+def restore_backup(manager: CredentialsManager, bot: Any, stamp: str | None = None, *,
+                   app_state: bool = True) -> Backup:
     """Put backup ``stamp`` (default: the newest good one) in place of the store and metadata.
 
     A sound current store is backed up first (it joins the rotation); a corrupt one is set aside.
@@ -116,8 +118,37 @@ def restore_backup(manager: CredentialsManager, bot: Any, stamp: str | None = No
     if chosen.metadata is not None and check_metadata(chosen.metadata) is None:
         write_atomic(meta, chosen.metadata.read_bytes())
         follow_owner(meta, meta.parent)
+    if app_state and chosen.app_state is not None:
+        restore_app_state(store.parent, chosen.app_state)
     manager.clear_cache(manager.bot_id(bot))
     return chosen
+
+
+def restore_app_state(directory: Path, copy: Path) -> None:
+    """Put a backed-up app state database in place (its old -wal must not be replayed onto it)."""
+    target = directory / APP_STATE
+    for suffix in SIDECARS:
+        set_aside(Path(f"{target}{suffix}"), "replaced")
+    copy_sqlite(copy, target)
+    follow_owner(target, directory)
+
+
+def check_app_state(manager: CredentialsManager, bot: Any, emit: Callable[[EventData], None]) -> None:
+    """A corrupt app state database is set aside and the newest good backup of it put back (or, with
+    none, the app starts with empty state); the session is left alone either way."""
+    directory = manager.bot_dir(bot)
+    path = directory / APP_STATE
+    if not path.exists() or (why := check_sqlite(path)) is None:
+        return
+    good = next((b for b in manager.list_backups(bot) if b.app_state and check_sqlite(b.app_state) is None), None)
+    set_aside(path, "corrupt")
+    if good is None:
+        emit(ErrorEvent(code="corrupt-store", message=f"{path} is corrupt ({why}) and has no good backup; "
+                        "the app starts with empty state (the corrupt file is kept beside it)", file=str(path)))
+        return
+    emit(ErrorEvent(code="corrupt-store", message=f"{path} is corrupt ({why}); restoring backup {good.stamp}",
+                    file=str(path)))
+    restore_app_state(directory, good.app_state)  # type: ignore[arg-type]
 
 
 def remove_stale_tmp(directory: Path) -> None:
@@ -153,7 +184,7 @@ def check_at_start(manager: CredentialsManager, bot: Any, emit: Callable[[EventD
         emit(ErrorEvent(code="corrupt-store", message=f"{path} is corrupt ({why}); restoring backup {backup.stamp}",
                         file=str(path)))
         if part == "store":
-            restore_backup(manager, bot, backup.stamp)
+            restore_backup(manager, bot, backup.stamp, app_state=False)  # the app's newer state stays
         else:
             set_aside(path, "corrupt")
             write_atomic(path, backup.metadata.read_bytes())  # type: ignore[union-attr]
@@ -163,8 +194,11 @@ def check_at_start(manager: CredentialsManager, bot: Any, emit: Callable[[EventD
         emit(manager.record(bot, "restored", verified=bool(meta_now and meta_now.verified)))
     if meta.exists() and manager.is_credential_expired(bot):
         emit(manager.record(bot, "expired", verified=False))
+    check_app_state(manager, bot, emit)
     if store.exists():  # back up what changed since the newest backup (a WAL store changes in its -wal)
-        changed = max(p.stat().st_mtime for p in [store, *(Path(f"{store}{s}") for s in SIDECARS)] if p.exists())
+        app = directory / APP_STATE
+        files = [store, *(Path(f"{store}{s}") for s in SIDECARS), app, *(Path(f"{app}{s}") for s in SIDECARS)]
+        changed = max(p.stat().st_mtime for p in files if p.exists())
         backups = manager.list_backups(bot)
         if not backups or backups[0].created.timestamp() < changed:
             manager.backup_credentials(bot)

@@ -1,8 +1,11 @@
-"""Validate a configuration file and print what it describes; exit 78 when it is invalid."""
+"""Validate a configuration file (and import each bot's app in a throw-away process); exit 78 when invalid."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+
+from protocol import exit_codes
 
 from .common import add_config_argument, load_or_exit
 
@@ -18,6 +21,13 @@ def execute(args: argparse.Namespace) -> int:
     config = load_or_exit(args)
     if args.shards is not None:
         return _shards(config, args.shards)
+    from ..appcheck import broken_apps
+
+    problems = broken_apps(config.bots)  # each app imported in a throw-away process
+    if problems:
+        for line in problems:
+            print(f"botvisor: {config.path}: {line}", file=sys.stderr)
+        return exit_codes.CONFIG_ERROR
     sup = config.supervisor
     print(f"{config.path}: OK")
     print(f"  server {sup.server_name!r}, auth {config.auth_root}, run {config.run_dir}")
@@ -30,7 +40,8 @@ def execute(args: argparse.Namespace) -> int:
     print(f"  {len(config.bots)} bot(s):")
     for bot in config.bots:
         extra = "" if bot.autostart else " (autostart off)"
-        print(f"    {bot.id:<20} {bot.backend:<10} {config.bot_dir(bot.id)}{extra}")
+        app = f" app {bot.app}" if bot.app else ""
+        print(f"    {bot.id:<20} {bot.backend:<10} {config.bot_dir(bot.id)}{extra}{app}")
     return 0
 
 
