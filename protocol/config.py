@@ -19,6 +19,7 @@ from . import exit_codes
 from .backoff import RestartPolicy
 from .codec import valid_name
 from .errors import BotvisorError, SchemaError
+from .gateway_config import GatewaySettings, check_webhooks
 from .schema import checked, from_mapping, in_range
 
 DEFAULT_CONFIG_PATH = "botvisor.toml"
@@ -210,6 +211,7 @@ class _FileSchema:
     endpoints: Endpoints = field(default_factory=Endpoints)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
+    gateway: GatewaySettings = field(default_factory=GatewaySettings)
     bots: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -226,6 +228,8 @@ class Config:
     log_dir: Path | None
     #: key paths resolved against the file's directory
     security: SecuritySettings = field(default_factory=SecuritySettings)
+    #: the HTTP gateway's settings (protocol/gateway_config.py); the supervisor ignores them
+    gateway: GatewaySettings = field(default_factory=GatewaySettings)
 
     def bot(self, bot_id: str) -> BotConfig:
         for bot in self.bots:
@@ -285,7 +289,11 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
         security=dataclasses.replace(schema.security, **{
             f.name: str(base / getattr(schema.security, f.name))
             for f in dataclasses.fields(SecuritySettings) if getattr(schema.security, f.name)}),
+        gateway=schema.gateway,
     )
+    problem = check_webhooks(schema.gateway.webhooks)
+    if problem:
+        raise ConfigError(path, *problem)
     _check_endpoints(config)
     _check_security(config)
     return config

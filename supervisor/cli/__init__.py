@@ -13,6 +13,7 @@ from types import ModuleType
 from . import (
     check_config,
     creds,
+    gateway,
     history,
     keys,
     logout,
@@ -26,6 +27,7 @@ from . import (
     stop,
     tap,
     top,
+    webhooks,
 )
 
 #: subcommand name -> module
@@ -45,6 +47,8 @@ SUBCOMMANDS: dict[str, ModuleType] = {
     "keys": keys,
     "creds": creds,
     "logs": logs,
+    "gateway": gateway,
+    "webhooks": webhooks,
 }
 
 
