@@ -38,6 +38,8 @@ log = logging.getLogger("botvisor.gateway.ingest")
 #: messages waiting per bot before the tap reader waits (back-pressure, not loss)
 LANE_QUEUE = 10_000
 CATCH_UP = object()
+#: messages a bot's task handles before it lets the other tasks run
+YIELD_EVERY = 32
 
 
 @dataclass(slots=True)
@@ -92,8 +94,13 @@ class Ingest:
         return queue
 
     async def _run(self, bot: str, queue: asyncio.Queue[Any]) -> None:
+        streak = 0
         while True:
             item = await queue.get()
+            streak += 1
+            if streak >= YIELD_EVERY:  # a non-empty queue's get() never yields: let others run
+                streak = 0
+                await asyncio.sleep(0)
             try:
                 if item is CATCH_UP:
                     await self._catch_up(bot)

@@ -22,6 +22,9 @@ from protocol.topics import WELCOME
 
 log = logging.getLogger("botvisor.gateway.tap")
 
+#: messages read before the reader lets the other tasks run
+YIELD_EVERY = 32
+
 
 class TapReader:
     def __init__(self, config: Any, on_message: Callable[[Message], Awaitable[None]],
@@ -56,8 +59,15 @@ class TapReader:
     async def _run(self) -> None:
         assert self._socket is not None
         sock = self._socket
+        streak = 0
         while True:
             frames = await sock.recv_multipart()
+            streak += 1
+            if streak >= YIELD_EVERY:
+                # a receive that is ready completes without yielding: with a backlog on the tap
+                # this loop would starve every other task (lanes, HTTP) until the backlog is gone
+                streak = 0
+                await asyncio.sleep(0)
             if frames == [WELCOME]:
                 # a new supervisor (or the first): it has our subscription from now on
                 self.welcomed.set()
