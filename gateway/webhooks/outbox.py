@@ -134,12 +134,15 @@ class Store:
         rows and how many rows the bound dropped."""
         now = time.time()
         created: list[Row] = []
+        cursors: dict[str, Cursor] = {}  # the batch's last cursor per bot is all that must be kept
+        delivered = 0
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
             for kind, args in ops:
                 if kind == "delivered":
-                    self._delivered(*args)
+                    self._total -= db.execute("DELETE FROM deliveries WHERE id = ?", args).rowcount
+                    delivered += 1
                     continue
                 if kind == "failed":
                     self._failed(*args)
@@ -158,8 +161,11 @@ class Store:
                                                envelope["type"], raw, "pending", 0, now, now,
                                                envelope["timestamp"], None, None))
                 if cursor is not None:
-                    db.execute("INSERT OR REPLACE INTO cursors VALUES (?, ?, ?, ?, ?)",
-                               (envelope["bot"], cursor.supervisor, cursor.pid, cursor.seq, cursor.ts))
+                    cursors[envelope["bot"]] = cursor
+            if cursors:
+                db.executemany("INSERT OR REPLACE INTO cursors VALUES (?, ?, ?, ?, ?)",
+                               [(bot, c.supervisor, c.pid, c.seq, c.ts) for bot, c in cursors.items()])
+            self._count("delivered", delivered)
             self._total += len(created)
             dropped = self._bound() if self._total > self.limit else 0
             db.execute("COMMIT")
@@ -208,10 +214,6 @@ class Store:
         """(endpoint, bot, max id) of every lane with pending rows newer than ``after``."""
         return self.db.execute("SELECT endpoint, bot, MAX(id) FROM deliveries WHERE state = 'pending' AND id > ?"
                                " GROUP BY endpoint, bot", (after,)).fetchall()
-
-    def _delivered(self, row_id: int) -> None:
-        self._total -= self.db.execute("DELETE FROM deliveries WHERE id = ?", (row_id,)).rowcount
-        self._count("delivered", 1)
 
     def delivered(self, row_id: int) -> None:
         self.apply([("delivered", (row_id,))])
