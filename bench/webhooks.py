@@ -4,8 +4,8 @@
    the bench's own tap notes when each event is on the tap, a receiver (bench/webhook_receiver.py,
    uvicorn) notes when its webhook arrives; p50/p99 of the difference at each rate, and loss
    (events on the tap never received once the backlog had ``--drain`` seconds to clear).
-2. The sustained maximum: rates doubling from ``--max-from`` until an event is lost or the
-   backlog does not drain; the last clean rate is the maximum with zero loss.
+2. The sustained maximum: rates doubling from ``--max-from`` until an event is lost or p99
+   reaches KEEPS_UP_MS (a backlog that grows through the window); the last clean rate.
 3. REST ``GET /v1/status`` with M bots: p50/p99 over sequential requests, against the same
    ``status`` on the control socket directly (the gateway's overhead as a ratio).
 
@@ -35,6 +35,9 @@ from .configs import toml_value
 from .procs import Reaper, install_signal_handlers, wait_until
 
 SECRET = "bench-secret"
+#: a rate is sustained when nothing is lost and p99 stays under this (the gateway keeps up,
+#: rather than building a backlog that only drains after the window)
+KEEPS_UP_MS = 1000.0
 
 
 def free_port() -> int:
@@ -191,8 +194,8 @@ def render(results: dict[str, Any]) -> str:
         out.append(f"| {r['bots']} | {r['offered']:g} | {r['achieved']:g} | {r['events']} | {r['lost']} | "
                    f"{r['p50_ms']} | {r['p99_ms']} | {r['max_ms']} |")
     if results.get("maximum") is not None:
-        out += ["", f"Sustained maximum with zero loss: **{results['maximum']:g} events/s** offered "
-                    f"(target: p99 < 50 ms at 1,000/s)."]
+        out += ["", f"Sustained maximum (zero loss, p99 under {KEEPS_UP_MS:g} ms): "
+                    f"**{results['maximum']:g} events/s** offered (target: p99 < 50 ms at 1,000/s)."]
     out += ["", "## Gateway: REST status", "",
             "| bots | requests | REST p50 ms | REST p99 ms | control p50 ms | control p99 ms | REST / control |",
             "|---:|---:|---:|---:|---:|---:|---:|"]
@@ -231,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
             run = delivery_run(reaper, work / f"m{int(rate)}", args.bots, rate, args.window, args.warmup, args.drain)
             print(run, flush=True)
             results["delivery"].append(run)
-            if run["lost"] or run["events"] == 0:
+            if run["lost"] or run["events"] == 0 or not run["p99_ms"] < KEEPS_UP_MS:
                 break
             results["maximum"] = rate
             rate *= 2
