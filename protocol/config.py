@@ -21,6 +21,7 @@ from .backoff import RestartPolicy
 from .cluster_config import ClusterSettings
 from .codec import valid_name
 from .errors import BotvisorError, SchemaError
+from .gateway_config import GatewaySettings, check_webhooks
 from .schema import checked, from_mapping, in_range
 
 DEFAULT_CONFIG_PATH = "botvisor.toml"
@@ -275,6 +276,7 @@ class _FileSchema:
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
     cluster: dict[str, Any] | None = None  # converted on its own, so errors name the key inside it
+    gateway: GatewaySettings = field(default_factory=GatewaySettings)
     bots: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -293,6 +295,8 @@ class Config:
     security: SecuritySettings = field(default_factory=SecuritySettings)
     #: None: one host, no database (docs/cluster.md)
     cluster: ClusterSettings | None = None
+    #: the HTTP gateway's settings (protocol/gateway_config.py); the supervisor ignores them
+    gateway: GatewaySettings = field(default_factory=GatewaySettings)
 
     def bot(self, bot_id: str) -> BotConfig:
         for bot in self.bots:
@@ -355,8 +359,12 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
             f.name: str(base / getattr(schema.security, f.name))
             for f in dataclasses.fields(SecuritySettings) if getattr(schema.security, f.name)}),
         cluster=cluster,
+        gateway=schema.gateway,
     )
     _check_cluster(config)
+    problem = check_webhooks(schema.gateway.webhooks)
+    if problem:
+        raise ConfigError(path, *problem)
     _check_endpoints(config)
     _check_security(config)
     return config

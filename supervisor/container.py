@@ -68,6 +68,10 @@ class ContainerEvent:
     data: dict[str, Any]
     #: unix seconds
     timestamp: float
+    #: the worker that sent it and its seq there: with server and bot, what names the event
+    #: (the gateway recovers a seq gap from the history with them)
+    pid: int = 0
+    seq: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,7 +302,7 @@ class BotContainer:
             case ErrorEvent(fatal=True):
                 self._last_error = data
         self.events_total[event.type.value] += 1
-        self._record(ContainerEvent(event.type.value, to_mapping(data), event.ts))
+        self._record(ContainerEvent(event.type.value, to_mapping(data), event.ts, event.pid, event.seq))
 
     def on_exit(self, exitcode: int | None) -> None:
         """The worker process ended (its sentinel fired): decide what comes next."""

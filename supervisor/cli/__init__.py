@@ -14,6 +14,7 @@ from . import (
     check_config,
     creds,
     health,
+    gateway,
     history,
     keys,
     logout,
@@ -29,6 +30,7 @@ from . import (
     tap,
     top,
     wa,
+    webhooks,
 )
 
 #: subcommand name -> module (or an object shaped like one: cli/wa.py)
@@ -51,6 +53,8 @@ SUBCOMMANDS: dict[str, ModuleType | wa.Operation] = {
     "logs": logs,
     "health": health,
     **wa.COMMANDS,
+    "gateway": gateway,
+    "webhooks": webhooks,
 }
 
 

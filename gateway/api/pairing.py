@@ -1,0 +1,69 @@
+"""The bot's current pairing QR (PNG or text) and phone pair code.
+
+From the last ``connection-update`` carrying a qr or pair_code that the gateway saw on the tap
+(kept by the hub; cleared when the connection opens), else from the bot's history. 404 with
+``not-found`` when the bot is not pairing.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import PlainTextResponse, Response
+
+from ..errors import NOT_FOUND, ApiError
+from .common import ERRORS, BotId, Caller, control, gateway_of
+
+router = APIRouter(prefix="/v1/bots", tags=["pairing"], responses=ERRORS)
+
+
+async def current_pairing(request: Request, bot: str) -> dict[str, Any]:
+    gateway = gateway_of(request)
+    known = gateway.hub.pairing.get(bot)
+    if known is not None:
+        return known.get("data") or {}
+    events = (await control(gateway, "history", {"bot": bot})).get("events", [])
+    for entry in reversed(events):
+        if entry.get("type") == "connection-update":
+            data = entry.get("data") or {}
+            if data.get("connection") == "open":
+                break
+            if data.get("qr") or data.get("pair_code"):
+                return data
+    return {}
+
+
+async def _qr(request: Request, bot: str, caller: Any) -> str:
+    caller.check_read(bot)
+    qr = (await current_pairing(request, bot)).get("qr")
+    if not qr:
+        raise ApiError(NOT_FOUND, f"bot {bot!r} is not showing a QR code (paired, or not started)")
+    return qr
+
+
+@router.get("/{bot}/qr", summary="The current pairing QR code as a PNG image",
+            response_class=Response, responses={200: {"content": {"image/png": {}}}})
+async def qr_png(request: Request, bot: BotId, caller: Caller, scale: int = 8) -> Response:
+    import segno
+
+    data = await _qr(request, bot, caller)
+    out = io.BytesIO()
+    segno.make_qr(data).save(out, kind="png", scale=max(1, min(scale, 40)), border=4)
+    return Response(out.getvalue(), media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+@router.get("/{bot}/qr.txt", summary="The current pairing QR code's text (what the QR encodes)",
+            response_class=PlainTextResponse)
+async def qr_text(request: Request, bot: BotId, caller: Caller) -> PlainTextResponse:
+    return PlainTextResponse(await _qr(request, bot, caller), headers={"Cache-Control": "no-store"})
+
+
+@router.get("/{bot}/pair-code", summary="The phone pairing code, when pairing by phone number")
+async def pair_code(request: Request, bot: BotId, caller: Caller) -> dict[str, Any]:
+    caller.check_read(bot)
+    data = await current_pairing(request, bot)
+    if not data.get("pair_code"):
+        raise ApiError(NOT_FOUND, f"bot {bot!r} has no pair code (it pairs by QR, or is paired)")
+    return {"bot": bot, "pair_code": data["pair_code"]}

@@ -1,0 +1,120 @@
+"""The in-process event hub: one ordered feed of the fleet's messages, many subscribers.
+
+The ingest (gateway/ingest.py) publishes every tap message, gap-checked and in per-bot order,
+plus the gateway's own notices (kind ``gateway``). Two kinds of subscriber:
+
+- a *sink* (the webhooks' outbox) is awaited for each message before the next is published:
+  nothing is lost and back-pressure reaches the tap;
+- a *subscription* (a WebSocket client, a dashboard page) gets a bounded queue; when it is
+  full, messages for it are dropped and counted, and the client sees the gap in ``seq`` and in
+  the ``dropped`` count of its next message. A slow browser never slows the webhooks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .envelope import message_type
+
+Sink = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    """Bot globs and types (event types, ``state``, kinds such as ``heartbeat``); empty: all."""
+
+    bots: tuple[str, ...] = ()
+    types: tuple[str, ...] = ()
+    allowed: Callable[[str], bool] | None = None
+
+    def matches(self, body: dict[str, Any]) -> bool:
+        bot = body.get("bot", "")
+        if self.allowed is not None and body.get("kind") != "notice" and not self.allowed(bot):
+            return False
+        if self.bots and not any(fnmatch.fnmatchcase(bot, g) for g in self.bots):
+            return False
+        if self.types and message_type(body) not in self.types and body.get("kind") not in self.types:
+            return False
+        return True
+
+
+@dataclass(eq=False)
+class Subscription:
+    hub: EventHub
+    filter: Filter
+    maxsize: int
+    queue: asyncio.Queue[dict[str, Any]] = field(init=False)
+    dropped: int = 0
+
+    def __post_init__(self) -> None:
+        self.queue = asyncio.Queue(self.maxsize)
+
+    def offer(self, body: dict[str, Any]) -> None:
+        if not self.filter.matches(body):
+            return
+        try:
+            self.queue.put_nowait(body)
+        except asyncio.QueueFull:
+            self.dropped += 1
+
+    async def get(self) -> dict[str, Any]:
+        return await self.queue.get()
+
+    def close(self) -> None:
+        self.hub.unsubscribe(self)
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class EventHub:
+    def __init__(self) -> None:
+        self._sinks: list[Sink] = []
+        self._subscriptions: set[Subscription] = set()
+        #: per bot: the last connection-update carrying a qr or pair code (for the pairing endpoints)
+        self.pairing: dict[str, dict[str, Any]] = {}
+        self.published = 0
+
+    def add_sink(self, sink: Sink) -> None:
+        self._sinks.append(sink)
+
+    def subscribe(self, filter: Filter | None = None, maxsize: int = 10_000) -> Subscription:
+        sub = Subscription(self, filter or Filter(), maxsize)
+        self._subscriptions.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        self._subscriptions.discard(sub)
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._subscriptions)
+
+    async def publish(self, body: dict[str, Any]) -> None:
+        self._remember(body)
+        for sink in self._sinks:
+            await sink(body)
+        self.published += 1
+        for sub in list(self._subscriptions):
+            sub.offer(body)
+
+    async def publish_many(self, bodies: Iterable[dict[str, Any]]) -> None:
+        for body in bodies:
+            await self.publish(body)
+
+    def _remember(self, body: dict[str, Any]) -> None:
+        if body.get("type") != "connection-update":
+            return
+        data = body.get("data") or {}
+        if data.get("qr") or data.get("pair_code"):
+            self.pairing[body["bot"]] = body
+        elif data.get("connection") == "open" or (body.get("kind") == "event" and data.get("connection") == "close"
+                                                   and not data.get("qr")):
+            self.pairing.pop(body["bot"], None)
