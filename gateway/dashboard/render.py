@@ -17,7 +17,7 @@ from .session import CSRF_FIELD, Visitor
 HERE = Path(__file__).resolve().parent
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.globals.update(age=views.age, size=views.size, when=views.when, readable=views.readable,
-                             public_url=views.public_url, csrf_field=CSRF_FIELD)
+                             public_url=views.public_url, parse_iso=views.parse_iso, csrf_field=CSRF_FIELD)
 
 #: every page: no caching (they show live state), no framing (clickjacking), nothing from elsewhere
 HEADERS = {

@@ -123,6 +123,10 @@ def test_the_fleet_is_readable_at_phone_width(page: Any, stack: Stack) -> None:
     assert overflow <= PHONE["width"], f"the page is {overflow} px wide at {PHONE['width']} px"
     expect(page.get_by_text("Restarts").first).to_be_visible()  # each row labels its values
     doc_screenshot(page, "dashboard-fleet-phone")
+    for path in ("/ui/bots/b1", "/ui/webhooks"):
+        page.goto(stack.base + path)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= PHONE["width"], f"{path} is {width} px wide at {PHONE['width']} px"
 
 
 # -- one bot -------------------------------------------------------------------------------
@@ -157,9 +161,21 @@ def test_the_send_form_sends_and_shows_the_outcome(page: Any, stack: Stack) -> N
     assert send_id and send_id != "?"
     expect(outcome.locator("[data-outcome]")).to_have_text(re.compile(r"^(sent|queued)$"))
     expect(outcome).to_contain_text(send_id)
+    page.evaluate("window.scrollTo(0, 0)")
     doc_screenshot(page, "dashboard-bot", full_page=False)
-    # a send to a bot that is not running is refused with the reason, not lost silently
-    page.goto(stack.base + "/ui/bots/pairme")
+
+    # a send the worker refuses shows why (here: a bot that is not running), nothing is lost silently
+    page.goto(stack.base + "/ui/bots/b1/confirm/stop")
+    page.get_by_role("button", name="Stop b1").click()
+    expect(page.locator("#status [data-field=state]")).to_have_text("stopped", timeout=5000)
+    page.get_by_role("textbox", name=re.compile(r"^To ")).fill("15551234567@s.whatsapp.net")
+    page.get_by_role("textbox", name="Text", exact=True).fill("nobody will send this")
+    page.get_by_role("button", name="Send", exact=True).click()
+    expect(page.locator(".flashes .flash.error")).to_contain_text("Send refused")
+    stack.service.control("start", {"bots": ["b1"]})
+    stack.tap.wait_for(lambda m: type(m).__name__ == "Hello" and m.bot == "b1", timeout=10, what="b1 again",
+                       history=False)
+    stack.service.descendants()
 
 
 def test_stop_and_start_from_the_page_change_the_state(page: Any, stack: Stack) -> None:
