@@ -52,7 +52,7 @@ class Gateway:
         config = self.config
         self.bridge = ControlBridge(config, timeout=config.gateway.command_timeout)
         self.outbox = Outbox(data_dir(config) / FILE, config.gateway.outbox_limit)
-        cursors = await self.outbox.run(self.outbox.store.cursors)
+        cursors = await self.outbox.read(self.outbox.reader.cursors)
         self.ingest = Ingest(self.server, self.hub, self.bridge, self.metrics, cursors)
         self.ingest.on_reload = self.reload
         self.dispatcher = Dispatcher(self.outbox, self.metrics, self.ingest.publish_gateway, config.path.resolve().parent)

@@ -88,7 +88,7 @@ class WebhookConfig:
     #: a failing endpoint (no success for this many seconds) is paused, with a notice
     pause_after: float = checked(in_range(1, 30 * 86400), default=900.0)
     #: seconds between probes of a paused endpoint (one real delivery; a success resumes it)
-    probe_every: float = checked(in_range(1, 86400), default=60.0)
+    probe_every: float = checked(in_range(0.1, 86400), default=60.0)
     #: deliveries in flight to this endpoint at once (one per bot at most: per-bot order)
     concurrency: int = checked(in_range(1, 1000), default=32)
 

@@ -38,8 +38,8 @@ async def metrics(request: Request) -> Response:
 async def refresh_gauges(gateway: Any) -> None:
     import time
 
-    depth = await gateway.outbox.run(gateway.outbox.store.depth)
-    counters = await gateway.outbox.run(gateway.outbox.store.counters)
+    depth = await gateway.outbox.read(gateway.outbox.reader.depth)
+    counters = await gateway.outbox.read(gateway.outbox.reader.counters)
     now = time.time()
     m = gateway.metrics
     for name in set(gateway.dispatcher.endpoints) | set(depth):

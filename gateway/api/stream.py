@@ -28,7 +28,8 @@ CLOSE_UNAUTHORIZED = 4401
 async def stream(websocket: WebSocket) -> None:
     try:
         caller = websocket_principal(websocket)
-    except ApiError as exc:
+    except ApiError as exc:  # accepted then closed: a browser sees the close code, never an HTTP status
+        await websocket.accept()
         await websocket.close(code=CLOSE_UNAUTHORIZED, reason=exc.message[:120])
         return
     gateway = websocket.app.state.gateway

@@ -20,7 +20,7 @@ router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], responses=ERRORS)
 
 
 async def endpoints_view(gateway: Any) -> list[dict[str, Any]]:
-    depth = await gateway.outbox.run(gateway.outbox.store.depth)
+    depth = await gateway.outbox.read(gateway.outbox.reader.depth)
     now = time.time()
     out = []
     for name, hook in gateway.dispatcher.configs:
@@ -42,7 +42,7 @@ async def endpoints_view(gateway: Any) -> list[dict[str, Any]]:
 async def list_endpoints(request: Request, caller: Caller) -> dict[str, Any]:
     caller.check_admin()
     gateway = gateway_of(request)
-    counters = await gateway.outbox.run(gateway.outbox.store.counters)
+    counters = await gateway.outbox.read(gateway.outbox.reader.counters)
     return {"endpoints": await endpoints_view(gateway), "counters": counters}
 
 
@@ -73,7 +73,7 @@ async def dead(request: Request, caller: Caller, endpoint: str | None = None,
                offset: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
     caller.check_admin()
     gateway = gateway_of(request)
-    rows = await gateway.outbox.run(gateway.outbox.store.dead, endpoint, limit, offset)
+    rows = await gateway.outbox.read(gateway.outbox.reader.dead, endpoint, limit, offset)
     return {"dead": [r.public() for r in rows]}
 
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import httpx
+import aiohttp
 
 from protocol.backoff import RestartPolicy, exponential_delay
 from protocol.gateway_config import WebhookConfig, webhook_name
@@ -76,15 +76,16 @@ def retry_after(value: str | None, now: float) -> float | None:
     return min(max(0.0, when - now), MAX_RETRY_AFTER)
 
 
-def classify(response: httpx.Response | None, error: Exception | None, now: float) -> Outcome:
-    if response is None:
-        kind = "timeout" if isinstance(error, httpx.TimeoutException) else "error"
+def classify(status: int | None, retry_after_header: str | None, error: BaseException | None,
+             now: float) -> Outcome:
+    """The outcome of one attempt: its HTTP status (None: no answer, ``error`` says why)."""
+    if status is None:
+        kind = "timeout" if isinstance(error, (asyncio.TimeoutError, TimeoutError)) else "error"
         return Outcome(False, True, True, kind, f"{kind}: {error.__class__.__name__}: {error}")
-    status = response.status_code
     if 200 <= status < 300:
         return Outcome(True, False, False, "2xx", status=status)
     reason = f"HTTP {status}"
-    after = retry_after(response.headers.get("retry-after"), now) if status in (429, 503) else None
+    after = retry_after(retry_after_header, now) if status in (429, 503) else None
     if status in (408, 429) or status >= 500:
         return Outcome(False, True, True, "5xx" if status >= 500 else "4xx", reason, status, after)
     return Outcome(False, False, False, "4xx" if status >= 400 else "3xx", reason + " (not retried)", status)
@@ -110,7 +111,7 @@ class Endpoint:
         self.resumed = asyncio.Event()
         self.resumed.set()
         self._probe: asyncio.Task[None] | None = None
-        self.client: httpx.AsyncClient | None = None
+        self.client: aiohttp.ClientSession | None = None
         self.configure(config, secret)
 
     def configure(self, config: WebhookConfig, secret: bytes) -> None:
@@ -120,12 +121,12 @@ class Endpoint:
         self.policy = RestartPolicy(initial=config.retry.initial, factor=config.retry.factor, max=config.retry.max,
                                     jitter=config.retry.jitter)
         self.semaphore = asyncio.Semaphore(config.concurrency)
-        self.client = httpx.AsyncClient(timeout=config.timeout, follow_redirects=False,
-                                        limits=httpx.Limits(max_connections=config.concurrency,
-                                                            max_keepalive_connections=config.concurrency),
-                                        headers={"User-Agent": USER_AGENT})
+        self.client = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=config.concurrency, force_close=False),
+            timeout=aiohttp.ClientTimeout(total=config.timeout), headers={"User-Agent": USER_AGENT},
+            auto_decompress=False)
         if old is not None:
-            asyncio.get_running_loop().create_task(old.aclose())
+            asyncio.get_running_loop().create_task(old.close())
 
     def lane(self, bot: str) -> Lane:
         lane = self.lanes.get(bot)
@@ -146,11 +147,12 @@ class Endpoint:
         }
         async with self.semaphore:
             try:
-                response = await self.client.post(self.config.url, content=row.body, headers=headers)
-            except httpx.HTTPError as exc:
-                outcome = classify(None, exc, now)
-            else:
-                outcome = classify(response, None, now)
+                async with self.client.post(self.config.url, data=row.body, headers=headers,
+                                            allow_redirects=False) as response:
+                    await response.read()  # the connection goes back to the pool only once read
+                    outcome = classify(response.status, response.headers.get("Retry-After"), None, now)
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                outcome = classify(None, None, exc, now)
         self.dispatcher.metrics.attempts.labels(self.name, outcome.result).inc()
         return outcome
 
@@ -159,10 +161,10 @@ class Endpoint:
         row = lane.buffer[0]
         outcome = await self.attempt(row)
         now = time.time()
-        store = self.dispatcher.outbox.store
+        outbox = self.dispatcher.outbox
         metrics = self.dispatcher.metrics
         if outcome.ok:
-            await self.dispatcher.outbox.run(store.delivered, row.id)
+            outbox.delivered(row.id)
             lane.buffer.popleft()
             metrics.deliveries.labels(self.name, "delivered").inc()
             metrics.latency.labels(self.name).observe(max(0.0, now - row.event_ts))
@@ -173,8 +175,7 @@ class Endpoint:
         attempts = row.attempts + 1
         dead = not outcome.retry or attempts >= self.config.retry.attempts
         delay = outcome.retry_after if outcome.retry_after is not None else exponential_delay(attempts - 1, self.policy)
-        await self.dispatcher.outbox.run(store.failed, row.id, attempts, now + delay, outcome.error, outcome.status,
-                                         dead)
+        outbox.failed(row.id, attempts, now + delay, outcome.error, outcome.status, dead)
         if dead:
             lane.buffer.popleft()
             metrics.deliveries.labels(self.name, "dead").inc()
@@ -236,7 +237,7 @@ class Endpoint:
         await asyncio.gather(*tasks, return_exceptions=True)
         self.lanes.clear()
         if self.client is not None:
-            await self.client.aclose()
+            await self.client.close()
 
 
 class Lane:
@@ -258,7 +259,7 @@ class Lane:
             while True:
                 if not self.buffer:
                     self.wake.clear()  # before the query: a row committed after it wakes us
-                    rows = await outbox.run(outbox.store.lane, ep.name, self.bot, self.last_id)
+                    rows = await outbox.read(outbox.reader.lane, ep.name, self.bot, self.last_id)
                     if not rows:
                         try:
                             await asyncio.wait_for(self.wake.wait(), IDLE)
@@ -318,7 +319,7 @@ class Dispatcher:
         for name in list(self.endpoints):
             if name not in wanted:
                 await self.endpoints.pop(name).stop()
-        paused = await self.outbox.run(self.outbox.store.paused)
+        paused = await self.outbox.read(self.outbox.reader.paused)
         for name, hook in configs:
             ep = self.endpoints.get(name)
             if ep is None:
@@ -348,7 +349,7 @@ class Dispatcher:
             log.warning("outbox over its limit: %d delivery(ies) dropped", dropped)
 
     async def _scan(self, after: int) -> None:
-        for endpoint, bot, max_id in await self.outbox.run(self.outbox.store.lanes, after):
+        for endpoint, bot, max_id in await self.outbox.read(self.outbox.reader.lanes, after):
             ep = self.endpoints.get(endpoint)
             if ep is not None:
                 ep.lane(bot).wake.set()
@@ -360,7 +361,7 @@ class Dispatcher:
             await asyncio.sleep(POLL)
             try:
                 await self._scan(self._seen)
-                paused = await self.outbox.run(self.outbox.store.paused)
+                paused = await self.outbox.read(self.outbox.reader.paused)
                 for name, ep in self.endpoints.items():
                     if ep.paused and name not in paused:
                         await ep.resume("resumed by an operator")

@@ -110,21 +110,34 @@ class Store:
         self.path = path
         self.limit = limit
         self.db = connect(path)
+        #: rows in the table, as far as this connection knows (recounted before the bound acts)
+        self._total = self.db.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0]
 
     def close(self) -> None:
         self.db.close()
 
     # -- ingest ----------------------------------------------------------------------------
     def write(self, items: list[tuple[dict[str, Any], list[str], Cursor | None]]) -> tuple[list[tuple[str, str, int]], int]:
-        """Store the deliveries of a batch of messages, and their bots' cursors, in one
-        transaction. Returns the new rows as (endpoint, bot, id) and how many rows the
-        bound dropped."""
+        """Store the deliveries of a batch of messages, and their bots' cursors."""
+        return self.apply([("write", item) for item in items])
+
+    def apply(self, ops: list[tuple[str, tuple[Any, ...]]]) -> tuple[list[tuple[str, str, int]], int]:
+        """A batch of writes in one transaction: ``write`` (envelope, endpoints, cursor),
+        ``delivered`` (row id,) and ``failed`` (the arguments of ``failed``). Returns the new
+        rows as (endpoint, bot, id) and how many rows the bound dropped."""
         now = time.time()
         created: list[tuple[str, str, int]] = []
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
-            for envelope, endpoints, cursor in items:
+            for kind, args in ops:
+                if kind == "delivered":
+                    self._delivered(*args)
+                    continue
+                if kind == "failed":
+                    self._failed(*args)
+                    continue
+                envelope, endpoints, cursor = args
                 if endpoints:
                     raw = json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode()
                     for endpoint in endpoints:
@@ -138,7 +151,8 @@ class Store:
                 if cursor is not None:
                     db.execute("INSERT OR REPLACE INTO cursors VALUES (?, ?, ?, ?, ?)",
                                (envelope["bot"], cursor.supervisor, cursor.pid, cursor.seq, cursor.ts))
-            dropped = self._bound() if created else 0
+            self._total += len(created)
+            dropped = self._bound() if self._total > self.limit else 0
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -148,6 +162,7 @@ class Store:
     def _bound(self) -> int:
         """Past ``limit`` rows, drop the oldest dead letters, then (counted) the oldest pending."""
         (total,) = self.db.execute("SELECT COUNT(*) FROM deliveries").fetchone()
+        self._total = total
         over = total - self.limit
         if over <= 0:
             return 0
@@ -159,6 +174,7 @@ class Store:
                                       "LIMIT ?)", (over - dead,)).rowcount
         self._count("dropped_dead", dead)
         self._count("dropped_pending", pending)
+        self._total -= dead + pending
         return dead + pending
 
     def _count(self, name: str, n: int) -> None:
@@ -184,12 +200,19 @@ class Store:
         return self.db.execute("SELECT endpoint, bot, MAX(id) FROM deliveries WHERE state = 'pending' AND id > ?"
                                " GROUP BY endpoint, bot", (after,)).fetchall()
 
-    def delivered(self, row_id: int) -> None:
-        self.db.execute("DELETE FROM deliveries WHERE id = ?", (row_id,))
+    def _delivered(self, row_id: int) -> None:
+        self._total -= self.db.execute("DELETE FROM deliveries WHERE id = ?", (row_id,)).rowcount
         self._count("delivered", 1)
+
+    def delivered(self, row_id: int) -> None:
+        self.apply([("delivered", (row_id,))])
 
     def failed(self, row_id: int, attempts: int, next_at: float, error: str, status: int | None,
                dead: bool) -> None:
+        self.apply([("failed", (row_id, attempts, next_at, error, status, dead))])
+
+    def _failed(self, row_id: int, attempts: int, next_at: float, error: str, status: int | None,
+                dead: bool) -> None:
         self.db.execute("UPDATE deliveries SET attempts = ?, next_at = ?, last_error = ?, last_status = ?, state = ?"
                         " WHERE id = ?", (attempts, next_at, error[:500], status, "dead" if dead else "pending",
                                           row_id))
@@ -264,39 +287,61 @@ class Store:
 
 
 class Outbox:
-    """The Store from asyncio: every call runs on the one database thread."""
+    """The Store from asyncio. Writes go to one writer thread and are group-committed: every
+    insert, delete and update queued while a commit runs goes into the next transaction, so
+    one fsync covers a whole batch and the loop never waits on the disk. Reads (lanes, depth,
+    dead letters) use a second connection on a second thread: in WAL mode they never wait for
+    the writer."""
 
     def __init__(self, path: Path, limit: int) -> None:
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="outbox")
-        self.store: Store = self._executor.submit(Store, path, limit).result()
-        self._batch: list[tuple[tuple[dict[str, Any], list[str], Cursor | None], asyncio.Future[Any]]] = []
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="outbox-write")
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="outbox-read")
+        self.store: Store = self._writer.submit(Store, path, limit).result()
+        self.reader: Store = self._reader.submit(Store, path, limit).result()
+        self._ops: list[tuple[str, tuple[Any, ...], asyncio.Future[Any] | None]] = []
         self._flushing = False
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        """``fn`` on the writer thread (operator actions: retry, purge, pause)."""
+        return await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
 
-    async def write(self, envelope: dict[str, Any], endpoints: list[str], cursor: Cursor | None) -> Any:
-        """Store one message's deliveries (batched with whatever else is being written)."""
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn`` of ``self.reader`` on the reader thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._reader, fn, *args)
+
+    async def write(self, envelope: dict[str, Any], endpoints: list[str], cursor: Cursor | None) -> None:
+        """Store one message's deliveries; returns once they are committed."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._batch.append(((envelope, endpoints, cursor), future))
+        self._queue("write", (envelope, endpoints, cursor), future)
+        await future
+
+    def delivered(self, row_id: int) -> None:
+        """Forget a delivered row (committed with the next batch: a crash before that means the
+        event is delivered again, with the same id)."""
+        self._queue("delivered", (row_id,), None)
+
+    def failed(self, *args: Any) -> None:
+        self._queue("failed", args, None)
+
+    def _queue(self, kind: str, args: tuple[Any, ...], future: asyncio.Future[Any] | None) -> None:
+        self._ops.append((kind, args, future))
         if not self._flushing:
             self._flushing = True
             asyncio.get_running_loop().create_task(self._flush())
-        return await future
 
     async def _flush(self) -> None:
         try:
-            while self._batch:
-                batch, self._batch = self._batch, []
+            while self._ops:
+                ops, self._ops = self._ops, []
                 try:
-                    created, dropped = await self.run(self.store.write, [item for item, _ in batch])
+                    created, dropped = await self.run(self.store.apply, [(k, a) for k, a, _ in ops])
                 except Exception as exc:
-                    for _, future in batch:
-                        if not future.done():
+                    for _, _, future in ops:
+                        if future is not None and not future.done():
                             future.set_exception(exc)
                     continue
-                for _, future in batch:
-                    if not future.done():
+                for _, _, future in ops:
+                    if future is not None and not future.done():
                         future.set_result(None)
                 self.on_written(created, dropped)
         finally:
@@ -306,5 +351,7 @@ class Outbox:
         """Replaced by the dispatcher: wake the lanes of the new rows."""
 
     def close(self) -> None:
-        self._executor.submit(self.store.close).result()
-        self._executor.shutdown(wait=True)
+        self._reader.submit(self.reader.close).result()
+        self._writer.submit(self.store.close).result()
+        self._reader.shutdown(wait=True)
+        self._writer.shutdown(wait=True)

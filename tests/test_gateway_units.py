@@ -1,0 +1,84 @@
+"""The gateway's pure parts: the outcome table, Retry-After, the outbox bound, key storage."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from gateway.keys import KeyStore
+from gateway.webhooks.dispatcher import classify, retry_after
+from gateway.webhooks.outbox import Cursor, Store
+
+
+@pytest.mark.parametrize("status, retried", [(200, None), (204, None), (400, False), (401, False), (404, False),
+                                             (410, False), (301, False), (408, True), (429, True), (500, True),
+                                             (502, True), (503, True)])
+def test_which_answers_are_retried(status, retried):
+    outcome = classify(status, None, None, time.time())
+    if retried is None:
+        assert outcome.ok
+    else:
+        assert not outcome.ok and outcome.retry is retried
+
+
+def test_network_errors_are_retried():
+    assert classify(None, None, ConnectionRefusedError("refused"), 0).retry
+    assert classify(None, None, TimeoutError(), 0).result == "timeout"
+
+
+def test_retry_after_in_seconds_and_as_a_date():
+    now = time.time()
+    assert retry_after("7", now) == 7
+    date = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(now + 30))
+    assert 28 <= retry_after(date, now) <= 31
+    assert retry_after("soon", now) is None
+    assert classify(429, "3", None, now).retry_after == 3
+    assert classify(500, "3", None, now).retry_after is None, "Retry-After counts on 429 and 503 only"
+
+
+def envelope(i: int, bot: str = "b1") -> dict:
+    return {"id": f"evt_{i}", "bot": bot, "type": "message-upsert", "timestamp": float(i), "data": {}}
+
+
+def test_the_outbox_bound_drops_the_oldest_dead_letters_first_and_counts(tmp_path):
+    store = Store(tmp_path / "o.sqlite3", limit=100)
+    created, _ = store.write([(envelope(i), ["a"], None) for i in range(60)])
+    for _, _, row_id in created:
+        store.failed(row_id, 1, 0, "HTTP 400", 400, dead=True)
+    store.write([(envelope(i), ["a"], None) for i in range(60, 120)])
+    depth = store.depth()["a"]
+    assert depth["pending"] == 60 and depth["dead"] == 40
+    assert [r.event_id for r in store.dead(limit=1)] == ["evt_20"], "the oldest dead letters went"
+    assert store.counters()["dropped_dead"] == 20
+    store.write([(envelope(i), ["a"], None) for i in range(120, 190)])
+    assert store.depth()["a"] == {"pending": 100, "dead": 0, "oldest_pending": store.depth()["a"]["oldest_pending"]}
+    assert store.counters() == {"dropped_dead": 60, "dropped_pending": 30}
+
+
+def test_the_same_event_is_stored_once_per_endpoint_and_cursors_persist(tmp_path):
+    path = tmp_path / "o.sqlite3"
+    store = Store(path)
+    first, _ = store.write([(envelope(1), ["a", "b"], Cursor(10, 20, 3, 1.0))])
+    again, _ = store.write([(envelope(1), ["a", "b"], Cursor(10, 20, 3, 1.0))])
+    assert len(first) == 2 and again == []
+    store.close()
+    assert Store(path).cursors() == {"b1": Cursor(10, 20, 3, 1.0)}
+
+
+def test_keys_are_stored_as_hashes_and_found_by_the_key(tmp_path):
+    store = KeyStore(tmp_path / "k.json")
+    key = store.add("ci", ["shop-*"], read_only=True)
+    raw = (tmp_path / "k.json").read_text()
+    assert key not in raw and json.loads(raw)["keys"][0]["name"] == "ci"
+    assert (tmp_path / "k.json").stat().st_mode & 0o777 == 0o600
+    found = store.find(key)
+    assert found is not None and found.read_only and found.sees("shop-1") and not found.sees("other")
+    assert store.find(key + "x") is None and store.find("") is None
+    with pytest.raises(ValueError):
+        store.add("ci")
+    with pytest.raises(ValueError):
+        store.add("../x")
+    store.revoke("ci")
+    assert store.find(key) is None
