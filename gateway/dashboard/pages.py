@@ -143,7 +143,7 @@ async def webhooks(request: Request, who: Who, endpoint: str | None = None) -> R
         raise PageError(403, "Not allowed", "webhooks are fleet-wide: they need a full key over every bot (\"*\")")
     gateway = gateway_of(request)
     endpoints = await endpoints_view(gateway)
-    dead = await gateway.outbox.run(gateway.outbox.store.dead, endpoint or None, 200, 0)
-    counters = await gateway.outbox.run(gateway.outbox.store.counters)
+    dead = await gateway.outbox.read(gateway.outbox.reader.dead, endpoint or None, 200, 0)
+    counters = await gateway.outbox.read(gateway.outbox.reader.counters)
     return page(request, "webhooks.html", who, endpoints=endpoints, dead=[r.public() for r in dead],
                 counters=counters, endpoint=endpoint or "")

@@ -13,7 +13,7 @@ import pytest
 from playwright.sync_api import expect
 
 from .conftest import PHONE, doc_screenshot, sign_in
-from .stack import Stack
+from .stack import SECRET, URL_TOKEN, Stack
 
 pytestmark = pytest.mark.slow
 
@@ -262,12 +262,11 @@ def test_no_page_shows_a_secret(page: Any, stack: Stack) -> None:
         page.goto(stack.base + path)
         html = page.content()
         assert not any(k in html for k in keys), path
-        assert "hook-secret-123" not in html and "token=abc" not in html, path
+        assert SECRET not in html and URL_TOKEN not in html, path
 
 
 # -- webhooks ------------------------------------------------------------------------------
 def test_webhooks_show_endpoints_and_dead_letters_with_retry_and_purge(page: Any, stack: Stack) -> None:
-    assert stack.receiver is not None
     old = stack.status("b1")["pid"]
     stack.service.control("restart", {"bots": ["b1"]})  # state changes of b1: refused (400) -> dead letters
     stack.tap.wait_for(lambda m: type(m).__name__ == "Hello" and m.bot == "b1" and m.pid != old, timeout=10,
@@ -288,15 +287,15 @@ def test_webhooks_show_endpoints_and_dead_letters_with_retry_and_purge(page: Any
     expect(page.locator("#dead tbody tr")).to_have_count(dead)
     expect(page.locator("#dead tbody")).to_contain_text("HTTP 400")
 
-    refused = len(stack.receiver.received)
+    refused = len(stack.receiver.requests)
     endpoint.get_by_role("button", name="Retry all").click()
     flash = page.locator(".flashes .flash.ok")
     expect(flash).to_contain_text("dead letters queued again")
     dead = int(re.match(r"(\d+) dead letters", flash.inner_text()).group(1))  # more may have died meanwhile
     wait_until_count = time.monotonic() + 10
-    while len(stack.receiver.received) < refused + dead and time.monotonic() < wait_until_count:
+    while len(stack.receiver.requests) < refused + dead and time.monotonic() < wait_until_count:
         time.sleep(0.05)
-    assert len(stack.receiver.received) >= refused + dead, "the retried deliveries were not attempted again"
+    assert len(stack.receiver.requests) >= refused + dead, "the retried deliveries were not attempted again"
 
     endpoint.get_by_role("button", name="Pause").click()
     expect(endpoint).to_contain_text("paused")
