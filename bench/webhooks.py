@@ -45,8 +45,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+#: the short ipc run dirs made under /tmp, removed at the end
+RUN_DIRS: list[Path] = []
+
+
 def write_config(root: Path, bots: int, rate: float, port: int, hook_port: int | None) -> Path:
     run_dir = Path(tempfile.mkdtemp(prefix="bvw-", dir="/tmp"))
+    RUN_DIRS.append(run_dir)
     lines = ["[supervisor]", 'server_name = "wh"', f"run_dir = {toml_value(str(run_dir))}",
              f"auth_dir = {toml_value(str(root / 'auth'))}", "start_interval = 0.0", "heartbeat_interval = 5.0",
              "messages_per_minute = 6000", "event_history = 2000", "tap_queue = 1000000"]
@@ -210,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--status-requests", type=int, default=200)
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--out", type=Path, default=None, help="also write the tables (markdown) here")
+    p.add_argument("--keep", action="store_true", help="keep the scratch directories (configs, logs)")
     args = p.parse_args(argv)
     install_signal_handlers()
     reaper = Reaper()
@@ -234,6 +240,12 @@ def main(argv: list[str] | None = None) -> int:
             print(results["status"][-1], flush=True)
     finally:
         reaper.kill_all()
+        if not args.keep:
+            import shutil
+
+            shutil.rmtree(work, ignore_errors=True)
+            for run_dir in RUN_DIRS:
+                shutil.rmtree(run_dir, ignore_errors=True)
     text = render(results)
     print(text)
     if args.json:

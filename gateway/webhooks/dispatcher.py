@@ -21,7 +21,7 @@ import asyncio
 import email.utils
 import logging
 import time
-import uuid
+import os
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -141,7 +141,7 @@ class Endpoint:
         headers = {
             "Content-Type": "application/json",
             "Botvisor-Event-Id": row.event_id,
-            "Botvisor-Delivery-Id": "dlv_" + uuid.uuid4().hex,
+            "Botvisor-Delivery-Id": "dlv_" + os.urandom(12).hex(),
             "Botvisor-Delivery-Attempt": str(row.attempts + 1),
             HEADER: sign(self.secret, row.body, t),
         }
