@@ -52,6 +52,9 @@ def test_pages_need_a_session_and_a_wrong_key_is_refused(page: Any, stack: Stack
     cookie = next(c for c in page.context.cookies() if c["name"] == "botvisor_session")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
     assert cookie["value"] != stack.keys["admin"] and stack.keys["admin"] not in page.content()
+    headers = page.request.get(stack.base + "/ui/").headers
+    assert headers["cache-control"] == "no-store" and headers["x-frame-options"] == "DENY"
+    assert "script-src 'self'" in headers["content-security-policy"]
 
 
 def test_sign_out_ends_the_session(page: Any, stack: Stack) -> None:
