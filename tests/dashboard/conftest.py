@@ -65,8 +65,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         {"id": "b1", "simulated": {"paired": True}},
         {"id": "b2", "simulated": {"paired": True}},
         {"id": "b3", "simulated": {"paired": True}},
-        # started by the pairing test: QR codes every 0.6 s, paired 3 s after it starts
-        {"id": "pairme", "simulated": {"paired": False, "qr_every": 0.6, "pair_after": 3.0}},
+        # started by the pairing test: QR codes every 0.6 s, paired 4 s after it starts
+        {"id": "pairme", "simulated": {"paired": False, "qr_every": 0.6, "pair_after": 4.0}},
     ]
     stack = start_stack(tmp_path_factory.mktemp("dash"), bots, start=["b1", "b2", "b3"])
     try:

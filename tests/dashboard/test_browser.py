@@ -133,24 +133,36 @@ def test_the_fleet_is_readable_at_phone_width(page: Any, stack: Stack) -> None:
 
 
 # -- one bot -------------------------------------------------------------------------------
-def test_an_unpaired_bot_shows_a_changing_qr_then_hides_it_once_paired(page: Any, stack: Stack) -> None:
-    sign_in(page, stack, path="/ui/bots/pairme")
+def test_an_unpaired_bot_shows_a_changing_qr_then_hides_it_once_paired(context: Any, stack: Stack) -> None:
+    fleet = context.new_page()
+    sign_in(fleet, stack)
+    wait_live(fleet)
+    page = context.new_page()
+    page.goto(stack.base + "/ui/bots/pairme")
     wait_live(page)
     expect(page.locator("#pairing")).to_be_hidden()
     stack.service.control("start", {"bots": ["pairme"]})
+    # the fleet page singles it out while it waits for a scan
+    expect(row(fleet, "pairme")).to_have_class(re.compile(r"\bneeds-pairing\b"), timeout=3000)
+    expect(fleet.locator("[data-count=pairing]")).to_have_text("1")
     qr = page.locator("#qr svg")
-    expect(qr).to_be_visible(timeout=5000)
+    expect(qr).to_be_visible(timeout=3000)
     first = page.locator("#qr").get_attribute("data-qr-ref")
     expect(page.locator("#qr")).not_to_have_attribute("data-qr-ref", first, timeout=3000)  # a new QR drawn
     doc_screenshot(page, "dashboard-pairing", full_page=False)
+    expect(page.locator("#live-events")).to_contain_text("connection-update")  # live events, as they come
     expect(page.locator("#pairing")).to_be_hidden(timeout=8000)
     expect(page.locator("#paired")).to_be_visible()
     stack.service.descendants()
     expect(page.locator("#status [data-field=whatsapp]")).to_contain_text("online", timeout=5000)
-    # and a reload draws no QR either (the gateway knows it is paired)
+    expect(row(fleet, "pairme")).not_to_have_class(re.compile(r"\bneeds-pairing\b"))
+    # a reload draws no QR either (the gateway knows it is paired); the history is newest first
     page.reload()
     expect(page.locator("#pairing")).to_be_hidden()
-    expect(page.locator("#history .type").first).to_be_visible()
+    heads = page.locator("#history .event-head .muted").all_inner_texts()
+    seqs = [int(re.search(r"seq (\d+)", h).group(1)) for h in heads]
+    assert len(seqs) > 3 and seqs == sorted(seqs, reverse=True), seqs
+    expect(page.locator("#history")).to_contain_text("qr")  # each event's data readable
 
 
 def test_the_send_form_sends_and_shows_the_outcome(page: Any, stack: Stack) -> None:
