@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -21,7 +22,7 @@ from fastapi.responses import StreamingResponse
 from ..api.common import gateway_of
 from ..hub import Filter
 from .render import qr_ref, qr_svg
-from .session import Visitor, visitor
+from .session import SignInRequired, Visitor, visitor
 
 router = APIRouter(include_in_schema=False)
 Who = Annotated[Visitor, Depends(visitor)]
@@ -31,6 +32,8 @@ KEEPALIVE = 15.0
 POLL = 1.0
 #: the queue of one page (a page far behind refetches rather than replays)
 QUEUE = 2000
+#: how often an open stream checks that its session still holds (sign-out, a revoked key)
+RECHECK = 5.0
 
 
 def for_page(body: dict[str, Any]) -> dict[str, Any]:
@@ -51,9 +54,16 @@ async def events(request: Request, who: Who, bot: str | None = None) -> Streamin
     async def stream() -> AsyncIterator[str]:
         reported = 0
         idle = 0.0
+        checked = time.monotonic()
         try:
             yield "retry: 1000\n\n"
             while not _stopping(request):
+                if time.monotonic() - checked >= RECHECK:
+                    checked = time.monotonic()
+                    try:
+                        visitor(request)
+                    except SignInRequired:
+                        return  # the page's next reconnect gets 401, and it goes to the sign-in page
                 try:
                     body = await asyncio.wait_for(sub.get(), POLL)
                 except TimeoutError:

@@ -146,6 +146,18 @@ def visitor(request: Request) -> Visitor:
     return Visitor(session, Principal(key))
 
 
+def served_as(request: Request) -> tuple[str, str]:
+    """The scheme and host the browser used: a TLS proxy in front says so in X-Forwarded-*.
+
+    Trusting these headers is safe here: a cross-site form cannot set them, and the worst a
+    client that does can get is a cookie its own browser will not send back.
+    """
+    headers = request.headers
+    scheme = headers.get("x-forwarded-proto", "").split(",")[0].strip() or request.url.scheme
+    host = headers.get("x-forwarded-host", "").split(",")[0].strip() or headers.get("host", "")
+    return scheme, host
+
+
 def same_origin(request: Request) -> bool:
     """False when the browser says the request came from another site (Origin or Referer)."""
     source = request.headers.get("origin") or request.headers.get("referer")
@@ -154,7 +166,7 @@ def same_origin(request: Request) -> bool:
     if source == "null":
         return False
     parts = urlsplit(source)
-    return parts.netloc == request.headers.get("host", "") and parts.scheme == request.url.scheme
+    return (parts.scheme, parts.netloc) == served_as(request)
 
 
 def check_csrf(request: Request, expected: str, presented: str | None) -> None:
@@ -181,8 +193,8 @@ async def checked_form(request: Request, who: Visitor) -> dict[str, str]:
 
 def set_cookie(response: Response, request: Request, name: str, value: str, max_age: int | None) -> None:
     response.set_cookie(name, value, max_age=max_age, path=PATH, httponly=True, samesite="lax",
-                        secure=request.url.scheme == "https")
+                        secure=served_as(request)[0] == "https")
 
 
 def clear_cookie(response: Response, request: Request, name: str) -> None:
-    response.delete_cookie(name, path=PATH, httponly=True, samesite="lax", secure=request.url.scheme == "https")
+    response.delete_cookie(name, path=PATH, httponly=True, samesite="lax", secure=served_as(request)[0] == "https")

@@ -12,6 +12,10 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
+from gateway.keys import KeyStore
+from gateway.runtime import keys_path
+from protocol.config import load_config
+
 from .conftest import PHONE, doc_screenshot, sign_in
 from .stack import SECRET, URL_TOKEN, Stack
 
@@ -67,6 +71,17 @@ def test_sign_out_ends_the_session(page: Any, stack: Stack) -> None:
     # the old cookie is dead on the server too, not only forgotten by the browser
     r = httpx.get(f"{stack.base}/ui/", cookies={"botvisor_session": old["value"]}, follow_redirects=False, timeout=5)
     assert r.status_code == 303 and r.headers["location"].startswith("/ui/login")
+
+
+def test_revoking_the_key_sends_an_open_page_to_the_sign_in_page(page: Any, stack: Stack) -> None:
+    store = KeyStore(keys_path(load_config(stack.fleet.config_path)))
+    stack.keys["temp"] = store.add("temp")
+    sign_in(page, stack, key="temp")
+    wait_live(page)
+    store.revoke("temp")
+    page.wait_for_url(re.compile(re.escape(stack.base) + r"/ui/login"), timeout=10_000)  # no click needed
+    r = page.request.get(stack.base + "/ui/", max_redirects=0)
+    assert r.status == 303
 
 
 # -- fleet ---------------------------------------------------------------------------------

@@ -90,6 +90,10 @@ def request(headers: dict[str, str], scheme: str = "http") -> Request:
     ({"origin": "http://evil.example"}, "tok", "another site"),
     ({"origin": "null"}, "tok", "another site"),
     ({"origin": "https://127.0.0.1:8780"}, "tok", "another site"),  # another scheme is another origin
+    # behind a TLS proxy that says what the browser used
+    ({"origin": "https://dash.example", "x-forwarded-proto": "https", "x-forwarded-host": "dash.example"}, "tok", None),
+    ({"origin": "https://evil.example", "x-forwarded-proto": "https", "x-forwarded-host": "dash.example"}, "tok",
+     "another site"),
 ])
 def test_csrf_check(headers: dict[str, str], presented: str | None, refused: str | None) -> None:
     if refused is None:
@@ -97,3 +101,17 @@ def test_csrf_check(headers: dict[str, str], presented: str | None, refused: str
     else:
         with pytest.raises(sessions.CsrfRefused, match=refused):
             sessions.check_csrf(request(headers), "tok", presented)
+
+
+def test_the_cookie_is_secure_when_the_browser_used_tls() -> None:
+    from fastapi.responses import Response
+
+    for headers, secure in (({}, False), ({"x-forwarded-proto": "https"}, True)):
+        response = Response()
+        sessions.set_cookie(response, request(headers), sessions.COOKIE, "t", None)
+        cookie = response.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Path=/ui" in cookie
+        assert ("Secure" in cookie) is secure
+    response = Response()
+    sessions.set_cookie(response, request({}, scheme="https"), sessions.COOKIE, "t", None)
+    assert "Secure" in response.headers["set-cookie"]

@@ -70,7 +70,10 @@
     liveState.className = "live" + (problem ? " problem" : "");
   }
   source.onopen = function () { setLive("● live", false); schedule(); };
-  source.onerror = function () { setLive("reconnecting…", true); };
+  source.onerror = function () {
+    setLive("reconnecting…", true);
+    schedule(); // a refetch sees a sign-out or a revoked key (a redirect) and goes to the sign-in page
+  };
   source.onmessage = function (e) {
     var m;
     try { m = JSON.parse(e.data); } catch (err) { return; }
