@@ -82,3 +82,35 @@ def test_keys_are_stored_as_hashes_and_found_by_the_key(tmp_path):
         store.add("../x")
     store.revoke("ci")
     assert store.find(key) is None
+
+
+@pytest.mark.parametrize("hook, key, words", [
+    ('url = "ftp://x"\nsecret = "s"', "gateway.webhooks[0].url", "http:// or https://"),
+    ('url = "http://127.0.0.1:1/h"', "gateway.webhooks[0].secret", "needs a secret"),
+    ('url = "http://127.0.0.1:1/h"\nsecret = "s"\nevents = ["mesage-upsert"]', "gateway.webhooks[0].events",
+     "unknown event type"),
+    ('url = "http://127.0.0.1:1/h"\nsecret = "s"\ncolour = 1', "gateway.webhooks[0]", "colour"),
+    ('url = "http://127.0.0.1:1/h"\nsecret = "s"\n[gateway.webhooks.retry]\nattempts = 0',
+     "gateway.webhooks[0].retry.attempts", "at least 1"),
+])
+def test_a_bad_webhook_is_refused_naming_the_key(tmp_path, hook, key, words):
+    from protocol.config import ConfigError, load_config
+
+    path = tmp_path / "b.toml"
+    path.write_text(f"[[gateway.webhooks]]\n{hook}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.key.startswith(key) and words in str(info.value), str(info.value)
+
+
+def test_two_webhooks_may_not_share_a_name(tmp_path):
+    from protocol.config import ConfigError, load_config
+
+    path = tmp_path / "b.toml"
+    hook = '[[gateway.webhooks]]\nname = "a"\nurl = "http://127.0.0.1:1/h"\nsecret = "s"\n'
+    path.write_text(hook + hook)
+    with pytest.raises(ConfigError, match="unique"):
+        load_config(path)
+    path.write_text('[gateway]\nlisten = "nowhere"\n')
+    with pytest.raises(ConfigError, match="gateway.listen"):
+        load_config(path)

@@ -288,3 +288,20 @@ def test_the_gateway_survives_a_supervisor_restart(stack, fleet_factory):
     pids = {e["pid"] for e in receiver.accepted_events(MSG)}
     assert len(pids) == 2, "events of the worker before and after the restart"
     assert service2.proc.poll() is None
+
+
+def test_one_bots_failing_deliveries_do_not_delay_another_bot(stack, fleet_factory):
+    fleet = fleet_factory([chatty("stuck", 5), chatty("free", 10)])
+    receiver = stack.receiver(lambda n, r: (500, {}, 0) if b'"bot":"stuck"' in r.body else (200, {}, 0))
+    port = configure(fleet, [hook(receiver, events=[MSG], retry={"attempts": 1000, "initial": 0.2, "max": 1.0})])
+    service = stack.supervisor(fleet)
+    stack.gateway(fleet, port)
+    stack.start_bots(service)
+    wait_until(lambda: len([e for e in receiver.accepted_events(MSG) if e["bot"] == "free"]) >= 10, 20,
+               "the free bot's 10 events")
+    lags = [r.at - r.json["timestamp"] for r in receiver.accepted()]
+    assert max(lags) < 1.0, f"the free bot waited {max(lags):.2f} s behind the stuck one"
+    assert not [r for r in receiver.accepted() if r.json["bot"] == "stuck"]
+    wait_until(lambda: len([r for r in receiver.requests if r.json["bot"] == "stuck"]) >= 3, 10,
+               "the stuck bot's retries")
+    assert not [r for r in receiver.accepted() if r.json["bot"] == "stuck"]
