@@ -125,7 +125,7 @@ async def bot_page(request: Request, bot: BotId, who: Who) -> Response:
     history = (await ask(request, "history", {"bot": bot, "limit": HISTORY})).get("events", [])
     pairing = await current_pairing(request, bot) if status.get("container_state") == "running" else {}
     return page(request, "bot.html", who, bot=bot, status=status, history=list(reversed(history)),
-                pairing=pairing, row=views.fleet_row(status, bool(pairing)))
+                pairing=pairing, row=views.fleet_row(status, bool(pairing)), outcomes=views.send_outcomes(history))
 
 
 @router.get("/ui/bots/{bot}/status", response_class=HTMLResponse)

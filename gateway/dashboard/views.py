@@ -162,6 +162,17 @@ def readable(data: Any) -> list[tuple[str, str]]:
     return out
 
 
+def send_outcomes(history: list[dict[str, Any]]) -> dict[str, str]:
+    """Send id -> its latest outcome from the history's ``send-status`` events (a send shown
+    after a redirect may have finished before the page's live stream connected)."""
+    out = {}
+    for entry in history:
+        data = entry.get("data") or {}
+        if entry.get("type") == "send-status" and data.get("id"):
+            out[str(data["id"])] = data.get("state", "?") + (f" ({data['reason']})" if data.get("reason") else "")
+    return out
+
+
 def public_url(url: str) -> str:
     """A webhook URL without what may be a secret in it: credentials, query and fragment."""
     parts = urlsplit(url)

@@ -6,7 +6,7 @@ import pytest
 from starlette.requests import Request
 
 from gateway.dashboard import session as sessions
-from gateway.dashboard.views import FleetQuery, age, fleet_row, public_url, readable, size
+from gateway.dashboard.views import FleetQuery, age, fleet_row, public_url, readable, send_outcomes, size
 from gateway.keys import ApiKey
 
 
@@ -52,6 +52,13 @@ def test_formats() -> None:
     assert [size(x) for x in (None, 512, 3 << 20)] == ["–", "512 B", "3.0 MiB"]
     assert readable({"qr": "2@x", "n": 1, "gone": None, "nested": {"a": [1]}}) == \
         [("qr", "2@x"), ("n", "1"), ("nested", '{"a": [1]}')]
+
+
+def test_a_send_shows_its_latest_outcome_from_the_history() -> None:
+    history = [{"type": "send-status", "data": {"id": "s1", "state": "sent"}},
+               {"type": "message-upsert", "data": {"id": "s2"}},
+               {"type": "send-status", "data": {"id": "s2", "state": "failed", "reason": "not on WhatsApp"}}]
+    assert send_outcomes(history) == {"s1": "sent", "s2": "failed (not on WhatsApp)"}
 
 
 def test_webhook_urls_lose_what_may_be_a_secret() -> None:
