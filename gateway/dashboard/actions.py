@@ -58,8 +58,10 @@ async def sign_out(request: Request, who: Who) -> Response:
 async def confirm(request: Request, bot: BotId, action: Action, who: Who) -> Response:
     _writer(who, bot)
     await bot_status(request, who, bot)
-    return page(request, "confirm.html", who, title=f"{action.capitalize()} {bot}?", explain=CONFIRM[action],
-                action=f"/ui/bots/{bot}/{action}", button=f"{action.capitalize()} {bot}", cancel=f"/ui/bots/{bot}",
+    title, button = ((f"Log {bot} out of WhatsApp?", f"Log out {bot}") if action == "logout"
+                     else (f"{action.capitalize()} {bot}?", f"{action.capitalize()} {bot}"))
+    return page(request, "confirm.html", who, title=title, explain=CONFIRM[action],
+                action=f"/ui/bots/{bot}/{action}", button=button, cancel=f"/ui/bots/{bot}",
                 danger=action != "start", fields={})
 
 

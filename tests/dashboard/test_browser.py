@@ -96,7 +96,6 @@ def test_fleet_lists_every_bot_with_counts_sorting_and_filters(page: Any, stack:
     expect(page.locator("[data-count=running]")).to_have_text("3")
     expect(page.locator("[data-count=stopped]")).to_have_text("1")
     wait_live(page)
-    doc_screenshot(page, "dashboard-fleet")
 
     page.get_by_label("State", exact=True).select_option("stopped")
     page.get_by_role("button", name="Filter").click()
@@ -108,6 +107,10 @@ def test_fleet_lists_every_bot_with_counts_sorting_and_filters(page: Any, stack:
     expect(page.locator("#fleet-rows tr[data-bot]")).to_have_count(3)
 
     page.goto(stack.base + "/ui/")
+    page.keyboard.press("Tab")  # the keyboard's first stop skips the header to the content
+    expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("#main")).to_be_focused()
     page.get_by_role("link", name="Bot", exact=True).click()  # sorted by id: clicking again flips it
     assert [b for b in page.locator("#fleet-rows tr").evaluate_all("rs => rs.map(r => r.dataset.bot)")] == \
         ["pairme", "b3", "b2", "b1"]
@@ -160,6 +163,7 @@ def test_an_unpaired_bot_shows_a_changing_qr_then_hides_it_once_paired(context: 
     # the fleet page singles it out while it waits for a scan
     expect(row(fleet, "pairme")).to_have_class(re.compile(r"\bneeds-pairing\b"), timeout=3000)
     expect(fleet.locator("[data-count=pairing]")).to_have_text("1")
+    doc_screenshot(fleet, "dashboard-fleet")
     qr = page.locator("#qr svg")
     expect(qr).to_be_visible(timeout=3000)
     first = page.locator("#qr").get_attribute("data-qr-ref")
@@ -343,3 +347,19 @@ def test_webhooks_show_endpoints_and_dead_letters_with_retry_and_purge(page: Any
     expect(page.locator(".flashes .flash.ok")).to_contain_text("purged")
     expect(page.locator("#dead")).to_contain_text("No dead letter")
     expect(endpoint.locator("td[data-label='Dead letters']")).to_have_text("0")
+
+
+def test_logout_from_the_page_logs_the_bot_out(page: Any, stack: Stack) -> None:
+    sign_in(page, stack, path="/ui/bots/b3")
+    wait_live(page)
+    page.get_by_role("button", name="Log out of WhatsApp…").click()
+    expect(page.get_by_role("heading", name="Log b3 out of WhatsApp?")).to_be_visible()
+    expect(page.get_by_text("must be paired again")).to_be_visible()
+    page.get_by_role("button", name="Log out b3").click()
+    page.wait_for_url(stack.base + "/ui/bots/b3")
+    expect(page.locator(".flashes .flash.ok")).to_contain_text("b3 logged out of WhatsApp")
+    expect(page.locator("#history")).to_contain_text("logged-out")
+    stack.service.descendants()
+    # a logged-out session is fatal for the worker: the supervisor does not restart it
+    expect(page.locator("#status [data-field=state]")).to_have_text("failed", timeout=5000)
+    expect(page.locator("#status [data-field=reason]")).to_contain_text("pair the bot again")
