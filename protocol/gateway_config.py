@@ -41,13 +41,9 @@ def _event_types(value: list[str]) -> str | None:
 
 
 def _listen(value: str) -> str | None:
-    from .config import split_listen
+    from .config import _listen as check  # config.py imports this module: look it up late
 
-    try:
-        split_listen(value)
-    except ValueError as exc:
-        return str(exc)
-    return None
+    return check(value)
 
 
 def _name(value: str) -> str | None:

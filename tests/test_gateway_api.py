@@ -23,6 +23,7 @@ def env(tmp_path_factory):
         {"id": "shop-1", "simulated": {"message_rate": 5.0, "connect_delay": 0.0}},
         {"id": "shop-2"},
         {"id": "other", "simulated": {"paired": False, "pair_after": 3600.0, "qr_every": 0.3}},
+        {"id": "leaver"},
     ])
     port = configure(fleet, [], max_body_bytes=4096)
     stack = Stack()
@@ -93,8 +94,8 @@ def test_a_revoked_key_is_refused_at_once(env):
 def test_fleet_and_bot_status(env):
     c, key = env["client"], env["keys"]["admin"]
     status = c.get("/v1/status", headers=auth(key)).json()
-    assert {b["bot_id"] for b in status["bots"]} == {"shop-1", "shop-2", "other"}
-    assert status["counts"] == {"running": 3}
+    assert {b["bot_id"] for b in status["bots"]} == {"shop-1", "shop-2", "other", "leaver"}
+    assert status["counts"] == {"running": 4}
     one = c.get("/v1/bots/shop-1", headers=auth(key)).json()
     assert one["bot_id"] == "shop-1" and one["container_state"] == "running" and one["pid"] > 0
     r = c.get("/v1/bots/nope", headers=auth(key))
@@ -245,3 +246,13 @@ def test_health_readiness_and_metrics(env):
     text = c.get("/metrics").text
     assert "botvisor_gateway_tap_messages_total" in text
     assert c.get("/v1", headers=auth(env["keys"]["admin"])).json()["metrics"] == "/metrics"
+
+
+def test_logout_ends_the_session(env):
+    c, key = env["client"], env["keys"]["admin"]
+    wait_until(lambda: c.get("/v1/bots/leaver", headers=auth(key)).json()["bot_status"] == "online", 20, "online")
+    assert c.post("/v1/bots/leaver/logout", headers=auth(env["keys"]["reader"])).status_code == 403
+    r = c.post("/v1/bots/leaver/logout", headers=auth(key))
+    assert r.status_code == 200, r.text
+    wait_until(lambda: c.get("/v1/bots/leaver", headers=auth(key)).json()["container_state"] == "failed", 20,
+               "the logged-out bot failed (its session is gone)")

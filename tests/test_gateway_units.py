@@ -45,8 +45,8 @@ def envelope(i: int, bot: str = "b1") -> dict:
 def test_the_outbox_bound_drops_the_oldest_dead_letters_first_and_counts(tmp_path):
     store = Store(tmp_path / "o.sqlite3", limit=100)
     created, _ = store.write([(envelope(i), ["a"], None) for i in range(60)])
-    for _, _, row_id in created:
-        store.failed(row_id, 1, 0, "HTTP 400", 400, dead=True)
+    for row in created:
+        store.failed(row.id, 1, 0, "HTTP 400", 400, dead=True)
     store.write([(envelope(i), ["a"], None) for i in range(60, 120)])
     depth = store.depth()["a"]
     assert depth["pending"] == 60 and depth["dead"] == 40
@@ -55,6 +55,7 @@ def test_the_outbox_bound_drops_the_oldest_dead_letters_first_and_counts(tmp_pat
     store.write([(envelope(i), ["a"], None) for i in range(120, 190)])
     assert store.depth()["a"] == {"pending": 100, "dead": 0, "oldest_pending": store.depth()["a"]["oldest_pending"]}
     assert store.counters() == {"dropped_dead": 60, "dropped_pending": 30}
+    assert store.retry() == 0 and store.counters().get("requeued", 0) == 0
 
 
 def test_the_same_event_is_stored_once_per_endpoint_and_cursors_persist(tmp_path):

@@ -43,6 +43,8 @@ log = logging.getLogger("botvisor.gateway.webhooks")
 POLL = 1.0
 #: seconds an idle lane lingers before its task ends
 IDLE = 30.0
+#: rows a lane reads from the table at once
+LOAD = 500
 #: the longest Retry-After honoured, seconds
 MAX_RETRY_AFTER = 86400.0
 USER_AGENT = "botvisor-gateway/1"
@@ -241,35 +243,77 @@ class Endpoint:
 
 
 class Lane:
-    """One bot's deliveries to one endpoint, strictly one after another."""
+    """One bot's deliveries to one endpoint, strictly one after another.
+
+    Rows this process stores are handed to the lane as they are committed (``offer``), so a
+    lane in step with the table never reads it; it reads the table when it starts, when a read
+    came back full (``LOAD`` rows), and when another process re-queued rows (``resync``).
+    """
 
     def __init__(self, endpoint: Endpoint, bot: str) -> None:
         self.endpoint = endpoint
         self.bot = bot
         self.buffer: deque[Row] = deque()
         self.last_id = 0
+        #: the buffer holds every pending row of this lane up to last_id, and offers keep it so
+        self.synced = False
+        self.loading = False
+        self._held: list[Row] = []
         self.wake = asyncio.Event()
         self.busy = False
         self.task = asyncio.get_running_loop().create_task(self._run(), name=f"lane {endpoint.name}/{bot}")
 
+    def offer(self, row: Row) -> None:
+        if self.loading:
+            self._held.append(row)
+        elif self.synced and row.id > self.last_id:
+            self.buffer.append(row)
+            self.last_id = row.id
+        self.wake.set()
+
+    def resync(self) -> None:
+        """Rows were queued by someone else (a retry): read the whole lane again."""
+        self.synced = False
+        self.last_id = 0
+        self.wake.set()
+
+    async def _load(self) -> None:
+        outbox = self.endpoint.dispatcher.outbox
+        self.loading, self._held = True, []
+        try:
+            rows = await outbox.read(outbox.reader.lane, self.endpoint.name, self.bot, self.last_id, LOAD)
+        finally:
+            self.loading = False
+        full = len(rows) == LOAD
+        have = {r.id for r in self.buffer} | outbox.finishing
+        fresh = {r.id: r for r in rows if r.id not in have}
+        if not full:  # the read saw every committed row: what was offered meanwhile follows it
+            fresh.update((r.id, r) for r in self._held if r.id not in have)
+        self._held = []
+        if fresh:
+            head = [self.buffer.popleft()] if self.busy and self.buffer else []
+            merged = sorted([*self.buffer, *fresh.values()], key=lambda r: r.id)
+            self.buffer = deque(head + merged)
+            self.last_id = max(self.last_id, self.buffer[-1].id)
+        self.synced = not full
+
     async def _run(self) -> None:
         ep = self.endpoint
-        outbox = ep.dispatcher.outbox
         try:
             while True:
+                if not self.synced and not self.busy:
+                    self.wake.clear()
+                    await self._load()
+                    continue
                 if not self.buffer:
-                    self.wake.clear()  # before the query: a row committed after it wakes us
-                    rows = await outbox.read(outbox.reader.lane, ep.name, self.bot, self.last_id)
-                    if not rows:
-                        try:
-                            await asyncio.wait_for(self.wake.wait(), IDLE)
-                        except TimeoutError:
-                            if ep.lanes.get(self.bot) is self:
-                                del ep.lanes[self.bot]
+                    self.wake.clear()
+                    try:
+                        await asyncio.wait_for(self.wake.wait(), IDLE)
+                    except TimeoutError:
+                        if not self.buffer and ep.lanes.get(self.bot) is self:
+                            del ep.lanes[self.bot]
                             return
-                        continue
-                    self.buffer.extend(rows)
-                    self.last_id = rows[-1].id
+                    continue
                 if ep.paused or self.busy:
                     self.wake.clear()
                     await first_of(ep.resumed, self.wake)
@@ -287,6 +331,8 @@ class Lane:
             raise
         except Exception:
             log.exception("webhook %s lane %s failed; it restarts on the next event", ep.name, self.bot)
+            if ep.lanes.get(self.bot) is self:
+                del ep.lanes[self.bot]
 
 
 class Dispatcher:
@@ -297,7 +343,7 @@ class Dispatcher:
         self.base = base
         self.endpoints: dict[str, Endpoint] = {}
         self.configs: list[tuple[str, WebhookConfig]] = []
-        self._seen = 0
+        self._requeued = -1
         self._poller: asyncio.Task[None] | None = None
         outbox.on_written = self._written
 
@@ -334,33 +380,35 @@ class Dispatcher:
             else:
                 ep.configure(hook, secrets[name])
         self.configs = configs
-        await self._scan(0)
+        await self._scan()
 
     def start(self) -> None:
         self._poller = asyncio.get_running_loop().create_task(self._poll(), name="outbox poll")
 
-    def _written(self, created: list[tuple[str, str, int]], dropped: int) -> None:
-        for endpoint, bot, row_id in created:
-            ep = self.endpoints.get(endpoint)
+    def _written(self, created: list[Row], dropped: int) -> None:
+        for row in created:
+            ep = self.endpoints.get(row.endpoint)
             if ep is not None:
-                ep.lane(bot).wake.set()
-            self._seen = max(self._seen, row_id)
+                ep.lane(row.bot).offer(row)
         if dropped:
             log.warning("outbox over its limit: %d delivery(ies) dropped", dropped)
 
-    async def _scan(self, after: int) -> None:
-        for endpoint, bot, max_id in await self.outbox.read(self.outbox.reader.lanes, after):
+    async def _scan(self) -> None:
+        """Every lane with pending rows reads the table again (start, reload, a retry)."""
+        for endpoint, bot, _ in await self.outbox.read(self.outbox.reader.lanes, 0):
             ep = self.endpoints.get(endpoint)
             if ep is not None:
-                ep.lane(bot).wake.set()
-            self._seen = max(self._seen, max_id)
+                ep.lane(bot).resync()
 
     async def _poll(self) -> None:
         """Notice what another process (the CLI) changed: retried rows, pause, resume."""
         while True:
             await asyncio.sleep(POLL)
             try:
-                await self._scan(self._seen)
+                requeued = (await self.outbox.read(self.outbox.reader.counters)).get("requeued", 0)
+                if requeued != self._requeued:
+                    self._requeued = requeued
+                    await self._scan()
                 paused = await self.outbox.read(self.outbox.reader.paused)
                 for name, ep in self.endpoints.items():
                     if ep.paused and name not in paused:

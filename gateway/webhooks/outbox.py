@@ -117,16 +117,16 @@ class Store:
         self.db.close()
 
     # -- ingest ----------------------------------------------------------------------------
-    def write(self, items: list[tuple[dict[str, Any], list[str], Cursor | None]]) -> tuple[list[tuple[str, str, int]], int]:
+    def write(self, items: list[tuple[dict[str, Any], list[str], Cursor | None]]) -> tuple[list[Row], int]:
         """Store the deliveries of a batch of messages, and their bots' cursors."""
         return self.apply([("write", item) for item in items])
 
-    def apply(self, ops: list[tuple[str, tuple[Any, ...]]]) -> tuple[list[tuple[str, str, int]], int]:
+    def apply(self, ops: list[tuple[str, tuple[Any, ...]]]) -> tuple[list[Row], int]:
         """A batch of writes in one transaction: ``write`` (envelope, endpoints, cursor),
         ``delivered`` (row id,) and ``failed`` (the arguments of ``failed``). Returns the new
-        rows as (endpoint, bot, id) and how many rows the bound dropped."""
+        rows and how many rows the bound dropped."""
         now = time.time()
-        created: list[tuple[str, str, int]] = []
+        created: list[Row] = []
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -147,7 +147,9 @@ class Store:
                             (endpoint, envelope["id"], envelope["bot"], envelope["type"], raw, now, now,
                              envelope["timestamp"]))
                         if cur.rowcount:
-                            created.append((endpoint, envelope["bot"], int(cur.lastrowid)))
+                            created.append(Row(int(cur.lastrowid), endpoint, envelope["id"], envelope["bot"],
+                                               envelope["type"], raw, "pending", 0, now, now,
+                                               envelope["timestamp"], None, None))
                 if cursor is not None:
                     db.execute("INSERT OR REPLACE INTO cursors VALUES (?, ?, ?, ?, ?)",
                                (envelope["bot"], cursor.supervisor, cursor.pid, cursor.seq, cursor.ts))
@@ -189,7 +191,7 @@ class Store:
         return {bot: Cursor(*rest) for bot, *rest in self.db.execute("SELECT * FROM cursors").fetchall()}
 
     # -- delivery --------------------------------------------------------------------------
-    def lane(self, endpoint: str, bot: str, after: int, limit: int = 200) -> list[Row]:
+    def lane(self, endpoint: str, bot: str, after: int, limit: int = 500) -> list[Row]:
         """The next pending rows of one (endpoint, bot) lane, oldest first."""
         return _rows(self.db.execute(
             f"SELECT {COLUMNS} FROM deliveries WHERE endpoint = ? AND bot = ? AND state = 'pending' AND id > ?"
@@ -244,6 +246,7 @@ class Store:
                 self.db.execute("INSERT INTO deliveries (endpoint, event_id, bot, type, body, next_at, created, "
                                 "event_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                                 (ep, event_id, bot, typ, body, now, created, event_ts))
+            self._count("requeued", len(rows))  # a running gateway re-reads its lanes when this moves
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
@@ -300,6 +303,9 @@ class Outbox:
         self.reader: Store = self._reader.submit(Store, path, limit).result()
         self._ops: list[tuple[str, tuple[Any, ...], asyncio.Future[Any] | None]] = []
         self._flushing = False
+        #: rows delivered or dead-lettered whose write is not committed yet (a lane re-reading
+        #: the table must not take them for pending)
+        self.finishing: set[int] = set()
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn`` on the writer thread (operator actions: retry, purge, pause)."""
@@ -318,9 +324,12 @@ class Outbox:
     def delivered(self, row_id: int) -> None:
         """Forget a delivered row (committed with the next batch: a crash before that means the
         event is delivered again, with the same id)."""
+        self.finishing.add(row_id)
         self._queue("delivered", (row_id,), None)
 
     def failed(self, *args: Any) -> None:
+        if args[-1]:  # dead
+            self.finishing.add(args[0])
         self._queue("failed", args, None)
 
     def _queue(self, kind: str, args: tuple[Any, ...], future: asyncio.Future[Any] | None) -> None:
@@ -340,14 +349,16 @@ class Outbox:
                         if future is not None and not future.done():
                             future.set_exception(exc)
                     continue
-                for _, _, future in ops:
+                for kind, args, future in ops:
                     if future is not None and not future.done():
                         future.set_result(None)
+                    if kind != "write":
+                        self.finishing.discard(args[0])
                 self.on_written(created, dropped)
         finally:
             self._flushing = False
 
-    def on_written(self, created: list[tuple[str, str, int]], dropped: int) -> None:
+    def on_written(self, created: list[Row], dropped: int) -> None:
         """Replaced by the dispatcher: wake the lanes of the new rows."""
 
     def close(self) -> None:
