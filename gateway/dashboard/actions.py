@@ -53,7 +53,7 @@ async def sign_out(request: Request, who: Who) -> Response:
     return response
 
 
-# -- a bot's lifecycle (send is registered before "/{action}", which would match its path) ---------------------------------------------------------------------
+# -- a bot's lifecycle (send is registered first: "/{action}" would match its path) -----------------
 @router.get("/ui/bots/{bot}/confirm/{action}", response_class=HTMLResponse)
 async def confirm(request: Request, bot: BotId, action: Action, who: Who) -> Response:
     _writer(who, bot)
