@@ -122,6 +122,7 @@ def test_a_killed_worker_shows_its_restart_within_two_seconds(page: Any, stack: 
     wait_live(page)
     before = stack.status("b3")
     expect(cell(page, "b3", "pid")).to_have_text(str(before["pid"]))
+    row(page, "b3").get_by_role("link", name="b3").focus()
     os.kill(before["pid"], signal.SIGKILL)
     killed = time.monotonic()
     expect(cell(page, "b3", "restarts")).to_have_text(str(before["restarts"] + 1), timeout=2000)
@@ -132,6 +133,7 @@ def test_a_killed_worker_shows_its_restart_within_two_seconds(page: Any, stack: 
     assert new_pid != before["pid"]
     expect(cell(page, "b3", "pid")).to_have_text(str(new_pid))
     assert elapsed < 2.0, f"the page showed the restart {elapsed:.2f} s after the kill"
+    expect(row(page, "b3").get_by_role("link", name="b3")).to_be_focused()  # the refresh kept the focus
     uptime = float(page.locator("#bot-b3 [data-field=uptime]").get_attribute("data-since"))
     assert uptime > time.time() - 5  # its uptime restarted with the new worker
 

@@ -61,6 +61,9 @@
     tick();
   }
 
+  // memory and the like change without an event: refetch now and then while the page is seen
+  setInterval(function () { if (!document.hidden) schedule(); }, 10000);
+
   // -- the stream ---------------------------------------------------------------------------
   var source = new EventSource(url);
   function setLive(text, problem) {
