@@ -30,10 +30,13 @@ def mount(app: FastAPI) -> None:
 
 
 async def _sign_in(request: Request, _: SignInRequired) -> Response:
-    if request.method == "GET" and request.url.path != "/ui/events":
-        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        return RedirectResponse(f"/ui/login?next={quote(target)}", status_code=303)
-    return JSONResponse({"error": {"code": "unauthorized", "message": "sign in first"}}, status_code=401)
+    """To the sign-in page (a page comes back after it; a form's POST is dropped, never replayed)."""
+    if request.url.path == "/ui/events":  # an EventSource cannot follow a redirect to a page
+        return JSONResponse({"error": {"code": "unauthorized", "message": "sign in first"}}, status_code=401)
+    if request.method != "GET":
+        return RedirectResponse("/ui/login", status_code=303)
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/ui/login?next={quote(target)}", status_code=303)
 
 
 async def _csrf(request: Request, exc: CsrfRefused) -> Response:

@@ -71,6 +71,11 @@ def test_sign_out_ends_the_session(page: Any, stack: Stack) -> None:
     # the old cookie is dead on the server too, not only forgotten by the browser
     r = httpx.get(f"{stack.base}/ui/", cookies={"botvisor_session": old["value"]}, follow_redirects=False, timeout=5)
     assert r.status_code == 303 and r.headers["location"].startswith("/ui/login")
+    before = stack.status("b1")["pid"]
+    r = httpx.post(f"{stack.base}/ui/bots/b1/stop", cookies={"botvisor_session": old["value"]},
+                   data={"csrf": "whatever"}, follow_redirects=False, timeout=5)
+    assert r.status_code == 303 and r.headers["location"] == "/ui/login"
+    assert stack.status("b1")["pid"] == before
 
 
 def test_revoking_the_key_sends_an_open_page_to_the_sign_in_page(page: Any, stack: Stack) -> None:
