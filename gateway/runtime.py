@@ -101,6 +101,7 @@ class Gateway:
         self.started = False
         await self.tap.stop()
         await self.ingest.stop()
+        await self.outbox.drain()
         await self.dispatcher.stop()
         self.outbox.close()
         self.bridge.close()

@@ -4,7 +4,6 @@ real supervisor (simulated bots) and a real gateway process; one of each for the
 from __future__ import annotations
 
 import json
-import time
 
 import httpx
 import pytest

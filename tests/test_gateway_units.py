@@ -8,7 +8,7 @@ import time
 import pytest
 
 from gateway.keys import KeyStore
-from gateway.webhooks.dispatcher import classify, retry_after
+from gateway.webhooks.outcomes import classify, retry_after
 from gateway.webhooks.outbox import Cursor, Store
 
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from protocol.client import ControlError
 
 from ..auth import Principal, require_key
-from ..errors import ApiError, from_control
+from ..errors import from_control
 from ..runtime import Gateway
 
 Caller = Annotated[Principal, Depends(require_key)]

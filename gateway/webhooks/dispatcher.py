@@ -18,13 +18,11 @@ success, or an operator (`botvisor webhooks resume`, the API), resumes it.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
-import time
 import os
-from collections import deque
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,73 +32,18 @@ from protocol.backoff import RestartPolicy, exponential_delay
 from protocol.gateway_config import WebhookConfig, webhook_name
 
 from ..metrics import GatewayMetrics
+from .lane import Lane
 from .outbox import Outbox, Row
+from .outcomes import Outcome, classify
 from .signing import HEADER, sign
 
 log = logging.getLogger("botvisor.gateway.webhooks")
 
-#: seconds between looks at the outbox for rows another process queued (CLI retry, resume)
+#: seconds between looks at the outbox for what another process changed (CLI retry, pause)
 POLL = 1.0
-#: seconds an idle lane lingers before its task ends
-IDLE = 30.0
-#: rows a lane reads from the table at once
-LOAD = 500
-#: the longest Retry-After honoured, seconds
-MAX_RETRY_AFTER = 86400.0
 USER_AGENT = "botvisor-gateway/1"
 
 Notify = Callable[[str, str, dict[str, Any]], Awaitable[None]]
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    ok: bool
-    #: try again (on the curve, or after retry_after)
-    retry: bool
-    #: counts towards pausing the endpoint (it did not answer, or answered 5xx/408/429)
-    failing: bool
-    result: str
-    error: str = ""
-    status: int | None = None
-    retry_after: float | None = None
-
-
-def retry_after(value: str | None, now: float) -> float | None:
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return min(float(value), MAX_RETRY_AFTER)
-    try:
-        when = email.utils.parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError):
-        return None
-    return min(max(0.0, when - now), MAX_RETRY_AFTER)
-
-
-def classify(status: int | None, retry_after_header: str | None, error: BaseException | None,
-             now: float) -> Outcome:
-    """The outcome of one attempt: its HTTP status (None: no answer, ``error`` says why)."""
-    if status is None:
-        kind = "timeout" if isinstance(error, (asyncio.TimeoutError, TimeoutError)) else "error"
-        return Outcome(False, True, True, kind, f"{kind}: {error.__class__.__name__}: {error}")
-    if 200 <= status < 300:
-        return Outcome(True, False, False, "2xx", status=status)
-    reason = f"HTTP {status}"
-    after = retry_after(retry_after_header, now) if status in (429, 503) else None
-    if status in (408, 429) or status >= 500:
-        return Outcome(False, True, True, "5xx" if status >= 500 else "4xx", reason, status, after)
-    return Outcome(False, False, False, "4xx" if status >= 400 else "3xx", reason + " (not retried)", status)
-
-
-async def first_of(*events: asyncio.Event) -> None:
-    """Wait until one of ``events`` is set."""
-    waiters = [asyncio.ensure_future(e.wait()) for e in events]
-    try:
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waiters:
-            w.cancel()
 
 
 class Endpoint:
@@ -240,99 +183,6 @@ class Endpoint:
         self.lanes.clear()
         if self.client is not None:
             await self.client.close()
-
-
-class Lane:
-    """One bot's deliveries to one endpoint, strictly one after another.
-
-    Rows this process stores are handed to the lane as they are committed (``offer``), so a
-    lane in step with the table never reads it; it reads the table when it starts, when a read
-    came back full (``LOAD`` rows), and when another process re-queued rows (``resync``).
-    """
-
-    def __init__(self, endpoint: Endpoint, bot: str) -> None:
-        self.endpoint = endpoint
-        self.bot = bot
-        self.buffer: deque[Row] = deque()
-        self.last_id = 0
-        #: the buffer holds every pending row of this lane up to last_id, and offers keep it so
-        self.synced = False
-        self.loading = False
-        self._held: list[Row] = []
-        self.wake = asyncio.Event()
-        self.busy = False
-        self.task = asyncio.get_running_loop().create_task(self._run(), name=f"lane {endpoint.name}/{bot}")
-
-    def offer(self, row: Row) -> None:
-        if self.loading:
-            self._held.append(row)
-        elif self.synced and row.id > self.last_id:
-            self.buffer.append(row)
-            self.last_id = row.id
-        self.wake.set()
-
-    def resync(self) -> None:
-        """Rows were queued by someone else (a retry): read the whole lane again."""
-        self.synced = False
-        self.last_id = 0
-        self.wake.set()
-
-    async def _load(self) -> None:
-        outbox = self.endpoint.dispatcher.outbox
-        self.loading, self._held = True, []
-        try:
-            rows = await outbox.read(outbox.reader.lane, self.endpoint.name, self.bot, self.last_id, LOAD)
-        finally:
-            self.loading = False
-        full = len(rows) == LOAD
-        have = {r.id for r in self.buffer} | outbox.finishing
-        fresh = {r.id: r for r in rows if r.id not in have}
-        if not full:  # the read saw every committed row: what was offered meanwhile follows it
-            fresh.update((r.id, r) for r in self._held if r.id not in have)
-        self._held = []
-        if fresh:
-            head = [self.buffer.popleft()] if self.busy and self.buffer else []
-            merged = sorted([*self.buffer, *fresh.values()], key=lambda r: r.id)
-            self.buffer = deque(head + merged)
-            self.last_id = max(self.last_id, self.buffer[-1].id)
-        self.synced = not full
-
-    async def _run(self) -> None:
-        ep = self.endpoint
-        try:
-            while True:
-                if not self.synced and not self.busy:
-                    self.wake.clear()
-                    await self._load()
-                    continue
-                if not self.buffer:
-                    self.wake.clear()
-                    try:
-                        await asyncio.wait_for(self.wake.wait(), IDLE)
-                    except TimeoutError:
-                        if not self.buffer and ep.lanes.get(self.bot) is self:
-                            del ep.lanes[self.bot]
-                            return
-                    continue
-                if ep.paused or self.busy:
-                    self.wake.clear()
-                    await first_of(ep.resumed, self.wake)
-                    continue
-                wait = self.buffer[0].next_at - time.time()
-                if wait > 0:
-                    await asyncio.sleep(min(wait, POLL))
-                    continue
-                self.busy = True
-                try:
-                    await ep.process(self)
-                finally:
-                    self.busy = False
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("webhook %s lane %s failed; it restarts on the next event", ep.name, self.bot)
-            if ep.lanes.get(self.bot) is self:
-                del ep.lanes[self.bot]
 
 
 class Dispatcher:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -53,6 +54,12 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
 """
 
 FILE = "outbox.sqlite3"
+#: writes queued before a writer waits for its commit (back-pressure)
+BACKLOG = 5000
+#: seconds between attempts to commit a batch that failed
+RETRY_COMMIT = 0.5
+
+log = logging.getLogger("botvisor.gateway.outbox")
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,10 +323,14 @@ class Outbox:
         return await asyncio.get_running_loop().run_in_executor(self._reader, fn, *args)
 
     async def write(self, envelope: dict[str, Any], endpoints: list[str], cursor: Cursor | None) -> None:
-        """Store one message's deliveries; returns once they are committed."""
+        """Queue one message's deliveries for the next commit. Returns at once (the caller may
+        go on to its next message: commits keep the queue's order, and a lane is handed a row
+        only once it is committed) unless BACKLOG writes are waiting, then once this one is
+        committed: back-pressure up to the tap, never loss."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue("write", (envelope, endpoints, cursor), future)
-        await future
+        if len(self._ops) > BACKLOG:
+            await future
 
     def delivered(self, row_id: int) -> None:
         """Forget a delivered row (committed with the next batch: a crash before that means the
@@ -344,10 +355,10 @@ class Outbox:
                 ops, self._ops = self._ops, []
                 try:
                     created, dropped = await self.run(self.store.apply, [(k, a) for k, a, _ in ops])
-                except Exception as exc:
-                    for _, _, future in ops:
-                        if future is not None and not future.done():
-                            future.set_exception(exc)
+                except Exception:  # a full or failing disk: keep the batch and try again, never drop it
+                    log.exception("the outbox could not commit %d write(s); retrying", len(ops))
+                    self._ops = ops + self._ops
+                    await asyncio.sleep(RETRY_COMMIT)
                     continue
                 for kind, args, future in ops:
                     if future is not None and not future.done():
@@ -360,6 +371,12 @@ class Outbox:
 
     def on_written(self, created: list[Row], dropped: int) -> None:
         """Replaced by the dispatcher: wake the lanes of the new rows."""
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Wait until every queued write is committed (a graceful stop)."""
+        deadline = time.monotonic() + timeout
+        while (self._ops or self._flushing) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
 
     def close(self) -> None:
         self._reader.submit(self.reader.close).result()
