@@ -10,7 +10,13 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import expect
+
+try:
+    from playwright.sync_api import expect
+except ImportError:  # outside CI only: there, .ci/run installs it and a gap must fail
+    if os.environ.get("CI") == "true":
+        raise
+    pytest.skip("Playwright for Python is not installed (pip install -e '.[test]')", allow_module_level=True)
 
 from gateway.keys import KeyStore
 from gateway.runtime import keys_path
