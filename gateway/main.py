@@ -16,6 +16,7 @@ import uvicorn
 from protocol.config import Config, split_listen
 
 from .app import create_app
+from .dashboard import mount as mount_dashboard
 from .runtime import Gateway
 
 log = logging.getLogger("botvisor.gateway")
@@ -26,11 +27,13 @@ def serve(config: Config, log_level: str = "info") -> int:
     gateway = Gateway(config)
     gateway.on_started = _install_sighup
     app = create_app(gateway)
+    mount_dashboard(app)  # the operators' pages under /ui/ (docs/dashboard.md)
 
     host, port = split_listen(config.gateway.listen)
     # access_log off: uvicorn's access lines carry the query string, where a WebSocket key may be
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
                                            lifespan="on", ws="websockets-sansio", proxy_headers=False))
+    app.state.server = server  # the dashboard's live streams end when it is stopping
     server.run()
     return 0 if server.started else 1
 
