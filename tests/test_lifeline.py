@@ -147,3 +147,12 @@ def test_a_bot_dir_locked_by_a_leftover_worker_of_a_dead_supervisor_is_recovered
         leftover.wait(5)
         dead_supervisor.kill()
         dead_supervisor.wait(5)
+
+
+def test_ps_names_each_worker_by_its_bot(fleet_factory, launch):
+    fleet = fleet_factory(["alpha"])
+    service, tap = launch(fleet)
+    pid = hellos(tap, 1)["alpha"].pid
+    wait_until(lambda: "botvisor worker test/alpha" in " ".join(psutil.Process(pid).cmdline()), 5,
+               "the worker's process title")
+    assert "botvisor supervisor test" in " ".join(psutil.Process(service.pid).cmdline())

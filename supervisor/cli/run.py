@@ -21,6 +21,9 @@ def execute(args: argparse.Namespace) -> int:
     from ..logs import configure_supervisor_logging
     from ..sockets import AlreadyRunning
 
+    from worker.lifeline import set_title
+
+    set_title(f"botvisor supervisor {config.supervisor.server_name} ({config.path})")
     configure_supervisor_logging(config.supervisor.log_level, config.log_dir, config.supervisor.log_max_bytes,
                                  config.supervisor.log_backups)
     try:
