@@ -46,7 +46,7 @@ from .manager import BotManager
 from .poller import Poller, queued
 from .process import WorkerProcess, stop_forkserver, worker_context
 from .reload import ReloadPlan, apply_plan, plan_reload
-from .sockets import bind_sockets, lock_run_dir
+from .sockets import bind_sockets, lock_run_dir, publish_to_taps
 from .systemd import WEDGE_ENV, Notifier, debug_wedge_seconds
 from .timers import Timer, Timers
 
@@ -383,7 +383,8 @@ class Supervisor:
             log.warning("dropped a message on the events endpoint (%d so far): %s", self.stats["rejected"], why)
 
     def _to_tap(self, topic: bytes, payload: bytes) -> None:
-        self.tap.send_multipart([topic, payload], zmq.NOBLOCK)
+        if not publish_to_taps(self.tap, [topic, payload]):
+            self.stats["tap_dropped"] += 1
 
     def _on_tap_subscriptions(self) -> None:
         for _frames in queued(self.tap):
