@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from pathlib import Path
 
 import zmq
@@ -20,8 +21,16 @@ from protocol.topics import WELCOME
 MAX_FRAME_BYTES = 4 * 1024 * 1024
 
 
+#: tries at run_dir's lock, 10 ms apart, before "another supervisor already runs"
+LOCK_ATTEMPTS = 5
+
+
 class AlreadyRunning(RuntimeError):
     pass
+
+
+class RunDirError(RuntimeError):
+    """run_dir cannot be created, locked or written (the message says which and why)."""
 
 
 def lock_run_dir(run_dir: Path, pid: int) -> int:
@@ -29,15 +38,24 @@ def lock_run_dir(run_dir: Path, pid: int) -> int:
 
     One supervisor per run_dir: a second one would unlink and steal the ipc sockets.
     """
-    run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(run_dir, 0o700)
-    fd = os.open(run_dir / "supervisor.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
-        os.close(fd)
-        raise AlreadyRunning(f"another supervisor (pid {holder or '?'}) already runs in {run_dir}") from None
+        run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(run_dir, 0o700)
+        fd = os.open(run_dir / "supervisor.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise RunDirError(f"cannot use run_dir {run_dir}: {exc.strerror or exc}"
+                          f"{f' ({exc.filename})' if exc.filename else ''}") from None
+    for attempt in range(LOCK_ATTEMPTS):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if attempt + 1 < LOCK_ATTEMPTS:  # a client's probe (lock_is_held) holds it for microseconds
+                time.sleep(0.01)
+                continue
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            os.close(fd)
+            raise AlreadyRunning(f"another supervisor (pid {holder or '?'}) already runs in {run_dir}") from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(pid).encode(), 0)
     return fd

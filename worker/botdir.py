@@ -53,9 +53,13 @@ def prepare_bot_dir(bot_dir: Path, auth_root: Path | None = None) -> None:
     """
     bot_dir = Path(bot_dir)
     check_bot_dir(bot_dir, auth_root)
-    ensure_private_dir(bot_dir)
-    check_bot_dir(bot_dir, auth_root)
-    tighten(bot_dir)
+    try:
+        ensure_private_dir(bot_dir)
+        check_bot_dir(bot_dir, auth_root)
+        tighten(bot_dir)
+    except OSError as exc:  # e.g. auth_dir made a file or unwritable since the service started
+        raise FatalBotError("bad-bot-dir", f"cannot use the bot directory {bot_dir}: {exc.strerror or exc}"
+                            f"{f' ({exc.filename})' if exc.filename else ''}", file=str(bot_dir)) from None
 
 
 def ensure_private_dir(path: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_config_argument, load_or_exit
+from .common import add_config_argument, load_for_service
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -12,7 +12,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
-    config = load_or_exit(args)
+    config = load_for_service(args)
     sup = config.supervisor
     print(f"{config.path}: OK")
     print(f"  server {sup.server_name!r}, auth {config.auth_root}, run {config.run_dir}")

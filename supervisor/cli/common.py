@@ -38,6 +38,20 @@ def load_or_exit(args: argparse.Namespace) -> Config:
         raise SystemExit(exit_codes.CONFIG_ERROR) from None
 
 
+def load_for_service(args: argparse.Namespace) -> Config:
+    """``load_or_exit`` plus what only the user running the service can tell: every directory
+    it creates must be writable by this user (else exit 78 naming the key)."""
+    from protocol.config_checks import writable_problems
+
+    config = load_or_exit(args)
+    problems = writable_problems(config)
+    for key, why in problems:
+        print(f"botvisor: {config.path}: {key}: {why}", file=sys.stderr)
+    if problems:
+        raise SystemExit(exit_codes.CONFIG_ERROR)
+    return config
+
+
 def fail(message: str, code: int = EXIT_FAILURE) -> int:
     print(f"botvisor: {message}", file=sys.stderr)
     return code
