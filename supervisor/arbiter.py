@@ -226,6 +226,7 @@ class Supervisor:
         self._start_metrics()
         self._start_fleet()
         self._schedule_health_check()
+        self._trim_memory()
         try:
             while not (self.shutting_down and not self._sentinels):
                 self._loop_once()
@@ -266,6 +267,12 @@ class Supervisor:
             self.stats["internal_errors"] += 1
             log.exception("internal error in %s; the supervisor carries on",
                           getattr(handler, "__qualname__", handler))
+
+    def _trim_memory(self) -> None:
+        from .memory import TRIM_EVERY_S, trim
+
+        trim()
+        self.timers.call_later(TRIM_EVERY_S, self._trim_memory)
 
     def _schedule_health_check(self) -> None:
         """The next look for stale workers, just past the earliest moment one can be stale."""

@@ -21,6 +21,8 @@ from protocol.topics import WELCOME
 MAX_FRAME_BYTES = 4 * 1024 * 1024
 
 
+#: messages the events socket queues before the workers' own queues take the wait
+EVENTS_QUEUE = 20_000
 #: tries at run_dir's lock, 10 ms apart, before "another supervisor already runs"
 LOCK_ATTEMPTS = 5
 
@@ -84,7 +86,10 @@ def publish_to_taps(tap: zmq.Socket, frames: list[bytes]) -> bool:
 def bind_sockets(context: zmq.Context, cfg: Config) -> tuple[zmq.Socket, zmq.Socket, zmq.Socket, zmq.Socket]:
     """Bind (events, tap, control, commands); ipc socket files are made private (0600)."""
     events = context.socket(zmq.SUB)
-    events.setsockopt(zmq.RCVHWM, 200_000)
+    # Workers queue on their own side (XPUB_NODROP, worker/bus.py) when this queue is full, so
+    # nothing is lost by keeping it short; a long one let a flood of forged messages back up in
+    # libzmq and leave the supervisor's RSS at each new peak (issue 14; supervisor/memory.py).
+    events.setsockopt(zmq.RCVHWM, EVENTS_QUEUE)
     events.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)
     events.setsockopt(zmq.SUBSCRIBE, b"")
     events.bind(cfg.endpoint("events"))
