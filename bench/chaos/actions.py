@@ -22,7 +22,8 @@ from protocol.control import Request, decode_reply, encode_request
 from .fleet import FATAL_BOT, SERVER, TIMEOUT, Fleet
 from .observe import FORGED_PID
 
-HOG = "while 1: pass"
+#: a busy bot: spins at the workers' own priority (bots.nice, 10 below the supervisor)
+HOG = "import os; os.nice(10)\nwhile 1: pass"
 
 
 @dataclass

@@ -156,6 +156,8 @@ def saturation_checks(record: Record, tap: CleanTap) -> list[Check]:
     if record.saturation is None:
         return checks
     start, end = record.saturation
+    hot = [(bot, pid) for t, bot, pid, _ in tap.stale_verdicts if start <= t <= end + TIMEOUT and pid not in record.stopped]
+    checks.append(Check("CPU saturated: no healthy worker judged stale", f"{len(hot)} {hot[:3]}", "0", not hot))
     during = [s for t, s, hot in record.status_latency if hot]
     worst = max(during, default=0.0)
     checks.append(Check("CPU saturated: status answered in time",
