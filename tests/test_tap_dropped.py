@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 import zmq
 
 from protocol.sequence import SequenceTracker
@@ -20,8 +21,11 @@ def test_every_counter_is_reported_zero_when_nothing_was_dropped(fleet_factory, 
     assert {name: stats[name] for name in COUNTERS} == {name: 0 for name in COUNTERS}
 
 
+@pytest.mark.timeout(150)
 def test_a_tap_that_stops_reading_is_counted_in_tap_dropped_and_the_others_lose_nothing(fleet_factory, launch):
-    fleet = fleet_factory([{"id": "chatty", "simulated": {"message_rate": 3000}}], tap_queue=100)
+    # the lazy tap falls tap_queue behind in seconds; the reading one, slowed by a loaded
+    # machine now and then, stays far within it
+    fleet = fleet_factory([{"id": "chatty", "simulated": {"message_rate": 3000}}], tap_queue=20_000)
     service, tap = launch(fleet)
     hellos(tap, 1)
     context = zmq.Context()
@@ -44,7 +48,7 @@ def test_a_tap_that_stops_reading_is_counted_in_tap_dropped_and_the_others_lose_
                     seen[0] += 1
             return service.control("status")["stats"]["tap_dropped"] > 0
 
-        wait_until(dropped, timeout=30, what="the lazy tap's losses counted in stats.tap_dropped", interval=0)
+        wait_until(dropped, timeout=90, what="the lazy tap's losses counted in stats.tap_dropped", interval=0)
         assert seen[0] > 100
         assert tracker.lost == 0, f"the tap that reads lost {tracker.lost} of {seen[0]} messages"
     finally:
