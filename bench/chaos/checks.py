@@ -150,8 +150,9 @@ def end_of_run(fleet: Fleet, record: Record, tap: CleanTap, rss: RssSampler, sta
 
 
 def saturation_checks(record: Record, tap: CleanTap) -> list[Check]:
-    wrong = [(bot, pid) for _, bot, pid, _ in tap.stale_verdicts if pid not in record.stopped]
-    checks = [Check("no healthy worker judged stale (whole run)", f"{len(wrong)} {wrong[:3]}",
+    wrong = [f"{bot} pid {pid} at +{t - tap.started:.1f} s ({reason[:40]})"
+             for t, bot, pid, reason in tap.stale_verdicts if pid not in record.stopped]
+    checks = [Check("no healthy worker judged stale (whole run)", f"{len(wrong)} {'; '.join(wrong[:2])}",
                     "0", not wrong)]
     if record.saturation is None:
         return checks

@@ -43,6 +43,7 @@ class CleanTap(threading.Thread):
         #: (monotonic, bot, pid, reason) of every container judged unhealthy
         self.stale_verdicts: list[tuple[float, str, int, str]] = []
         self._expected: dict[Any, int] = {}
+        self.started = time.monotonic()
 
     def run(self) -> None:
         while not self.stopping.is_set():
