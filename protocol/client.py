@@ -6,6 +6,8 @@ answers, and for an error reply the ControlError subclass its code names (docs/c
 
 from __future__ import annotations
 
+import fcntl
+import os
 import uuid
 from pathlib import Path
 from typing import Any
@@ -62,6 +64,27 @@ def error_for(reason: str, result: Any) -> ControlError:
     return ERRORS.get(code or "", ControlError)(reason, code)
 
 
+def lock_is_free(path: Path) -> bool:
+    """True when nobody holds the supervisor's lock file (so no supervisor runs there).
+
+    A shared lock taken and dropped at once: a supervisor starting in that instant retries its
+    exclusive one (supervisor/sockets.py). Unknown (no file, no permission) counts as held.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return True
+    finally:
+        os.close(fd)
+
+
 class ControlClient:
     def __init__(self, endpoint: str, *, timeout: float = 5.0, context: zmq.Context | None = None,
                  curve: ClientKeys | None = None) -> None:
@@ -71,18 +94,26 @@ class ControlClient:
         self._context = context or zmq.Context.instance()
         self._socket: zmq.Socket | None = None
         self._monitor: zmq.Socket | None = None
+        #: the run_dir's supervisor.lock: when nobody holds it, no supervisor runs (say so at once)
+        self.lock_path: Path | None = None
 
     @classmethod
     def for_config(cls, config: Any, *, timeout: float = 5.0) -> ControlClient:
         """A client for the supervisor ``config`` describes (with its CURVE keys on tcp://)."""
         endpoint = config.endpoint("control")
-        return cls(endpoint, timeout=timeout, curve=client_keys(config, endpoint))
+        client = cls(endpoint, timeout=timeout, curve=client_keys(config, endpoint))
+        if endpoint.startswith("ipc://"):
+            client.lock_path = Path(config.run_dir) / "supervisor.lock"
+        return client
 
     def _connect(self) -> zmq.Socket:
         if self._socket is None:
             if self.endpoint.startswith("ipc://"):
                 if not Path(self.endpoint[len("ipc://"):]).exists():
                     raise NotRunning(f"no supervisor is running: {self.endpoint} does not exist")
+                if self.lock_path is not None and lock_is_free(self.lock_path):
+                    raise NotRunning(f"no supervisor is running: nobody holds {self.lock_path} "
+                                     f"({self.endpoint} was left by one that stopped)")
             sock = self._context.socket(zmq.DEALER)
             sock.setsockopt(zmq.LINGER, 0)
             if self.endpoint.startswith("tcp://"):

@@ -366,6 +366,7 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
     if problem:
         raise ConfigError(path, *problem)
     _check_endpoints(config)
+    _check_directories(config)
     _check_security(config)
     return config
 
@@ -432,6 +433,26 @@ def _check_endpoints(config: Config) -> None:
             )
         if scheme == "tcp" and spec.name in ("events", "commands"):
             raise ConfigError(config.path, f"endpoints.{spec.name}", "workers talk to the supervisor over ipc:// only")
+    from .config_checks import endpoint_clash, endpoint_problem
+
+    roles = {spec.name: config.endpoint(spec.name) for spec in dataclasses.fields(Endpoints)}
+    for role, endpoint in roles.items():
+        if getattr(config.endpoints, role) and (problem := endpoint_problem(endpoint)):
+            raise ConfigError(config.path, f"endpoints.{role}", problem)
+    clash = endpoint_clash(roles)
+    if clash:
+        role, other = clash
+        raise ConfigError(config.path, f"endpoints.{role}",
+                          f"{roles[role]!r} is also endpoints.{other}: each role needs an endpoint of its own")
+
+
+def _check_directories(config: Config) -> None:
+    from .config_checks import directories, directory_problem
+
+    for key, directory in directories(config).items():
+        problem = directory_problem(directory)
+        if problem:
+            raise ConfigError(config.path, key, problem)
 
 
 def _check_security(config: Config) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import functools
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -109,6 +110,9 @@ def convert(tp: Any, value: Any, path: str) -> Any:
             raise SchemaError(path, f"must be one of {allowed}, got {value!r}") from None
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            # nan compares false with every bound; inf is never meant; a huge int overflows
+            if isinstance(value, int) and abs(value) > 2**1023 or not math.isfinite(value):
+                raise SchemaError(path, f"must be a finite number, got {value!r}")
             return float(value)
         raise SchemaError(path, f"must be a number, got {type(value).__name__} {value!r}")
     if tp is int:
@@ -341,8 +345,10 @@ def _fast_enum(tp: type[enum.Enum]) -> Fast:
 def _fast_float(value: Any) -> Any:
     kind = type(value)
     if kind is float:
-        return value
-    if kind is int:
+        if value - value == 0.0:  # false for nan and the infinities
+            return value
+        raise _MISMATCH
+    if kind is int and -2**1023 <= value <= 2**1023:
         return float(value)
     raise _MISMATCH
 

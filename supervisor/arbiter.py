@@ -50,7 +50,7 @@ from .poller import Poller, queued
 from .process import WorkerProcess, stop_forkserver, worker_context
 from .appcheck import broken_apps, changed_apps
 from .reload import ReloadPlan, apply_plan, plan_reload
-from .sockets import bind_sockets, lock_run_dir
+from .sockets import bind_sockets, lock_run_dir, publish_to_taps
 from .systemd import WEDGE_ENV, Notifier, debug_wedge_seconds
 from .timers import Timer, Timers
 
@@ -250,6 +250,7 @@ class Supervisor:
             self.cluster.start()
         self._start_fleet()
         self._schedule_health_check()
+        self._trim_memory()
         try:
             while not (self.shutting_down and not self._sentinels):
                 self._loop_once()
@@ -292,6 +293,12 @@ class Supervisor:
             self.stats["internal_errors"] += 1
             log.exception("internal error in %s; the supervisor carries on",
                           getattr(handler, "__qualname__", handler))
+
+    def _trim_memory(self) -> None:
+        from .memory import TRIM_EVERY_S, trim
+
+        trim()
+        self.timers.call_later(TRIM_EVERY_S, self._trim_memory)
 
     def _schedule_health_check(self) -> None:
         """The next look for stale workers, just past the earliest moment one can be stale."""
@@ -415,7 +422,8 @@ class Supervisor:
             log.warning("dropped a message on the events endpoint (%d so far): %s", self.stats["rejected"], why)
 
     def _to_tap(self, topic: bytes, payload: bytes) -> None:
-        self.tap.send_multipart([topic, payload], zmq.NOBLOCK)
+        if not publish_to_taps(self.tap, [topic, payload]):
+            self.stats["tap_dropped"] += 1
 
     def _on_tap_subscriptions(self) -> None:
         for _frames in queued(self.tap):

@@ -13,6 +13,7 @@ import contextlib
 import os
 import signal
 import sys
+import threading
 from typing import Any, Iterator
 
 import multiprocess
@@ -21,7 +22,8 @@ import psutil
 from worker.spec import WorkerSpec
 
 #: imported once in the forkserver, shared copy-on-write by every worker
-PRELOAD = ["worker.main", "worker.backends.simulated", "zmq", "msgpack"]
+#: worker.forkserver_init first: it arms the forkserver itself (worker/lifeline.py)
+PRELOAD = ["worker.forkserver_init", "worker.main", "worker.backends.simulated", "zmq", "msgpack"]
 #: neonize's pure dependencies (no threads, no Go), preloaded only when the configuration has a
 #: neonize bot. Measured with 4 neonize + 4 simulated bots: a neonize worker starts ~0.2 s sooner
 #: and holds ~10 MiB less private memory (USS 37.6 -> 27.3 MiB). The pages are shared, but they
@@ -35,6 +37,10 @@ NEONIZE_PRELOAD = ["google.protobuf.message", "segno", "phonenumbers", "PIL.Imag
 APP_PRELOAD = ["asyncio", "concurrent.futures.thread", "ctypes", "worker.app.host", "worker.app.slot"]
 
 _context: Any = None
+#: pids of the workers started here and not yet closed: whatever else runs under the forkserver
+#: is an orphan of a dead worker (``reap_orphans``)
+_live: set[int] = set()
+_live_lock = threading.Lock()
 
 
 def worker_context(neonize: bool = False, apps: bool = False) -> Any:
@@ -61,6 +67,47 @@ def stop_forkserver() -> None:
             stop()
         except (OSError, ChildProcessError):
             pass
+
+
+def _end_group(pgid: int) -> None:
+    """SIGKILL what is left of a dead worker's process group (it led one, pgid == its pid).
+
+    The kernel keeps a pid reserved while a group of that id has members, so the group
+    cannot be a stranger's; an empty group is simply gone (ProcessLookupError).
+    """
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def forkserver_pid() -> int | None:
+    from multiprocess import forkserver
+
+    return getattr(forkserver._forkserver, "_forkserver_pid", None)
+
+
+def reap_orphans() -> list[int]:
+    """SIGKILL every process under the forkserver that is not a live worker; their pids.
+
+    These are processes dead workers started that escaped their group (setsid) and were
+    re-parented to the forkserver; the forkserver reaps them once they die. Callers hold
+    ``_live_lock``, so a worker being forked is already in ``_live``.
+    """
+    pid = forkserver_pid()
+    if pid is None:
+        return []
+    try:
+        orphans = [p for p in psutil.Process(pid).children() if p.pid not in _live]
+    except psutil.Error:
+        return []
+    for orphan in orphans:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if os.getpgid(orphan.pid) == orphan.pid:
+                os.killpg(orphan.pid, signal.SIGKILL)
+        with contextlib.suppress(psutil.Error):
+            orphan.kill()
+    return [p.pid for p in orphans]
 
 
 @contextlib.contextmanager
@@ -94,8 +141,9 @@ class WorkerProcess:
         self.sentinel = -1
 
     def start(self) -> int:
-        with _main_module_hidden():
+        with _live_lock, _main_module_hidden():
             self._process.start()
+            _live.add(self._process.pid)
         self.pid = self._process.pid
         self.sentinel = self._process.sentinel
         return self.pid
@@ -141,8 +189,18 @@ class WorkerProcess:
             return 0, 0.0
 
     def close(self) -> int | None:
-        """Collect the exit code and release the sentinel; the process must have ended."""
+        """Collect the exit code and release the sentinel; the process must have ended.
+
+        Whatever the worker started ends with it, however it ended: its process group is
+        SIGKILLed, and so is anything of a dead worker that left the group (re-parented to the
+        forkserver, which is a subreaper).
+        """
         code = self._process.exitcode
+        if code is not None:
+            with _live_lock:
+                _live.discard(self.pid)
+                _end_group(self.pid)
+                reap_orphans()
         try:
             self._process.close()
         except ValueError:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from pathlib import Path
 
 import zmq
@@ -20,8 +21,18 @@ from protocol.topics import WELCOME
 MAX_FRAME_BYTES = 4 * 1024 * 1024
 
 
+#: messages the events socket queues before the workers' own queues take the wait
+EVENTS_QUEUE = 20_000
+#: tries at run_dir's lock, 10 ms apart, before "another supervisor already runs"
+LOCK_ATTEMPTS = 5
+
+
 class AlreadyRunning(RuntimeError):
     pass
+
+
+class RunDirError(RuntimeError):
+    """run_dir cannot be created, locked or written (the message says which and why)."""
 
 
 def lock_run_dir(run_dir: Path, pid: int) -> int:
@@ -29,30 +40,64 @@ def lock_run_dir(run_dir: Path, pid: int) -> int:
 
     One supervisor per run_dir: a second one would unlink and steal the ipc sockets.
     """
-    run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(run_dir, 0o700)
-    fd = os.open(run_dir / "supervisor.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
-        os.close(fd)
-        raise AlreadyRunning(f"another supervisor (pid {holder or '?'}) already runs in {run_dir}") from None
+        run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(run_dir, 0o700)
+        fd = os.open(run_dir / "supervisor.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise RunDirError(f"cannot use run_dir {run_dir}: {exc.strerror or exc}"
+                          f"{f' ({exc.filename})' if exc.filename else ''}") from None
+    for attempt in range(LOCK_ATTEMPTS):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if attempt + 1 < LOCK_ATTEMPTS:  # a client's probe (lock_is_held) holds it for microseconds
+                time.sleep(0.01)
+                continue
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            os.close(fd)
+            raise AlreadyRunning(f"another supervisor (pid {holder or '?'}) already runs in {run_dir}") from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(pid).encode(), 0)
     return fd
 
 
+def publish_to_taps(tap: zmq.Socket, frames: list[bytes]) -> bool:
+    """Send to every tap; False when at least one tap's queue was full and it missed the message.
+
+    libzmq's XPUB drops silently for a full subscriber. With XPUB_NODROP set it refuses the
+    send instead (EAGAIN) when any matching tap is full: that is counted, and the message goes
+    out again lossy, so the taps that keep up still get it. The hwm is judged per message, not
+    per frame, so a multipart message is never half sent.
+    """
+    try:
+        tap.send_multipart(frames, zmq.NOBLOCK)
+        return True
+    except zmq.Again:
+        tap.setsockopt(zmq.XPUB_NODROP, 0)
+        try:
+            tap.send_multipart(frames, zmq.NOBLOCK)
+        finally:
+            tap.setsockopt(zmq.XPUB_NODROP, 1)
+        return False
+
+
 def bind_sockets(context: zmq.Context, cfg: Config) -> tuple[zmq.Socket, zmq.Socket, zmq.Socket, zmq.Socket]:
     """Bind (events, tap, control, commands); ipc socket files are made private (0600)."""
     events = context.socket(zmq.SUB)
-    events.setsockopt(zmq.RCVHWM, 200_000)
+    # Workers queue on their own side (XPUB_NODROP, worker/bus.py) when this queue is full, so
+    # nothing is lost by keeping it short; a long one let a flood of forged messages back up in
+    # libzmq and leave the supervisor's RSS at each new peak (issue 14; supervisor/memory.py).
+    events.setsockopt(zmq.RCVHWM, EVENTS_QUEUE)
     events.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)
     events.setsockopt(zmq.SUBSCRIBE, b"")
     events.bind(cfg.endpoint("events"))
     tap = context.socket(zmq.XPUB)
     # Lossy on purpose: a tap that stops reading loses its own messages (and sees the gaps in
-    # seq), but never blocks the supervisor or starves the other taps.
+    # seq), but never blocks the supervisor or starves the other taps. NODROP is only how a
+    # full queue is noticed, to count it (publish_to_taps): the message then goes out lossy.
+    tap.setsockopt(zmq.XPUB_NODROP, 1)
     tap.setsockopt(zmq.SNDHWM, cfg.supervisor.tap_queue)
     tap.setsockopt(zmq.LINGER, 0)
     tap.setsockopt(zmq.XPUB_WELCOME_MSG, WELCOME)  # a tap can tell it is connected

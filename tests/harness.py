@@ -61,6 +61,10 @@ def render_config(supervisor: dict[str, Any], bots: list[dict[str, Any]], extra:
     return "\n".join(lines) + "\n" + extra
 
 
+#: the default heartbeat_timeout of test fleets (see Fleet.write)
+LOADED_MACHINE_TIMEOUT = 5.0
+
+
 @dataclass
 class Fleet:
     """A temporary configuration: its file, a short run_dir (unix socket paths are short)."""
@@ -89,8 +93,12 @@ class Fleet:
         return self.auth_dir / self.server / f"bot_{bot_id}"
 
     def write(self) -> Path:
+        # heartbeats every 0.2 s, but a worker is judged stale only after 5 s without one: on a
+        # loaded machine (2 noisy cores) a worker at nice 10 can miss a tighter window, and be
+        # replaced under a test that did not ask for it. Tests of liveness set their own.
         settings = {"server_name": self.server, "auth_dir": str(self.auth_dir), "run_dir": str(self.run_dir),
-                    "heartbeat_interval": 0.2, "start_interval": 0.0, "stop_timeout": 2.0, **self.supervisor}
+                    "heartbeat_interval": 0.2, "heartbeat_timeout": LOADED_MACHINE_TIMEOUT, "start_interval": 0.0,
+                    "stop_timeout": 2.0, **self.supervisor}
         self.config_path.write_text(render_config(settings, self.bots, self.extra))
         return self.config_path
 

@@ -53,9 +53,13 @@ def prepare_bot_dir(bot_dir: Path, auth_root: Path | None = None) -> None:
     """
     bot_dir = Path(bot_dir)
     check_bot_dir(bot_dir, auth_root)
-    ensure_private_dir(bot_dir)
-    check_bot_dir(bot_dir, auth_root)
-    tighten(bot_dir)
+    try:
+        ensure_private_dir(bot_dir)
+        check_bot_dir(bot_dir, auth_root)
+        tighten(bot_dir)
+    except OSError as exc:  # e.g. auth_dir made a file or unwritable since the service started
+        raise FatalBotError("bad-bot-dir", f"cannot use the bot directory {bot_dir}: {exc.strerror or exc}"
+                            f"{f' ({exc.filename})' if exc.filename else ''}", file=str(bot_dir)) from None
 
 
 def ensure_private_dir(path: Path) -> None:
@@ -137,21 +141,74 @@ def drop_privileges(uid: int, gid: int) -> None:
         raise FatalBotError("bad-user", f"could not switch to uid {uid} gid {gid}")
 
 
-def lock_bot_dir(bot_dir: Path) -> int:
+def lock_bot_dir(bot_dir: Path, supervisor_pid: int = 0) -> int:
     """Take the exclusive lock on the bot's directory; FatalBotError if another process holds it.
 
     The lock lives as long as the returned descriptor (the worker process): the kernel drops it
-    however the worker dies, so a crash never leaves a stale lock behind.
+    however the worker dies, so a crash never leaves a stale lock behind. The file records
+    ``<worker pid> <supervisor pid>``: a holder whose supervisor is gone is a leftover worker of
+    this fleet (stopped or hung when its supervisor died), ended here so the bot comes back.
     """
     path = Path(bot_dir) / LOCK_FILE
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
-        os.close(fd)
-        raise FatalBotError("dir-locked", f"{bot_dir} is in use by pid {holder}: another worker runs this bot",
-                            file=str(path)) from None
+        record = os.pread(fd, 64, 0).decode(errors="replace").split()
+        if not _end_leftover(fd, record, supervisor_pid):
+            os.close(fd)
+            holder = record[0] if record else "another process"
+            raise FatalBotError("dir-locked", f"{bot_dir} is in use by pid {holder}: another worker runs this bot",
+                                file=str(path)) from None
     os.ftruncate(fd, 0)
-    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    os.pwrite(fd, f"{os.getpid()} {supervisor_pid}".encode(), 0)
     return fd
+
+
+#: how long a leftover worker may take to die and drop the lock once SIGKILLed
+LEFTOVER_WAIT_S = 5.0
+
+
+def _end_leftover(fd: int, record: list[str], supervisor_pid: int) -> bool:
+    """SIGKILL the lock's holder if it is a worker whose supervisor has died; True once the lock is ours."""
+    import logging
+    import signal
+    import time
+
+    import psutil
+
+    if len(record) < 2 or not all(r.isdigit() for r in record[:2]):
+        return False  # an older or standalone worker: nothing says it is an orphan
+    holder_pid, its_supervisor = int(record[0]), int(record[1])
+    if its_supervisor in (0, supervisor_pid):
+        return False  # a standalone worker, or one of our own supervisor's: not a leftover
+    try:
+        holder = psutil.Process(holder_pid)
+        born = holder.create_time()
+    except psutil.Error:
+        return False
+    try:  # gone, or its pid reused by a process younger than the worker: dead either way
+        supervisor_alive = psutil.Process(its_supervisor).create_time() <= born
+    except psutil.NoSuchProcess:
+        supervisor_alive = False
+    except psutil.Error:
+        supervisor_alive = True
+    if supervisor_alive:
+        return False
+    logging.getLogger("botvisor.worker").warning(
+        "the bot dir is held by pid %d, a leftover worker of supervisor %d (gone): ending it", holder_pid,
+        its_supervisor)
+    try:
+        if os.getpgid(holder_pid) == holder_pid:
+            os.killpg(holder_pid, signal.SIGKILL)  # and what it started
+        os.kill(holder_pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    deadline = time.monotonic() + LEFTOVER_WAIT_S
+    while time.monotonic() < deadline:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            time.sleep(0.02)
+    return False

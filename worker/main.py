@@ -28,7 +28,7 @@ from .backends.base import Backend, BackendContext, load_backend
 from .botdir import PRIVATE_UMASK, lock_bot_dir, prepare_bot_dir
 from .bus import EventBus
 from .errors import CommandError, WorkerExit
-from .lifeline import detach_session, watch_supervisor
+from .lifeline import detach_session, set_title, watch_supervisor
 from .logs import configure_logging, flush_captured
 from .priority import lower_priority
 from .privileges import become_bot_user
@@ -48,6 +48,7 @@ def worker_entry(spec: WorkerSpec) -> None:
 
 def run_worker(spec: WorkerSpec) -> int:
     detach_session()
+    set_title(f"botvisor worker {spec.server_name}/{spec.bot_id}")
     lower_priority(spec.bot.nice)  # after detach_session: its new session is what gets weighted
     os.umask(PRIVATE_UMASK)  # whatever this process creates (neonize's store too) is 0600
     supervisor_fd = watch_supervisor(spec.supervisor_pid)
@@ -122,7 +123,7 @@ class WorkerLoop:
         spec = self.spec
         become_bot_user(spec, self.commands)  # per-bot user/group: leave root before touching the bot dir
         prepare_bot_dir(spec.bot_dir, auth_root=spec.bot_dir.parent.parent)
-        self._lock_fd = lock_bot_dir(spec.bot_dir)
+        self._lock_fd = lock_bot_dir(spec.bot_dir, spec.supervisor_pid)
         check_worker_start(spec.bot_dir, spec.bot, self.bus.event)  # corrupt store: restore or exit 78
         ban.check(spec.bot_dir)  # still banned: end at once, as the ban said
         ctx = BackendContext(bot=spec.bot, bot_dir=spec.bot_dir, emit=self._emit,

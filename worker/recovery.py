@@ -77,11 +77,10 @@ def newest_good_backup(manager: CredentialsManager, bot: Any, part: str = "store
     return None
 
 
-def restore_backup(manager: CredentialsManager, bot: Any, stamp: str | None = None, *,
-                   app_state: bool = True) -> Backup:
-    """Put backup ``stamp`` (default: the newest good one) in place of the store and metadata.
+def choose_backup(manager: CredentialsManager, bot: Any, stamp: str | None = None) -> Backup:
+    """The backup ``restore_backup`` would put in place, checked; CredentialsError saying why not.
 
-    A sound current store is backed up first (it joins the rotation); a corrupt one is set aside.
+    Asked before anything is done (stopping the bot included), so a bad stamp changes nothing.
     """
     backups = manager.list_backups(bot)
     if stamp is None:
@@ -95,9 +94,20 @@ def restore_backup(manager: CredentialsManager, bot: Any, stamp: str | None = No
             raise CredentialsError(f"{manager.bot_dir(bot)}: no backup {stamp!r} (backups: {known})")
         if chosen.store is not None and (why := check_store(chosen.store)) is not None:
             raise CredentialsError(f"{chosen.store}: {why}; choose another backup", chosen.store)
-    store, meta = manager.store_path(bot), manager.metadata_path(bot)
+    store = manager.store_path(bot)
     if chosen.store is not None and chosen.store.name.endswith(".sqlite3") != (store.name == NEONIZE_STORE):
         raise CredentialsError(f"{chosen.store} does not match this bot's {store.name} store", chosen.store)
+    return chosen
+
+
+def restore_backup(manager: CredentialsManager, bot: Any, stamp: str | None = None, *,
+                   app_state: bool = True) -> Backup:
+    """Put backup ``stamp`` (default: the newest good one) in place of the store and metadata.
+
+    A sound current store is backed up first (it joins the rotation); a corrupt one is set aside.
+    """
+    chosen = choose_backup(manager, bot, stamp)
+    store, meta = manager.store_path(bot), manager.metadata_path(bot)
     store_ok = store.exists() and check_store(store) is None
     meta_ok = not meta.exists() or check_metadata(meta) is None
     if store_ok and meta_ok:

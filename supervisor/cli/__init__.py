@@ -7,6 +7,7 @@ docstring's first line is its help.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from types import ModuleType
 
@@ -73,9 +74,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.execute(args)
+        code = args.execute(args)
+        sys.stdout.flush()  # a closed pipe shows here, still inside the handler below
+        return code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # the reader went away (`botvisor status --json | head`): no traceback, and none again
+        # when the interpreter flushes stdout on exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as a process killed by SIGPIPE
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import sys
 
 from protocol import exit_codes
 
-from .common import add_config_argument, load_or_exit
+from .common import add_config_argument, load_for_service
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
-    config = load_or_exit(args)
+    config = load_for_service(args)
     if args.shards is not None:
         return _shards(config, args.shards)
     from ..appcheck import broken_apps

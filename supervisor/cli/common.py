@@ -38,6 +38,35 @@ def load_or_exit(args: argparse.Namespace) -> Config:
         raise SystemExit(exit_codes.CONFIG_ERROR) from None
 
 
+def load_for_client(args: argparse.Namespace) -> Config:
+    """The config for talking to the supervisor: a typo in the fleet part is a warning, not exit 78."""
+    from protocol.client_config import load_client_config
+
+    path = args.config or default_config_path()
+    try:
+        config, problem = load_client_config(path)
+    except ConfigError as exc:
+        print(f"botvisor: {exc}", file=sys.stderr)
+        raise SystemExit(exit_codes.CONFIG_ERROR) from None
+    if problem is not None:
+        print(f"botvisor: warning: {problem} (fix it before the next reload; using its endpoints)", file=sys.stderr)
+    return config
+
+
+def load_for_service(args: argparse.Namespace) -> Config:
+    """``load_or_exit`` plus what only the user running the service can tell: every directory
+    it creates must be writable by this user (else exit 78 naming the key)."""
+    from protocol.config_checks import writable_problems
+
+    config = load_or_exit(args)
+    problems = writable_problems(config)
+    for key, why in problems:
+        print(f"botvisor: {config.path}: {key}: {why}", file=sys.stderr)
+    if problems:
+        raise SystemExit(exit_codes.CONFIG_ERROR)
+    return config
+
+
 def fail(message: str, code: int = EXIT_FAILURE) -> int:
     print(f"botvisor: {message}", file=sys.stderr)
     return code
@@ -49,7 +78,7 @@ def control(args: argparse.Namespace, command: str, request_args: dict[str, Any]
     (EXIT_NOT_RUNNING when no supervisor answers, EXIT_FAILURE when it refused)."""
     from protocol.client import ControlClient, ControlError, NotRunning
 
-    config = load_or_exit(args)
+    config = load_for_client(args)
     wait = timeout if timeout is not None else getattr(args, "timeout", 5.0)
     try:
         with ControlClient.for_config(config, timeout=wait) as client:
@@ -66,7 +95,7 @@ def bot_call(args: argparse.Namespace, method: str, *call_args: Any, **call_kwar
     from protocol.client import ControlError, NotRunning
     from protocol.handle import BotHandle
 
-    config = load_or_exit(args)
+    config = load_for_client(args)
     try:
         with BotHandle.for_config(config, args.bot, timeout=args.timeout) as bot:
             return getattr(bot, method)(*call_args, **call_kwargs)

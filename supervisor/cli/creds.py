@@ -55,6 +55,8 @@ def execute(args: argparse.Namespace) -> int:
     try:
         if args.action == "stats":
             return _stats(manager, args.json)
+        if args.action in ("list", "restore") and (unknown := _unknown_bot(manager, bots, args.bot)):
+            return fail(unknown)
         if args.action == "list":
             return _list(manager, bots.get(args.bot, args.bot))
         if args.action == "backup":
@@ -64,6 +66,20 @@ def execute(args: argparse.Namespace) -> int:
         return _migrate(manager, args)
     except (CredentialsError, ValueError, WorkerExit, OSError) as exc:
         return fail(str(exc))
+
+
+def _unknown_bot(manager: CredentialsManager, bots: dict[str, Any], bot_id: str) -> str | None:
+    """Why ``bot_id`` names no bot: neither configured nor with a directory under auth_dir; else None."""
+    if bot_id in bots:
+        return None
+    try:
+        directory = manager.bot_dir(bot_id)
+    except ValueError as exc:
+        return str(exc)
+    if directory.is_dir():
+        return None  # removed from the config, its credentials still there
+    known = ", ".join(sorted(bots)) or "none"
+    return f"no bot {bot_id!r}: not in the config (bots: {known}) and no {directory}"
 
 
 def _stats(manager: CredentialsManager, as_json: bool) -> int:
@@ -108,9 +124,13 @@ def _backup(manager: CredentialsManager, bots: dict[str, Any], args: argparse.Na
 
 def _restore(manager: CredentialsManager, config: Any, bot: Any, args: argparse.Namespace) -> int:
     from worker.botdir import LOCK_FILE, follow_owner, lock_bot_dir
-    from worker.recovery import restore_backup
+    from worker.recovery import choose_backup, restore_backup
 
     bot_id = manager.bot_id(bot)
+    directory = manager.bot_dir(bot)
+    if not directory.is_dir():
+        return fail(f"{directory} does not exist")
+    choose_backup(manager, bot, args.backup)  # a bad stamp is refused before the bot is touched
     state = _worker_state(config, bot_id)
     if state is not None and state not in ("stopped", "failed"):
         if not args.stop:
@@ -123,9 +143,6 @@ def _restore(manager: CredentialsManager, config: Any, bot: Any, args: argparse.
             if time.monotonic() > deadline:
                 return fail(f"{bot_id}'s worker did not stop within {args.timeout:g} s")
             time.sleep(0.1)
-    directory = manager.bot_dir(bot)
-    if not directory.is_dir():
-        return fail(f"{directory} does not exist")
     fd = lock_bot_dir(directory)  # proof that no worker (a stray one included) uses the store
     follow_owner(directory / LOCK_FILE, directory)  # root made it? the bot's own user must open it later
     try:

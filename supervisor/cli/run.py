@@ -11,7 +11,7 @@ import argparse
 
 from protocol import exit_codes
 
-from .common import add_config_argument, fail, load_or_exit
+from .common import add_config_argument, fail, load_for_service
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
-    config = load_or_exit(args)
+    config = load_for_service(args)
     from ..appcheck import check_apps
 
     checks = check_apps(config.bots)  # each app imported once in a throw-away process, in parallel
@@ -32,10 +32,15 @@ def execute(args: argparse.Namespace) -> int:
         return exit_codes.CONFIG_ERROR
     from ..arbiter import Supervisor
     from ..logs import configure_supervisor_logging
-    from ..sockets import AlreadyRunning
+    from ..sockets import AlreadyRunning, RunDirError
+    from worker.lifeline import set_title
 
-    configure_supervisor_logging(config.supervisor.log_level, config.log_dir, config.supervisor.log_max_bytes,
-                                 config.supervisor.log_backups)
+    set_title(f"botvisor supervisor {config.supervisor.server_name} ({config.path})")
+    try:
+        configure_supervisor_logging(config.supervisor.log_level, config.log_dir, config.supervisor.log_max_bytes,
+                                     config.supervisor.log_backups)
+    except OSError as exc:  # e.g. made unwritable since check-config
+        return fail(f"cannot write logs to log_dir {config.log_dir}: {exc.strerror or exc}")
     from protocol.config import ConfigError
 
     watcher = None
@@ -46,7 +51,7 @@ def execute(args: argparse.Namespace) -> int:
         watcher.start()
     try:
         return Supervisor(config).run()
-    except AlreadyRunning as exc:
+    except (AlreadyRunning, RunDirError) as exc:
         return fail(str(exc))
     except ConfigError as exc:  # e.g. [cluster] shard = "auto" on a host with no ordinal
         return fail(str(exc), exit_codes.CONFIG_ERROR)

@@ -20,7 +20,8 @@ import msgpack
 import zmq
 
 from protocol import Event, EventType, Kind, ProtocolError, decode
-from protocol.config import ConfigError, default_config_path, load_config
+from protocol.client_config import load_client_config
+from protocol.config import ConfigError, default_config_path
 from protocol.messages import KIND_OF
 from protocol.topics import bot_prefix
 
@@ -56,14 +57,14 @@ def execute(args: argparse.Namespace) -> int:
     config = None
     if not endpoints or args.config or any(e.startswith("tcp://") for e in endpoints):
         try:  # the config names the endpoint, and the CURVE keys a tcp:// endpoint needs
-            config = load_config(args.config or default_config_path())
+            config, _problem = load_client_config(args.config or default_config_path())
         except ConfigError as exc:
             if not endpoints or args.config:
                 return fail(f"{exc} (or give --endpoint)", 78)
     if args.fleet and not endpoints:
         from protocol.fleet import endpoints as fleet_endpoints
 
-        config = config or load_config(args.config or default_config_path())
+        config = config or load_client_config(args.config or default_config_path())[0]
         endpoints = [ep for _k, ep in fleet_endpoints(config, "tap")]
         server = config.supervisor.server_name
     if not endpoints:
@@ -114,9 +115,28 @@ def execute(args: argparse.Namespace) -> int:
     finally:
         sock.close(0)
         context.term()
-    if args.count is not None:
-        return 0 if matched >= args.count else 1
-    return 0 if matched or deadline is None else 1
+    done = matched >= args.count if args.count is not None else bool(matched)
+    if done or deadline is None:
+        return 0
+    if config is not None and not _supervisor_alive(config):
+        return fail(f"no supervisor is running (nothing answers on {config.endpoint('control')}); "
+                    f"{matched} matching message(s) within {args.timeout:g} s")
+    wanted = f"{args.count} matching message(s)" if args.count is not None else "a matching message"
+    return fail(f"{wanted} did not arrive within {args.timeout:g} s (got {matched})")
+
+
+def _supervisor_alive(config: Any) -> bool:
+    """Whether a supervisor answers ping on the config's control endpoint (one short try)."""
+    from protocol.client import ControlClient, ControlError
+
+    try:
+        with ControlClient.for_config(config, timeout=1.0) as client:
+            client.call("ping")
+        return True
+    except ControlError:  # NotRunning included
+        return False
+    except (OSError, ValueError):
+        return True  # cannot tell (keys): do not claim it is down
 
 
 def connect(context: zmq.Context, endpoints: list[str], prefixes: list[str], config: Any = None) -> zmq.Socket:

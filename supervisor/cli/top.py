@@ -28,7 +28,7 @@ from protocol.topics import WELCOME
 
 from ..container import iso
 from . import table
-from .common import EXIT_NOT_RUNNING, EXIT_OK, add_config_argument, fail, load_or_exit
+from .common import EXIT_NOT_RUNNING, EXIT_OK, add_config_argument, fail, load_for_client
 from .tap import connect
 
 #: seconds between two status requests, and between two redraws at most
@@ -116,7 +116,7 @@ def keys(fd: int) -> Iterator[bool]:
 
 
 def execute(args: argparse.Namespace) -> int:
-    config = load_or_exit(args)
+    config = load_for_client(args)
     client: Any = ControlClient.for_config(config, timeout=2.0)
     taps = [config.endpoint("tap")]
     if args.fleet:  # every shard: the merged status, every shard's tap

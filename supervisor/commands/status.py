@@ -11,6 +11,8 @@ from typing import Any
 
 from protocol.control import Request, error, ok
 
+from ..stats import snapshot
+
 
 def execute(supervisor: Any, request: Request, answer: Any) -> None:
     wanted = request.args.get("bots") or []
@@ -31,4 +33,4 @@ def execute(supervisor: Any, request: Request, answer: Any) -> None:
             status.update(cluster.lease_info(container.bot.id))
         statuses.append(status)
     answer(ok(request.id, {"server": supervisor.server, "pid": supervisor.pid, "bots": statuses,
-                           "stats": dict(supervisor.stats)}))
+                           "stats": snapshot(supervisor.stats)}))

@@ -1,0 +1,178 @@
+"""The soak's end-of-run checks and the table they print."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import psutil
+
+from worker.credentials import CredentialsManager
+from worker.recovery import check_metadata, check_store
+
+from .actions import Record
+from .fleet import BACKOFF, FATAL_BOT, SERVER, TIMEOUT, Fleet
+from .observe import CleanTap, RssSampler
+
+#: a healthy fleet again after the chaos stops: a stopped worker judged stale (heartbeat_timeout),
+#: its SIGKILL grace (1 s), the longest backoff, a new worker's hello deadline, and 2 s of slack
+CONVERGE_BOUND = TIMEOUT + 1.0 + BACKOFF["max"] + TIMEOUT + 2.0
+#: status must answer within this while the CPU is saturated
+STATUS_BOUND = 1.0
+#: supervisor RSS growth allowed over the second half (allocator noise)
+RSS_FLAT_MIB = 1.5
+
+
+@dataclass
+class Check:
+    name: str
+    figure: str
+    bound: str
+    ok: bool
+
+
+def converge(fleet: Fleet, bound: float) -> tuple[float | None, dict[str, Any]]:
+    """Seconds until every bot that should run is running and healthy (None: not within bound)."""
+    started = time.monotonic()
+    last: dict[str, Any] = {}
+    while time.monotonic() - started < bound:
+        try:
+            last = {b["bot_id"]: b for b in fleet.control("status", timeout=5)["bots"]}
+        except Exception:  # noqa: BLE001
+            time.sleep(0.1)
+            continue
+        if all(b in last and last[b]["container_state"] == "running" and last[b]["is_healthy"]
+               for b in fleet.should_run()):
+            return time.monotonic() - started, last
+        time.sleep(0.1)
+    return None, last
+
+
+def fleet_processes(server: str = SERVER) -> list[psutil.Process]:
+    """Every process whose title says it is a worker of this fleet."""
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(process.info["cmdline"] or [])
+        if cmdline.startswith(f"botvisor worker {server}/"):
+            found.append(process)
+    return found
+
+
+def session_members(leaders: set[int]) -> list[psutil.Process]:
+    """Processes living in a session some worker led (its children, however they were made)."""
+    members = []
+    for process in psutil.process_iter():
+        try:
+            if os.getsid(process.pid) in leaders and process.status() != psutil.STATUS_ZOMBIE:
+                members.append(process)
+        except (OSError, psutil.Error):
+            pass
+    return members
+
+
+def unknown_processes(status: dict[str, Any], leaders: set[int]) -> tuple[list[int], list[int]]:
+    """(fleet workers the supervisor does not know, processes of dead workers' sessions)."""
+    known = {b["pid"] for b in status.values() if b.get("pid")}
+    strangers = [p.pid for p in fleet_processes() if p.pid not in known and _alive(p)]
+    orphans = [p.pid for p in session_members(leaders - known)]
+    return strangers, orphans
+
+
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def stores(fleet: Fleet) -> tuple[int, list[str]]:
+    """(bot dirs checked, problems): every session store and metadata file must be sound."""
+    manager = CredentialsManager(fleet.root / "auth", SERVER)
+    problems, checked = [], 0
+    for directory in manager.get_all_bot_dirs():
+        bot = directory.name[len("bot_"):]
+        checked += 1
+        store, meta = manager.store_path(bot), manager.metadata_path(bot)
+        if store.exists() and (why := check_store(store)):
+            problems.append(f"{bot}: {why}")
+        if meta.exists() and (why := check_metadata(meta)):
+            problems.append(f"{bot}: {why}")
+    return checked, problems
+
+
+def end_of_run(fleet: Fleet, record: Record, tap: CleanTap, rss: RssSampler, stats_before: dict[str, int],
+               ) -> tuple[list[Check], dict[str, Any]]:
+    checks: list[Check] = []
+    took, status = converge(fleet, CONVERGE_BOUND)
+    not_running = [b for b in fleet.should_run() if status.get(b, {}).get("container_state") != "running"]
+    checks.append(Check("every bot that should run is running and healthy",
+                        f"{len(fleet.should_run()) - len(not_running)}/{len(fleet.should_run())} in "
+                        + (f"{took:.1f} s" if took is not None else f"> {CONVERGE_BOUND:g} s: {not_running}"),
+                        f"<= {CONVERGE_BOUND:g} s", took is not None))
+    failed = {b: s["reason"] for b, s in status.items() if s["container_state"] == "failed"}
+    fatal_ok = set(failed) == {FATAL_BOT} and "temporary-ban" in (failed.get(FATAL_BOT) or "")
+    checks.append(Check("only the bot with a fatal cause is failed, with it",
+                        "; ".join(f"{b}: {r}" for b, r in failed.items())[:70] or "none failed",
+                        f"{FATAL_BOT}: temporary-ban", fatal_ok))
+    leaders = set().union(*tap.worker_pids.values()) | record.session_pids
+    strangers, orphans = unknown_processes(status, leaders)
+    checks.append(Check("no fleet process unknown to the supervisor", f"{len(strangers)} {strangers[:5]}", "0",
+                        not strangers))
+    checks.append(Check("no process of a dead worker survives", f"{len(orphans)} {orphans[:5]}", "0", not orphans))
+    checked, problems = stores(fleet)
+    checks.append(Check("session stores and metadata intact", f"{checked} dirs, {len(problems)} bad "
+                        + "; ".join(problems)[:60], "0 bad", not problems and checked >= len(fleet.should_run())))
+    stats = fleet.control("status")["stats"]
+    lost = sum(s["events_lost"] for s in status.values())
+    gaps = sum(tap.gaps.values())
+    per_bot_ok = all(tap.gaps[b] <= status.get(b, {}).get("events_lost", 0) for b in tap.gaps)
+    checks.append(Check("every seq gap the clean tap saw is counted in events_lost",
+                        f"tap gaps {gaps}, events_lost {lost}, tap_dropped {stats['tap_dropped']}",
+                        "gaps <= events_lost per bot", per_bot_ok))
+    rejected = stats["rejected"] - stats_before.get("rejected", 0)
+    sent = record.forged_sent + record.garbage_sent
+    checks.append(Check("forged and garbage messages counted, never relayed",
+                        f"sent {sent}, rejected {rejected}, relayed {tap.relayed_forgeries}",
+                        "rejected >= sent, relayed 0", rejected >= sent and tap.relayed_forgeries == 0))
+    checks.append(Check("malformed control requests answered, service up",
+                        f"{record.done['bad_control']} answered ({record.control_errors} errors), "
+                        f"{record.done['oversized']} oversized dropped, {record.control_unanswered} unanswered",
+                        "0 unanswered", record.control_unanswered == 0))
+    checks += saturation_checks(record, tap)
+    head, tail, slope = rss.halves()
+    checks.append(Check("supervisor RSS flat in the second half",
+                        f"{head:.1f} -> {tail:.1f} MiB ({slope:+.2f} MiB/min); peak "
+                        f"{max(r for _, r in rss.samples) / 2**20:.1f} MiB" if rss.samples else "no samples",
+                        f"growth <= {RSS_FLAT_MIB:g} MiB", tail - head <= RSS_FLAT_MIB))
+    return checks, status
+
+
+def saturation_checks(record: Record, tap: CleanTap) -> list[Check]:
+    wrong = [f"{bot} pid {pid} at +{t - tap.started:.1f} s ({reason[:40]})"
+             for t, bot, pid, reason in tap.stale_verdicts if pid not in record.stopped]
+    checks = [Check("no healthy worker judged stale (whole run)", f"{len(wrong)} {'; '.join(wrong[:2])}",
+                    "0", not wrong)]
+    if record.saturation is None:
+        return checks
+    start, end = record.saturation
+    hot = [(bot, pid) for t, bot, pid, _ in tap.stale_verdicts if start <= t <= end + TIMEOUT and pid not in record.stopped]
+    checks.append(Check("CPU saturated: no healthy worker judged stale", f"{len(hot)} {hot[:3]}", "0", not hot))
+    during = [s for t, s, hot in record.status_latency if hot]
+    worst = max(during, default=0.0)
+    checks.append(Check("CPU saturated: status answered in time",
+                        f"{len(during)} calls over {end - start:.0f} s, worst {worst * 1000:.0f} ms",
+                        f"<= {STATUS_BOUND * 1000:.0f} ms", bool(during) and worst <= STATUS_BOUND))
+    return checks
+
+
+def table(seed: int, duration: float, checks: list[Check]) -> str:
+    width = max(len(c.name) for c in checks)
+    fwidth = max(len(c.figure) for c in checks)
+    lines = [f"chaos soak: seed {seed}, {duration:g} s of chaos, {len(checks)} checks", "",
+             f"| {'check':<{width}} | {'figure':<{fwidth}} | bound | result |",
+             f"| {'-' * width} | {'-' * fwidth} | --- | --- |"]
+    for c in checks:
+        lines.append(f"| {c.name:<{width}} | {c.figure:<{fwidth}} | {c.bound} | {'PASS' if c.ok else 'FAIL'} |")
+    return "\n".join(lines)
