@@ -140,3 +140,28 @@ def test_a_script_plays_its_messages_in_order_once_the_session_opens(tmp_path):
             break
     assert texts == ["first", "second", "third"]
     assert emitted[-1].is_group
+
+
+@pytest.mark.parametrize("phone", [None, "15551234567"])
+def test_pairing_by_phone_number_shows_one_pair_code_after_the_first_qr(tmp_path, phone):
+    """As the neonize backend: with phone_number set, an unpaired bot asks for a pair code once the
+    first QR proves the link, and the code is shown once per life; without it, QR codes only."""
+    emitted: list = []
+    knobs = SimulatedSettings(paired=False, pair_after=None, qr_every=0.5)
+    ctx = BackendContext(bot=BotConfig(id="p1", phone_number=phone, simulated=knobs), bot_dir=tmp_path / "bot",
+                         emit=emitted.append, log=logging.getLogger("test"))
+    ctx.bot_dir.mkdir()
+    backend = SimulatedBackend(ctx)
+    start = time.monotonic()
+    backend.start(start)
+    for step in range(8):  # four QR refreshes
+        backend.poll(start + step * 0.26)
+    qrs = [e.qr for e in emitted if getattr(e, "qr", None)]
+    codes = [e.pair_code for e in emitted if getattr(e, "pair_code", None)]
+    assert len(qrs) >= 3 and len(set(qrs)) == len(qrs)
+    if phone is None:
+        assert codes == []
+    else:
+        assert len(codes) == 1 and len(codes[0]) == 9 and codes[0][4] == "-"
+        first_qr = next(i for i, e in enumerate(emitted) if getattr(e, "qr", None))
+        assert next(i for i, e in enumerate(emitted) if getattr(e, "pair_code", None)) == first_qr + 1

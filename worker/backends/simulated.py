@@ -61,6 +61,8 @@ class SimulatedBackend(SimulatedOperations, Backend):
         self.opened_at: float | None = None
         self._connect_at: float | None = None
         self._next_qr: float | None = None
+        #: when this life's first QR is due (the pair code follows it, with phone_number set)
+        self._qr_started: float | None = None
         self._pair_at: float | None = None
         self._pairing_ends: float | None = None
         self._next_message: float | None = None
@@ -116,7 +118,7 @@ class SimulatedBackend(SimulatedOperations, Backend):
         if self.session_path.exists():
             self._connect_at = now + self.knobs.connect_delay
         else:
-            self._next_qr = now
+            self._next_qr = self._qr_started = now
             self._pairing_ends = now + self.knobs.pairing_timeout  # as whatsmeow's codes run out
             if self.knobs.pair_after is not None:
                 self._pair_at = now + self.knobs.pair_after
@@ -182,7 +184,11 @@ class SimulatedBackend(SimulatedOperations, Backend):
             elif self._pairing_ends is not None and now >= self._pairing_ends:
                 self._pairing_timed_out()
             elif now >= self._next_qr:
+                first = self._next_qr == self._qr_started
                 self.ctx.emit(ConnectionUpdate("connecting", qr=self._qr_code(), attempt=self.connection_attempts))
+                if first and self.ctx.bot.phone_number:  # as neonize: PairPhone once the first QR proves the link
+                    self.ctx.emit(ConnectionUpdate("connecting", pair_code=self._pair_code(),
+                                                   attempt=self.connection_attempts))
                 self._next_qr = now + k.qr_every
         if self._connect_at is not None and now >= self._connect_at:
             self._open(now)
@@ -239,6 +245,11 @@ class SimulatedBackend(SimulatedOperations, Backend):
         self.ctx.log.warning("hang_after reached: hanging on purpose")
         while True:
             time.sleep(3600)
+
+    def _pair_code(self) -> str:
+        """A phone pairing code as WhatsApp shows it: eight characters, typed on the phone."""
+        code = "".join(self.rng.choice("ABCDEFGHJKLMNPQRSTVWXYZ23456789") for _ in range(8))
+        return f"{code[:4]}-{code[4:]}"
 
     def _qr_code(self) -> str:
         ref = "".join(self.rng.choice("ABCDEFGHJKLMNPQRSTUVWXYZ23456789") for _ in range(24))
