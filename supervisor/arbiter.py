@@ -56,6 +56,13 @@ log = logging.getLogger("botvisor.supervisor")
 #: wakeup costs more than handling a message, so dense traffic is taken in batches, for at
 #: most this much added latency; sparse traffic (heartbeats) is handled as it comes
 COALESCE_S = 0.001
+#: worker messages read per pass; then timers, control requests (a ``status`` under load) and
+#: exits get their turn: at ~15 µs a message, 256 is under 4 ms
+EVENTS_BATCH = 256
+#: accepted messages republished together (see _flush_tap), at most this many at a time
+TAP_BATCH = 64
+_NOBLOCK = int(zmq.NOBLOCK)
+_SNDMORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)
 #: how long an exit waits for the worker's last messages (its error and bye) still in flight
 LAST_WORDS_S = 0.25
 
@@ -84,6 +91,10 @@ class Supervisor:
         self._lock_fd: int | None = None
         self._ready = False
         self._last_events_at = 0.0
+        #: the last pass read a full EVENTS_BATCH: more is queued, no coalescing pause
+        self._events_saturated = False
+        #: (topic, payload) accepted in this pass, not yet republished (see _flush_tap)
+        self._tap_pending: list[tuple[bytes, bytes]] = []
         self._health_timer: Timer | None = None
         # signals (and shutdown() from other threads) reach the loop as bytes on this pair
         self._signal_r, self._signal_w = socket.socketpair()
@@ -224,6 +235,7 @@ class Supervisor:
         self._install_signals()
         log.info("botvisor supervisor pid %d serving %d bot(s) as %r", self.pid, len(self.config.bots), self.server)
         self._start_metrics()
+        self._claim_cpu_share()
         self._start_fleet()
         self._schedule_health_check()
         try:
@@ -237,7 +249,7 @@ class Supervisor:
     def _loop_once(self) -> None:
         now = time.monotonic()
         since = now - self._last_events_at
-        if since < COALESCE_S:  # traffic is dense: let it queue up and take it in one pass
+        if since < COALESCE_S and not self._events_saturated:  # dense: let it queue up, take it in one pass
             time.sleep(COALESCE_S - since)
             now = time.monotonic()
         deadline = self.timers.next_deadline()
@@ -315,6 +327,16 @@ class Supervisor:
         except OSError as exc:  # the bots matter more than their metrics: run on without them
             self.notice("error", f"metrics endpoint {self.config.metrics.listen} not started: {exc}")
 
+    def _claim_cpu_share(self) -> None:
+        """Before the first worker (and the forkserver) starts: see supervisor/cgroups.py."""
+        from . import cgroups
+
+        try:
+            cgroups.setup(self.server)
+        except (cgroups.Unavailable, OSError) as exc:
+            self.notice("warning", f"no CPU share for the supervisor ({exc}): under a busy fleet it has only "
+                                   "the workers' nice, and relays and answers late")
+
     def _close(self) -> None:
         if self.metrics is not None:
             self.metrics.stop()
@@ -322,6 +344,9 @@ class Supervisor:
             if container.process is not None:
                 container.process.signal_tree(signal.SIGKILL)
         stop_forkserver()
+        from . import cgroups
+
+        cgroups.release()
         if threading.current_thread() is threading.main_thread():
             signal.set_wakeup_fd(-1)
         for sock in (self.events, self.tap, self.control, self.commands):
@@ -334,8 +359,11 @@ class Supervisor:
 
     # -- worker traffic ------------------------------------------------------------------
     def _on_events(self) -> None:
-        for frames in queued(self.events):
-            self._on_worker_message(frames)
+        handle, n = self._on_worker_message, 0
+        for n, frames in enumerate(queued(self.events, EVENTS_BATCH), start=1):
+            handle(frames)
+        self._flush_tap()
+        self._events_saturated = n == EVENTS_BATCH
 
     def _on_worker_message(self, frames: list[bytes]) -> None:
         if len(frames) != 3 or len(frames[2]) != SIGNATURE_BYTES:
@@ -362,8 +390,10 @@ class Supervisor:
             self.stats["stale"] += 1  # e.g. the last words of a worker already replaced
             return
         container.on_message(message)
-        self._to_tap(topic, payload)
-        if isinstance(message, Bye):
+        self._tap_pending.append((topic, payload))
+        if len(self._tap_pending) >= TAP_BATCH:
+            self._flush_tap()
+        if type(message) is Bye:
             self._byes.add(message.pid)
 
     def _await_last_words(self, pid: int, exitcode: int | None) -> None:
@@ -383,7 +413,21 @@ class Supervisor:
             log.warning("dropped a message on the events endpoint (%d so far): %s", self.stats["rejected"], why)
 
     def _to_tap(self, topic: bytes, payload: bytes) -> None:
-        self.tap.send_multipart([topic, payload], zmq.NOBLOCK)
+        self._tap_pending.append((topic, payload))  # after what came before it, in order
+        self._flush_tap()
+
+    def _flush_tap(self) -> None:
+        """Republish what the pass accepted, back to back: ZeroMQ wakes its I/O thread (a
+        syscall) when a pipe goes from empty to non-empty, so sends spread over a pass cost a
+        wakeup each, and sends in a row share one. Plain-int flags: ``send_multipart``'s
+        ``SNDMORE | flags`` builds an IntFlag per frame, which cost more than the send."""
+        pending = self._tap_pending
+        if pending:
+            send = self.tap.send
+            for topic, payload in pending:
+                send(topic, _SNDMORE_NOBLOCK)
+                send(payload, _NOBLOCK)
+            pending.clear()
 
     def _on_tap_subscriptions(self) -> None:
         for _frames in queued(self.tap):

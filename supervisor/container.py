@@ -28,6 +28,8 @@ from protocol import (
     Heartbeat,
     Hello,
     Message,
+    MessageUpsert,
+    PresenceUpdate,
     exit_codes,
 )
 from protocol.config import BotConfig
@@ -246,6 +248,9 @@ class BotContainer:
         if lost:
             self.events_lost += lost
             log.warning("bot %s: %d message(s) lost before seq %d", self.bot.id, lost, message.seq)
+        if type(message) is Event:  # most of the traffic: skip the match below
+            self._on_event(message)
+            return
         match message:
             case Hello():
                 if self.state is S.INITIALIZING:
@@ -264,6 +269,14 @@ class BotContainer:
 
     def _on_event(self, event: Event) -> None:
         data = event.data
+        kind = type(data)
+        if kind is not MessageUpsert and kind is not PresenceUpdate:  # these two change no state
+            self._on_state_event(event, data)
+        name = event.type._value_
+        self.events_total[name] += 1
+        self._record(ContainerEvent(name, to_mapping(data), event.ts))
+
+    def _on_state_event(self, event: Event, data: Any) -> None:
         match data:
             case ConnectionUpdate(connection="open"):
                 self.bot_status = BotStatus.ONLINE
@@ -278,8 +291,6 @@ class BotContainer:
                 self.creds_last_updated = data.last_updated or event.ts
             case ErrorEvent(fatal=True):
                 self._last_error = data
-        self.events_total[event.type.value] += 1
-        self._record(ContainerEvent(event.type.value, to_mapping(data), event.ts))
 
     def on_exit(self, exitcode: int | None) -> None:
         """The worker process ended (its sentinel fired): decide what comes next."""
@@ -430,6 +441,8 @@ class BotContainer:
         self._notify(event)
 
     def _notify(self, event: ContainerEvent) -> None:
+        if not self.listeners:  # the usual case, on every event
+            return
         for callback in self.listeners.get(event.type, []) + self.listeners.get("*", []):
             try:
                 callback(event)

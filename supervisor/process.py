@@ -20,6 +20,8 @@ import psutil
 
 from worker.spec import WorkerSpec
 
+from . import cgroups
+
 #: imported once in the forkserver, shared copy-on-write by every worker
 PRELOAD = ["worker.main", "worker.backends.simulated", "zmq", "msgpack"]
 #: neonize's pure dependencies (no threads, no Go), preloaded only when the configuration has a
@@ -91,6 +93,7 @@ class WorkerProcess:
         with _main_module_hidden():
             self._process.start()
         self.pid = self._process.pid
+        cgroups.place(self.pid)  # into the workers' low-weight group, when there is one
         self.sentinel = self._process.sentinel
         return self.pid
 
