@@ -92,7 +92,7 @@ class _FakeProcess:
         return 0, 0.0
 
 
-def _supervisor(root: Path, n_bots: int) -> Any:
+def _supervisor(root: Path, n_bots: int, secrets: dict[str, bytes] | None = None) -> Any:
     from protocol import ContainerState
     from protocol.config import load_config
     from protocol.signing import new_secret
@@ -108,8 +108,23 @@ def _supervisor(root: Path, n_bots: int) -> Any:
     for i, container in enumerate(sup.manager, start=1):
         container.process = _FakeProcess(10_000 + i)
         container.state = ContainerState.RUNNING
-        sup.secrets[container.bot.id] = new_secret()
+        sup.secrets[container.bot.id] = secrets[container.bot.id] if secrets else new_secret()
     return sup
+
+
+def _pids(n_bots: int) -> dict[str, int]:
+    return {f"b{i}": 10_000 + i for i in range(1, n_bots + 1)}  # as _supervisor numbers them
+
+
+def make_frames(path: Path, n_bots: int, events: int) -> None:
+    """Frames and the secrets that signed them, pickled: ``--frames`` runs then measure the
+    handling alone (under callgrind, encoding them would count as much as handling them)."""
+    import pickle
+
+    from protocol.signing import new_secret
+
+    secrets = {f"b{i}": new_secret() for i in range(1, n_bots + 1)}
+    path.write_bytes(pickle.dumps((secrets, _frames(n_bots, events, "hot", secrets, _pids(n_bots)))))
 
 
 _DRAIN = """
@@ -136,7 +151,8 @@ s.close(linger=-1)
 """
 
 
-def run(events: int = 20_000, n_bots: int = 200, mode: str = "handler", warmup: int = 2000) -> dict[str, Any]:
+def run(events: int = 20_000, n_bots: int = 200, mode: str = "handler", warmup: int = 2000,
+        frames_file: Path | None = None) -> dict[str, Any]:
     """Feed ``events`` frames (after ``warmup`` more) to a real supervisor; CPU per event."""
     import pickle
 
@@ -149,9 +165,13 @@ def run(events: int = 20_000, n_bots: int = 200, mode: str = "handler", warmup: 
     procs: list[subprocess.Popen[str]] = []
     sup = None
     try:
-        sup = _supervisor(root, n_bots)
-        pids = {c.bot.id: c.process.pid for c in sup.manager}
-        frames = _frames(n_bots, warmup + events, sup.server, sup.secrets, pids)
+        if frames_file is not None:
+            secrets, frames = pickle.loads(frames_file.read_bytes())
+            frames = frames[:warmup + events]
+            sup = _supervisor(root, n_bots, secrets)
+        else:
+            sup = _supervisor(root, n_bots)
+            frames = _frames(n_bots, warmup + events, sup.server, sup.secrets, _pids(n_bots))
         tap = sup.config.endpoint("tap")
         drain = subprocess.Popen([sys.executable, "-c", _DRAIN, tap], stdout=subprocess.PIPE, text=True)
         procs.append(drain)
@@ -224,17 +244,26 @@ def instructions(events: int, n_bots: int) -> float | None:
     if shutil.which("valgrind") is None:
         return None
     counts = []
-    for e in (events, 2 * events):
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp) / "cg.out"
-            cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-m", "bench.hotpath",
-                   "--events", str(e), "--bots", str(n_bots), "--mode", "handler", "--json", "--warmup", "500"]
-            subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, timeout=1800,
-                           env={**os.environ, "PYTHONHASHSEED": "0"})
-            total = next(line for line in out.read_text().splitlines() if line.startswith("summary:") or
-                         line.startswith("totals:"))
-            counts.append(int(total.split()[1]))
+    with tempfile.TemporaryDirectory() as frames_dir:
+        frames = Path(frames_dir) / "frames.pickle"
+        make_frames(frames, n_bots, 500 + 2 * events)
+        for e in (events, 2 * events):
+            counts.append(_callgrind(["--events", str(e), "--bots", str(n_bots), "--mode", "handler", "--json",
+                                      "--warmup", "500", "--frames", str(frames)]))
     return (counts[1] - counts[0]) / events
+
+
+def _callgrind(args: list[str]) -> int:
+    """Instructions executed by ``python -m bench.hotpath ARGS`` under callgrind."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "cg.out"
+        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-m", "bench.hotpath",
+               *args]
+        subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, timeout=1800,
+                       env={**os.environ, "PYTHONHASHSEED": "0"})
+        total = next(line for line in out.read_text().splitlines() if line.startswith("summary:") or
+                     line.startswith("totals:"))
+        return int(total.split()[1])
 
 
 def table(results: list[dict[str, Any]], ins: float | None) -> str:
@@ -258,9 +287,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--instructions", action="store_true", help="also count instructions (valgrind, slow)")
     parser.add_argument("--instruction-events", type=int, default=2000)
     parser.add_argument("--json", action="store_true", help="print the raw result as JSON")
+    parser.add_argument("--frames", type=Path, help="pickled frames from make_frames (instructions mode)")
     args = parser.parse_args(argv)
     modes = ["handler", "socket"] if args.mode == "both" else [args.mode]
-    results = [run(args.events, args.bots, mode, args.warmup) for mode in modes]
+    results = [run(args.events, args.bots, mode, args.warmup, args.frames) for mode in modes]
     ins = instructions(args.instruction_events, args.bots) if args.instructions else None
     if args.json:
         print(json.dumps({"results": results, "instructions_per_event": ins}))

@@ -29,7 +29,7 @@ PRELOAD = ["worker.main", "worker.backends.simulated", "zmq", "msgpack"]
 #: and holds ~10 MiB less private memory (USS 37.6 -> 27.3 MiB). The pages are shared, but they
 #: count in every worker's RSS: a simulated worker's RSS went from 22.6 to 36.4 MiB with them.
 NEONIZE_PRELOAD = ["google.protobuf.message", "segno", "phonenumbers", "PIL.Image", "magic", "linkpreview",
-                   "requests"]
+                   "requests", "worker.neonize_preload"]
 
 _context: Any = None
 

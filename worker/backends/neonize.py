@@ -44,6 +44,7 @@ from protocol import (
 )
 from protocol.backoff import reconnect_delay
 
+from .. import neonize_preload
 from ..atomic import write_atomic
 from ..errors import BotCrash, CommandError, FatalBotError
 from .base import Backend, BackendContext
@@ -76,6 +77,7 @@ def strip_proxy_environment() -> list[str]:
 # first. The worker configured logging before importing this module (neonize's import calls
 # logging.basicConfig, a no-op once the root logger has a handler).
 STRIPPED_PROXY_VARIABLES = strip_proxy_environment()
+neonize_preload.complete()  # the package the forkserver preloaded without its __init__
 
 import segno  # noqa: E402
 from neonize._binder import ProxySettings  # noqa: E402
