@@ -35,7 +35,7 @@ from protocol import (
 )
 from protocol.config import Config, ConfigError, load_config
 from protocol.control import Reply, decode_request, encode_reply
-from protocol.signing import SIGNATURE_BYTES, new_secret, verify
+from protocol.signing import SIGNATURE_BYTES, Verifier, new_secret
 from protocol.topics import split
 from worker.spec import WorkerSpec
 
@@ -77,6 +77,8 @@ class Supervisor:
         self.timers = Timers()
         self.manager = BotManager(self, self.server)
         self.secrets: dict[str, bytes] = {}
+        #: bot id -> the HMAC check keyed with its current worker's secret
+        self._verifiers: dict[str, Verifier] = {}
         self.stats: Counter[str] = Counter()
         self.notifier = Notifier.from_env()
         self.shutting_down = False
@@ -93,6 +95,7 @@ class Supervisor:
         self._last_events_at = 0.0
         #: the last pass read a full EVENTS_BATCH: more is queued, no coalescing pause
         self._events_saturated = False
+        self._events_dense = False
         #: (topic, payload) accepted in this pass, not yet republished (see _flush_tap)
         self._tap_pending: list[tuple[bytes, bytes]] = []
         self._health_timer: Timer | None = None
@@ -249,7 +252,9 @@ class Supervisor:
     def _loop_once(self) -> None:
         now = time.monotonic()
         since = now - self._last_events_at
-        if since < COALESCE_S and not self._events_saturated:  # dense: let it queue up, take it in one pass
+        # dense traffic (more than one message in the last pass, but not a full batch): let it
+        # queue up and take it in one pass; a lone message (a heartbeat) costs no extra wakeup
+        if since < COALESCE_S and self._events_dense and not self._events_saturated:
             time.sleep(COALESCE_S - since)
             now = time.monotonic()
         deadline = self.timers.next_deadline()
@@ -364,6 +369,7 @@ class Supervisor:
             handle(frames)
         self._flush_tap()
         self._events_saturated = n == EVENTS_BATCH
+        self._events_dense = n > 1
 
     def _on_worker_message(self, frames: list[bytes]) -> None:
         if len(frames) != 3 or len(frames[2]) != SIGNATURE_BYTES:
@@ -377,7 +383,10 @@ class Supervisor:
             return
         container = self.manager.find(bot_id)
         secret = self.secrets.get(bot_id)
-        if container is None or secret is None or not verify(secret, topic, payload, signature):
+        verifier = self._verifiers.get(bot_id)
+        if secret is not None and (verifier is None or verifier.secret is not secret):
+            verifier = self._verifiers[bot_id] = Verifier(secret)  # a new worker, a new secret
+        if container is None or secret is None or not verifier(topic, payload, signature):
             self._reject("signature", f"message for bot {bot_id!r} does not carry its worker's signature")
             return
         try:
@@ -489,4 +498,8 @@ class Supervisor:
                 self.notifier.ready(self.fleet_summary())
 
     def _apply(self, plan: ReloadPlan) -> None:
-        apply_plan(self.manager, plan, self._removing, forget=lambda bot_id: self.secrets.pop(bot_id, None))
+        apply_plan(self.manager, plan, self._removing, forget=self._forget_secret)
+
+    def _forget_secret(self, bot_id: str) -> None:
+        self.secrets.pop(bot_id, None)
+        self._verifiers.pop(bot_id, None)

@@ -26,6 +26,8 @@ EVENTS = int(zmq.EVENTS)
 NOBLOCK = int(zmq.NOBLOCK)
 #: messages read from one socket per loop pass, so one busy socket cannot starve the others
 BATCH = 2000
+#: messages of a pass read after a ``zmq.EVENTS`` look each (see queued)
+SPARSE = 4
 
 
 @dataclass
@@ -80,15 +82,16 @@ def queued(sock: zmq.Socket, limit: int = BATCH) -> Iterator[list[bytes]]:
     """The messages already queued on ``sock``, at most ``limit`` (so one busy socket cannot
     starve the others), read without waiting.
 
-    Measured per 3-frame message (bench/hotpath.py's socket mode is the whole path): pyzmq's
-    ``getsockopt`` converts its option to an Enum on every call, so asking ``zmq.EVENTS``
-    before each message and ``zmq.RCVMORE`` after each frame cost 5.3 µs, ``recv_multipart``
-    3.8 µs, frames with their ``more`` flag 2.1 µs. So: one ``zmq.EVENTS`` look first (a lone
-    heartbeat then costs no ``zmq.Again``), then frames until the queue is empty."""
-    if not sock.get(EVENTS) & POLLIN:
-        return
-    recv = sock.recv
-    for _ in range(limit):
+    Measured per 3-frame message: pyzmq's ``getsockopt`` converts its option to an Enum on
+    every call, so asking ``zmq.EVENTS`` before each message and ``zmq.RCVMORE`` after each
+    frame cost 5.3 µs, ``recv_multipart`` 3.8 µs, frames with their ``more`` flag 2.1 µs; a
+    ``zmq.Again`` that ends a drain costs more than a message. So the first few messages of a
+    pass (a lone heartbeat, sparse traffic) are each preceded by a ``zmq.EVENTS`` look and never
+    meet ``zmq.Again``; a dense pass reads on until the queue is empty and pays one ``Again``."""
+    get, recv = sock.get, sock.recv
+    for i in range(limit):
+        if i < SPARSE and not get(EVENTS) & POLLIN:
+            return
         try:
             frame = recv(NOBLOCK, copy=False)
             frames = [frame.bytes]
