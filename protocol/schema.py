@@ -69,6 +69,9 @@ def convert(tp: Any, value: Any, path: str) -> Any:
         options = typing.get_args(tp)
         if value is None and type(None) in options:
             return None
+        others = [option for option in options if option is not type(None)]
+        if len(others) == 1:  # X | None: X's own error, with its full key path (media.kind)
+            return convert(others[0], value, path)
         errors = []
         for option in options:
             if option is type(None):
