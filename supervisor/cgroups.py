@@ -14,8 +14,10 @@ Where it works, tried in this order:
   cgroup is ours; the supervisor moves itself into ``<own>/supervisor``, enables the cpu
   controller for the children and makes ``<own>/workers``. systemd removes them with the unit.
 - **cgroup v1 with a writable cpu hierarchy** (run by hand as root on a host without systemd):
-  ``<cpu mount><own path>/botvisor-<server>-<pid>/{supervisor,workers}``, removed at exit
-  (empty groups of supervisors that died are removed at the next start).
+  ``<cpu mount><own path>/botvisor-<server>-<pid>-supervisor`` and ``...-workers``, side by
+  side with the rest of the host (no common parent: a parent group would weigh the supervisor
+  as one share of the host, and on a busy host its p99 latency went from 15 to 85-240 ms),
+  removed at exit (empty groups of supervisors that died are removed at the next start).
 - **neither** (an unprivileged user, no delegation): ``setup`` raises Unavailable naming why; the
   supervisor says so in a notice and runs on with the workers' nice (worker/priority.py).
 
@@ -34,9 +36,13 @@ from pathlib import Path
 
 log = logging.getLogger("botvisor.cgroups")
 
-#: cgroup v2 ``cpu.weight`` units (1..10000, default 100); v1 ``cpu.shares`` are these x 10.24
+#: cgroup v2 ``cpu.weight`` (1..10000, default 100), inside the service's own cgroup
 SUPERVISOR_WEIGHT = 10000
 WORKERS_WEIGHT = 100
+#: cgroup v1 ``cpu.shares`` (default 1024), beside the host's other processes: the workers
+#: together weigh one ordinary process, the supervisor ten
+V1_SUPERVISOR_SHARES = 10240
+V1_WORKERS_SHARES = 1024
 #: set to 0/off/no/false to leave cgroups alone (the workers' nice still applies)
 ENV = "BOTVISOR_CPU_SHARE"
 PROC_CGROUP = Path("/proc/self/cgroup")
@@ -55,15 +61,18 @@ class CpuShare:
     version: int
     supervisor: Path
     workers: Path
-    #: v1: the group made for this supervisor (removed at release); v2: None (systemd's)
-    made: Path | None = None
+    #: v1: the groups made for this supervisor (removed at release); v2: none (systemd's)
+    made: tuple[Path, ...] = ()
     #: where the supervisor was before (v1: it goes back there at release)
     origin: Path | None = None
     _failed_once: bool = False
 
     def describe(self) -> str:
-        return (f"cgroup v{self.version}: supervisor in {self.supervisor} (weight {SUPERVISOR_WEIGHT}), "
-                f"workers in {self.workers} (weight {WORKERS_WEIGHT})")
+        if self.version == 1:
+            return (f"cgroup v1: supervisor in {self.supervisor} (cpu.shares {V1_SUPERVISOR_SHARES}), "
+                    f"workers in {self.workers} (cpu.shares {V1_WORKERS_SHARES})")
+        return (f"cgroup v2: supervisor in {self.supervisor} (cpu.weight {SUPERVISOR_WEIGHT}), "
+                f"workers in {self.workers} (cpu.weight {WORKERS_WEIGHT})")
 
     def place(self, pid: int) -> None:
         """Move worker ``pid`` (all its threads) into the workers' group; a failure is logged once
@@ -80,14 +89,14 @@ class CpuShare:
 
     def release(self) -> None:
         """v1: the supervisor back where it was, and the groups it made removed (when empty)."""
-        if self.made is None or self.origin is None:
+        if not self.made or self.origin is None:
             return
         try:
             _write(self.origin / "cgroup.procs", str(os.getpid()))
         except OSError as exc:
             log.warning("could not leave %s: %s", self.supervisor, exc)
             return
-        _remove_tree(self.made)
+        _remove(self.made)
 
 
 _share: CpuShare | None = None
@@ -168,18 +177,18 @@ def _setup_v1(entries: dict[str, str], server: str) -> CpuShare:
     if not os.access(origin, os.W_OK):
         raise Unavailable(f"cgroup v1: {origin} is not writable (run as root, or give the user that directory)")
     _remove_stale(origin, server)
-    made = origin / f"botvisor-{server}-{os.getpid()}"
-    supervisor, workers = made / "supervisor", made / "workers"
+    prefix = origin / f"botvisor-{server}-{os.getpid()}"
+    supervisor, workers = Path(f"{prefix}-supervisor"), Path(f"{prefix}-workers")
     try:
-        for group in (made, supervisor, workers):
+        for group in (supervisor, workers):
             group.mkdir(exist_ok=True)
-        _write(supervisor / "cpu.shares", str(SUPERVISOR_WEIGHT * 1024 // 100))
-        _write(workers / "cpu.shares", str(WORKERS_WEIGHT * 1024 // 100))
+        _write(supervisor / "cpu.shares", str(V1_SUPERVISOR_SHARES))
+        _write(workers / "cpu.shares", str(V1_WORKERS_SHARES))
         _write(supervisor / "cgroup.procs", str(os.getpid()))
     except OSError as exc:
-        _remove_tree(made)
+        _remove((workers, supervisor))
         raise Unavailable(f"cgroup v1: {exc}") from None
-    return CpuShare(1, supervisor, workers, made=made, origin=origin)
+    return CpuShare(1, supervisor, workers, made=(workers, supervisor), origin=origin)
 
 
 # -- helpers --------------------------------------------------------------------------------------
@@ -217,21 +226,20 @@ def _write(path: Path, value: str) -> None:
         os.close(fd)
 
 
-def _remove_tree(made: Path) -> None:
-    """rmdir the children then the group; a group that still holds a process stays."""
-    for group in (made / "workers", made / "supervisor", made):
+def _remove(groups: tuple[Path, ...]) -> None:
+    """rmdir each group; one that still holds a process stays (and says so)."""
+    for group in groups:
         try:
             group.rmdir()
         except FileNotFoundError:
             pass
         except OSError as exc:
             log.warning("left %s in place: %s", group, exc)
-            return
 
 
 def _remove_stale(origin: Path, server: str) -> None:
     """Empty groups left by supervisors of this server that died without releasing them."""
-    for made in origin.glob(f"botvisor-{server}-*"):
-        pid = made.name.rpartition("-")[2]
+    for group in origin.glob(f"botvisor-{server}-*-*"):
+        pid = group.name.rsplit("-", 2)[-2]
         if pid.isdigit() and int(pid) != os.getpid() and not Path(f"/proc/{pid}").exists():
-            _remove_tree(made)
+            _remove((group,))
