@@ -73,18 +73,19 @@ def unpack_map(raw: bytes, what: str = "payload") -> dict[str, Any]:
     return body
 
 
-#: kind name -> Kind: a dict lookup per message instead of an Enum call
-_KINDS = {kind.value: kind for kind in Kind}
+#: kind name -> (Kind, class): a str-keyed lookup per message (an Enum call, or an Enum key's
+#: hash, is Python code)
+_KINDS = {kind.value: (kind, CLASS_OF[kind]) for kind in Kind}
 
 
 def decode(payload: bytes) -> Message:
     """The message in ``payload``, or ProtocolError saying what is wrong with it."""
     body = unpack_map(payload)
     kind_name = body.pop("kind", None)
-    kind = _KINDS.get(kind_name) if isinstance(kind_name, str) else None
-    if kind is None:
+    found = _KINDS.get(kind_name) if isinstance(kind_name, str) else None
+    if found is None:
         raise ProtocolError(f"unknown message kind {kind_name!r}")
-    cls = CLASS_OF[kind]
+    kind, cls = found
     try:
         if cls is Event:
             message = _decode_event(body)
