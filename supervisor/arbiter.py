@@ -370,6 +370,8 @@ class Supervisor:
         self._flush_tap()
         self._events_saturated = n == EVENTS_BATCH
         self._events_dense = n > 1
+        if not self._events_saturated:  # read until empty: the next poll need not look again
+            self.poller.drained(self.events)
 
     def _on_worker_message(self, frames: list[bytes]) -> None:
         if len(frames) != 3 or len(frames[2]) != SIGNATURE_BYTES:
