@@ -176,7 +176,7 @@ def _setup_v1(entries: dict[str, str], server: str) -> CpuShare:
     origin = mount / own.lstrip("/")
     if not os.access(origin, os.W_OK):
         raise Unavailable(f"cgroup v1: {origin} is not writable (run as root, or give the user that directory)")
-    _remove_stale(origin, server)
+    _remove_stale(origin)
     prefix = origin / f"botvisor-{server}-{os.getpid()}"
     supervisor, workers = Path(f"{prefix}-supervisor"), Path(f"{prefix}-workers")
     try:
@@ -237,9 +237,10 @@ def _remove(groups: tuple[Path, ...]) -> None:
             log.warning("left %s in place: %s", group, exc)
 
 
-def _remove_stale(origin: Path, server: str) -> None:
-    """Empty groups left by supervisors of this server that died without releasing them."""
-    for group in origin.glob(f"botvisor-{server}-*-*"):
+def _remove_stale(origin: Path) -> None:
+    """Empty groups left by botvisor supervisors that died without releasing them (SIGKILL):
+    their pid is gone, and their workers died with them (a group still holding one stays)."""
+    for group in [*origin.glob("botvisor-*-supervisor"), *origin.glob("botvisor-*-workers")]:
         pid = group.name.rsplit("-", 2)[-2]
         if pid.isdigit() and int(pid) != os.getpid() and not Path(f"/proc/{pid}").exists():
             _remove((group,))

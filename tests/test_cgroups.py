@@ -110,11 +110,12 @@ def test_v1_real_groups_hold_the_supervisor_and_a_worker_and_are_removed_at_rele
 
 @pytest.mark.skipif(not V1_WRITABLE, reason="needs a writable cgroup v1 cpu hierarchy (root on a v1 host)")
 def test_v1_empty_groups_of_a_dead_supervisor_are_removed_and_a_live_ones_kept():
+    # any server's: a killed supervisor of another configuration leaves its groups too
     origin = cgroups._v1_cpu_mount(cgroups.MOUNTINFO.read_text()) / cgroups._own_cgroups(
         cgroups.PROC_CGROUP.read_text())["cpu"].lstrip("/")
     dead = subprocess.Popen(["true"])
     dead.wait()
-    stale = origin / f"botvisor-cgtest-{dead.pid}-workers"
+    stale = origin / f"botvisor-other-{dead.pid}-workers"
     live = origin / f"botvisor-cgtest-{os.getppid()}-workers"
     for group in (stale, live):
         group.mkdir(exist_ok=True)
