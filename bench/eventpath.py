@@ -61,10 +61,12 @@ def _all_running(subject: Botvisor, timeout: float) -> None:
 
 
 def botvisor_run(root: Path, n: int, rate_per_worker: float, reaper: Reaper, warmup: float, duration: float,
-                 profile_seconds: float = 0.0, hold: float | None = None) -> dict[str, Any]:
+                 profile_seconds: float = 0.0, hold: float | None = None,
+                 heartbeat_interval: float = 30.0) -> dict[str, Any]:
     """N simulated workers at ``rate_per_worker`` through botvisor to a sink on its tap. With
     ``hold``, the traffic begins that many seconds after the start (once every bot runs)."""
-    settings = configs.BotvisorSettings(n=n, message_rate=rate_per_worker, connect_delay=hold)
+    settings = configs.BotvisorSettings(n=n, message_rate=rate_per_worker, connect_delay=hold,
+                                        heartbeat_interval=heartbeat_interval)
     subject = Botvisor(root, settings, reaper)
     try:
         started = time.monotonic()

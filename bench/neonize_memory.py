@@ -81,3 +81,38 @@ def fleet(root: Path, n: int, reaper: Reaper, timeout: float = 120) -> dict[str,
         return {"cold": cold, "memory": scenarios.memory(subject)}
     finally:
         subject.close()
+
+
+def breakdown(pid: int) -> dict[str, int]:
+    """A worker's private memory (USS: Private_Clean + Private_Dirty) by where it lives, from
+    /proc/PID/smaps: the glibc heap (Python objects and C allocations), the Go runtime's
+    anonymous mappings (its heap arenas and stacks sit at Go's own high addresses, 0xc000000000),
+    other anonymous mappings (glibc malloc's per-thread arenas, Python's arenas, thread stacks),
+    neonize's Go library (its relocated data), other shared libraries and files."""
+    out: dict[str, int] = {}
+    where = "?"
+    with open(f"/proc/{pid}/smaps") as smaps:
+        for line in smaps:
+            head = line.split(None, 5)
+            if "-" in head[0] and not head[0].endswith(":"):
+                start = int(head[0].split("-")[0], 16)
+                path = head[5].strip() if len(head) > 5 else ""
+                if path == "[heap]":
+                    where = "glibc heap ([heap]: Python objects, C allocations)"
+                elif path.startswith("[stack"):
+                    where = "main thread stack"
+                elif not path and 0xC000000000 <= start < 0xD000000000:
+                    where = "Go heap and stacks (0xc000000000 arenas)"
+                elif not path:
+                    where = "other anonymous (malloc arenas, Python arenas, thread stacks, Go runtime)"
+                elif "neonize" in path and path.endswith(".so"):
+                    where = "neonize Go library (.so data)"
+                elif ".so" in path:
+                    where = "other shared libraries (.so data)"
+                elif path.endswith(".db") or "-wal" in path or "-shm" in path:
+                    where = "SQLite files (mapped)"
+                else:
+                    where = f"other files ({Path(path).name})" if path.startswith("/") else path
+            elif head[0] in ("Private_Clean:", "Private_Dirty:"):
+                out[where] = out.get(where, 0) + int(head[1]) * 1024
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))

@@ -32,6 +32,21 @@ def valid_name(name: object) -> bool:
     return isinstance(name, str) and NAME_PATTERN.fullmatch(name) is not None
 
 
+#: names already found valid: every message carries two, and a fleet has few distinct ones
+_VALID_NAMES: set[str] = set()
+_VALID_NAMES_MAX = 65536
+
+
+def _known_valid(name: object) -> bool:
+    if name in _VALID_NAMES:
+        return True
+    if not valid_name(name):
+        return False
+    if len(_VALID_NAMES) < _VALID_NAMES_MAX:  # bounded: a flood of new names cannot grow it
+        _VALID_NAMES.add(name)  # type: ignore[arg-type]
+    return True
+
+
 def encode(message: Message) -> tuple[bytes, bytes]:
     """``(topic, payload)`` frames for ``message``."""
     body: dict[str, Any] = {"v": PROTOCOL_VERSION, "kind": KIND_OF[type(message)].value}
@@ -58,18 +73,19 @@ def unpack_map(raw: bytes, what: str = "payload") -> dict[str, Any]:
     return body
 
 
-#: kind name -> Kind: a dict lookup per message instead of an Enum call
-_KINDS = {kind.value: kind for kind in Kind}
+#: kind name -> (Kind, class): a str-keyed lookup per message (an Enum call, or an Enum key's
+#: hash, is Python code)
+_KINDS = {kind.value: (kind, CLASS_OF[kind]) for kind in Kind}
 
 
 def decode(payload: bytes) -> Message:
     """The message in ``payload``, or ProtocolError saying what is wrong with it."""
     body = unpack_map(payload)
     kind_name = body.pop("kind", None)
-    kind = _KINDS.get(kind_name) if isinstance(kind_name, str) else None
-    if kind is None:
+    found = _KINDS.get(kind_name) if isinstance(kind_name, str) else None
+    if found is None:
         raise ProtocolError(f"unknown message kind {kind_name!r}")
-    cls = CLASS_OF[kind]
+    kind, cls = found
     try:
         if cls is Event:
             message = _decode_event(body)
@@ -79,9 +95,9 @@ def decode(payload: bytes) -> Message:
         raise ProtocolError(f"bad {kind} message: {exc}") from None
     except (TypeError, ValueError) as exc:  # e.g. unhashable keys nested in data
         raise ProtocolError(f"bad {kind} message: {exc}") from None
-    if not valid_name(message.server):
+    if not _known_valid(message.server):
         raise ProtocolError(f"bad server name {message.server!r}")
-    if not (valid_name(message.bot) or message.bot == SUPERVISOR_BOT):
+    if not (_known_valid(message.bot) or message.bot == SUPERVISOR_BOT):
         raise ProtocolError(f"bad bot id {message.bot!r}")
     if message.seq < 0 or message.pid < 0:
         raise ProtocolError("seq and pid must not be negative")
@@ -94,11 +110,24 @@ def _decode_event(body: dict[str, Any]) -> Event:
     raw_data = body.pop("data")
     # Validate the header with `data` left out, then the data against its type's shape.
     header = from_mapping(_EventHeader, body)
-    data = from_mapping(DATA_TYPES[header.type], raw_data, "data")
+    data = from_mapping(_data_type(header.type), raw_data, "data")
     return Event(header.server, header.bot, header.pid, header.seq, header.ts, header.type, data)
 
 
-@dataclass(frozen=True, slots=True)
+#: event type value -> data class, derived from DATA_TYPES (a str key hashes in C, an Enum's
+#: hash is Python code); rebuilt whenever DATA_TYPES has grown
+_DATA_BY_VALUE: dict[str, type] = {}
+
+
+def _data_type(event_type: EventType) -> type:
+    cls = _DATA_BY_VALUE.get(event_type._value_)
+    if cls is None:
+        _DATA_BY_VALUE.update({t.value: c for t, c in DATA_TYPES.items()})
+        cls = DATA_TYPES[event_type]
+    return cls
+
+
+@dataclass(slots=True)  # not frozen: it never leaves _decode_event, and plain stores are cheaper
 class _EventHeader:
     server: str
     bot: str

@@ -13,7 +13,10 @@ from .messages import Message, Notice, StateChange
 
 
 def stream_of(message: Message) -> Hashable:
-    if isinstance(message, StateChange):
+    kind = type(message)
+    if kind is not StateChange and kind is not Notice:  # worker traffic, nearly all of it
+        return (message.server, message.bot, message.pid)
+    if kind is StateChange:
         return (message.server, message.bot, "state")
     if isinstance(message, Notice):
         return (message.server, "notice")
@@ -34,8 +37,12 @@ class SequenceTracker:
 
     def observe(self, message: Message) -> int:
         key = stream_of(message)
-        expected = self._expected.get(key, 0 if self.from_zero else message.seq)
-        gap = max(0, message.seq - expected)
-        self._expected[key] = max(expected, message.seq + 1)
-        self.lost += gap
+        seq = message.seq
+        expected = self._expected.get(key, 0 if self.from_zero else seq)
+        if seq < expected:  # a repeat or a reordering: nothing lost, the count goes on
+            return 0
+        self._expected[key] = seq + 1
+        gap = seq - expected
+        if gap:
+            self.lost += gap
         return gap

@@ -21,6 +21,8 @@ import psutil
 
 from worker.spec import WorkerSpec
 
+from . import cgroups
+
 #: imported once in the forkserver, shared copy-on-write by every worker
 #: worker.forkserver_init first: it arms the forkserver itself (worker/lifeline.py)
 PRELOAD = ["worker.forkserver_init", "worker.main", "worker.backends.simulated", "zmq", "msgpack"]
@@ -29,7 +31,7 @@ PRELOAD = ["worker.forkserver_init", "worker.main", "worker.backends.simulated",
 #: and holds ~10 MiB less private memory (USS 37.6 -> 27.3 MiB). The pages are shared, but they
 #: count in every worker's RSS: a simulated worker's RSS went from 22.6 to 36.4 MiB with them.
 NEONIZE_PRELOAD = ["google.protobuf.message", "segno", "phonenumbers", "PIL.Image", "magic", "linkpreview",
-                   "requests"]
+                   "requests", "worker.neonize_preload"]
 
 #: the bot-app framework (never an app itself: apps are imported by their worker after the fork),
 #: preloaded only when the configuration has a bot with an app. Shared copy-on-write, its pages
@@ -145,6 +147,7 @@ class WorkerProcess:
             self._process.start()
             _live.add(self._process.pid)
         self.pid = self._process.pid
+        cgroups.place(self.pid)  # into the workers' low-weight group, when there is one
         self.sentinel = self._process.sentinel
         return self.pid
 

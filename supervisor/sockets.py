@@ -63,24 +63,19 @@ def lock_run_dir(run_dir: Path, pid: int) -> int:
     return fd
 
 
-def publish_to_taps(tap: zmq.Socket, frames: list[bytes]) -> bool:
-    """Send to every tap; False when at least one tap's queue was full and it missed the message.
+def publish_lossy(tap: zmq.Socket, frames: list[bytes]) -> None:
+    """Send to the taps that have room, dropping it for a tap whose queue is full.
 
-    libzmq's XPUB drops silently for a full subscriber. With XPUB_NODROP set it refuses the
-    send instead (EAGAIN) when any matching tap is full: that is counted, and the message goes
-    out again lossy, so the taps that keep up still get it. The hwm is judged per message, not
-    per frame, so a multipart message is never half sent.
+    libzmq's XPUB drops silently for a full subscriber. The tap socket has XPUB_NODROP set, so
+    a send that a full tap would miss is refused instead (EAGAIN): the arbiter counts that in
+    ``tap_dropped`` and sends the message again here with NODROP off, so the taps that keep up
+    still get it. The hwm is judged per message, not per frame: it is never half sent.
     """
+    tap.setsockopt(zmq.XPUB_NODROP, 0)
     try:
         tap.send_multipart(frames, zmq.NOBLOCK)
-        return True
-    except zmq.Again:
-        tap.setsockopt(zmq.XPUB_NODROP, 0)
-        try:
-            tap.send_multipart(frames, zmq.NOBLOCK)
-        finally:
-            tap.setsockopt(zmq.XPUB_NODROP, 1)
-        return False
+    finally:
+        tap.setsockopt(zmq.XPUB_NODROP, 1)
 
 
 def bind_sockets(context: zmq.Context, cfg: Config) -> tuple[zmq.Socket, zmq.Socket, zmq.Socket, zmq.Socket]:
@@ -96,7 +91,7 @@ def bind_sockets(context: zmq.Context, cfg: Config) -> tuple[zmq.Socket, zmq.Soc
     tap = context.socket(zmq.XPUB)
     # Lossy on purpose: a tap that stops reading loses its own messages (and sees the gaps in
     # seq), but never blocks the supervisor or starves the other taps. NODROP is only how a
-    # full queue is noticed, to count it (publish_to_taps): the message then goes out lossy.
+    # full queue is noticed, to count it (publish_lossy): the message then goes out lossy.
     tap.setsockopt(zmq.XPUB_NODROP, 1)
     tap.setsockopt(zmq.SNDHWM, cfg.supervisor.tap_queue)
     tap.setsockopt(zmq.LINGER, 0)

@@ -303,3 +303,19 @@ def test_the_health_deadline_is_when_the_worker_goes_stale_and_none_without_a_wo
     assert c.stale_at() == clock() + 3.0
     c.stop()
     assert c.stale_at() is None, "a worker being stopped is not timed"
+
+
+def test_a_repeated_or_late_seq_loses_nothing_and_a_new_worker_counts_from_zero_again():
+    c, runtime, _ = make()
+    c.start()
+    hello(c)
+    for seq in (1, 2, 2, 1, 3):  # a repeat and a late one are no loss; the count goes on from 3
+        c.on_message(Heartbeat("srv", "b1", c.process.pid, seq, time.time(), BotStatus.ONLINE))
+    assert c.get_status().events_lost == 0
+    c.on_message(Heartbeat("srv", "b1", c.process.pid, 6, time.time(), BotStatus.ONLINE))
+    assert c.get_status().events_lost == 2
+    c.restart()
+    c.on_exit(0)
+    hello(c)  # the new worker's stream starts at 0 again: no loss counted for it
+    c.on_message(Heartbeat("srv", "b1", c.process.pid, 1, time.time(), BotStatus.ONLINE))
+    assert c.get_status().events_lost == 2

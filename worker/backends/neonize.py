@@ -43,7 +43,7 @@ from protocol import (
 )
 from protocol.backoff import reconnect_delay
 
-from .. import pairing
+from .. import neonize_preload, pairing
 from ..errors import BotCrash, CommandError, FatalBotError
 from .base import Backend, BackendContext
 
@@ -77,6 +77,7 @@ def strip_proxy_environment() -> list[str]:
 # first. The worker configured logging before importing this module (neonize's import calls
 # logging.basicConfig, a no-op once the root logger has a handler).
 STRIPPED_PROXY_VARIABLES = strip_proxy_environment()
+neonize_preload.complete()  # the package the forkserver preloaded without its __init__
 
 from neonize._binder import ProxySettings  # noqa: E402
 from neonize.client import NewClient  # noqa: E402
