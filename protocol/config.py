@@ -80,6 +80,9 @@ class SimulatedSettings:
     #: die (exit 70) right after the Nth delivery in the bot's delivery log, before the outbox
     #: records it: the crash window of docs/sends.md (counted across restarts, so once)
     crash_after_deliveries: int | None = checked(in_range(1, 1 << 40), default=None)
+    #: seconds each send takes on the (simulated) network: waited on the worker's I/O thread, as
+    #: a slow upload is on neonize's, so the reply and the send-status come that much later
+    send_delay: float = checked(in_range(0, 3600), default=0.0)
     #: stop generating incoming messages after this many (0: no limit)
     message_limit: int = checked(in_range(0, 1 << 40), default=0)
     #: start a child process (a sleep) when running: stopping the worker must stop it too

@@ -381,7 +381,7 @@ def scenario_operations() -> dict:
                        ("reject_call", {"call_id": "C1", "caller": "15550001111"}),
                        ("download", {"message_id": "3EB0IN1"}), ("send", {"to": "15550001111", "text": "x"})):
         try:
-            OPERATIONS[name](backend, args)
+            settled(backend, OPERATIONS[name](backend, args))
             offline[name] = "ok"
         except Exception as exc:
             offline[name] = f"{type(exc).__name__}: {exc}"
@@ -415,13 +415,91 @@ def scenario_operations() -> dict:
             ("edit", {"chat": "15550001111", "message_id": "3EB0OUT1", "text": "pong!"}),
             ("revoke", {"chat": "15550001111", "message_id": "3EB0OUT1"})):
         try:
-            replies[f"{name}{len(replies)}"] = OPERATIONS[name](backend, args)
+            replies[f"{name}{len(replies)}"] = settled(backend, OPERATIONS[name](backend, args))
         except Exception as exc:
             replies[f"{name}{len(replies)}"] = {"error": f"{type(exc).__name__}: {exc}"}
     echoes = [shape(e) for e in emitted if getattr(e, "from_me", False)]
     backend.stop()
     proxy.close()
     return {"offline": offline, "sent": sent, "replies": replies, "echoes": echoes}
+
+
+def settled(backend: Any, result: Any, timeout: float = 20.0) -> Any:
+    """An operation's result: a Pending (its call on the I/O thread) driven to its end."""
+    from worker.offload import Pending
+
+    return backend.io.wait(result, timeout) if isinstance(result, Pending) else result
+
+
+def scenario_offloop() -> dict:
+    """A slow upload and SendMessage (stand-ins for the network edge of a real client) run on the
+    worker's I/O thread, not the loop's: while they take their time the loop's thread keeps
+    coming round (each turn timed), and the result reaches the reply and the echo."""
+    from neonize.proto import Neonize_pb2 as pb
+
+    from protocol import BotStatus
+    from worker.commands import OPERATIONS
+    from worker.offload import Pending
+    from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import Message
+
+    proxy = silent_proxy()
+    backend, emitted = make_backend(proxy.port)
+    backend.start(time.monotonic())
+    client = backend.client
+    go_event(client, pb.Connected(status=True))
+    pump(backend, lambda: backend.status is BotStatus.ONLINE)
+    client.me = pb.Device(JID=pb.JID(User="15559990000", Server="s.whatsapp.net"))
+    loop_thread = threading.current_thread().name
+    calls: list[dict] = []
+    delay = 1.5
+
+    class Response:
+        def __init__(self, message: Any) -> None:
+            self.ID, self.Message = f"3EB0SLOW{len(calls)}", message
+
+    def send_message(to: Any, message: Any, *a: Any, **k: Any) -> Response:
+        time.sleep(delay)
+        calls.append({"call": "send_message", "thread": threading.current_thread().name})
+        return Response(message if not isinstance(message, str) else Message(conversation=message))
+
+    def upload(data: bytes, media_type: Any = None) -> Any:
+        time.sleep(delay)
+        calls.append({"call": "upload", "thread": threading.current_thread().name})
+        return pb.UploadResponse(url="https://mmg/x", DirectPath="/v/up", MediaKey=b"m" * 32,
+                                 FileEncSHA256=b"e" * 32, FileSHA256=b"s" * 32, FileLength=len(data))
+
+    def is_on_whatsapp(*numbers: str) -> list:
+        time.sleep(delay)
+        calls.append({"call": "is_on_whatsapp", "thread": threading.current_thread().name})
+        return [pb.IsOnWhatsAppResponse(Query=n, JID=pb.JID(User=n.lstrip("+"), Server="s.whatsapp.net"), IsIn=True)
+                for n in numbers]
+
+    client.send_message, client.upload, client.is_on_whatsapp = send_message, upload, is_on_whatsapp
+    photo = Path(tempfile.mkdtemp()) / "cat.png"
+    photo.write_bytes(b"\x89PNG" + b"\0" * 10)
+    results: dict[str, Any] = {}
+    for name, args in (("send", {"to": "15550001111", "text": "slow"}),
+                       ("send_media", {"to": "15550001111", "kind": "image", "path": str(photo)}),
+                       ("check_numbers", {"numbers": ["15550001111"]})):
+        began = time.monotonic()
+        result = OPERATIONS[name](backend, args)
+        returned_in = time.monotonic() - began
+        turns, longest = 0, 0.0
+        while isinstance(result, Pending) and not result.done():  # the loop's turns meanwhile
+            turn = time.monotonic()
+            select.select([backend.io.fd], [], [], 0.05)
+            backend.io.drain()
+            longest = max(longest, time.monotonic() - turn)
+            turns += 1
+            if time.monotonic() - began > 30:
+                raise AssertionError(f"{name} never finished")
+        value = result.result() if isinstance(result, Pending) else result
+        results[name] = {"pending": isinstance(result, Pending), "returned_in": returned_in, "turns": turns,
+                         "longest_turn": longest, "took": time.monotonic() - began, "value": value}
+    echoes = [e.id for e in emitted if getattr(e, "from_me", False)]
+    backend.stop()
+    proxy.close()
+    return {"loop_thread": loop_thread, "calls": calls, "results": results, "echoes": echoes, "delay": delay}
 
 
 SCENARIOS = {name[len("scenario_"):]: fn for name, fn in globals().items() if name.startswith("scenario_")}

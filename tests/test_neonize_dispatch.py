@@ -113,3 +113,22 @@ def test_the_operations_build_real_neonize_messages_and_offline_errors_name_the_
     assert kinds == [("message", "text"), ("message", "image"), ("message", "voice"), ("message", "document"),
                      ("reaction", "reaction"), ("edit", "text"), ("revoke", "revoke")]
     assert result["echoes"][1]["quoted"]["id"] == "3EB0IN0"
+
+
+def test_network_calls_run_on_the_io_thread_and_their_results_reach_the_reply():
+    """A slow upload / SendMessage / IsOnWhatsApp of a real client: the operation returns at once, the
+    call runs on the worker's I/O thread (never the loop's), the loop keeps coming round meanwhile
+    (so it would keep beating), and the call's result is the operation's result."""
+    result = run("offloop")
+    loop, delay = result["loop_thread"], result["delay"]
+    assert [c["call"] for c in result["calls"]] == ["send_message", "upload", "send_message", "is_on_whatsapp"]
+    assert all(c["thread"] == "neonize-io" for c in result["calls"]), (loop, result["calls"])
+    for name, got in result["results"].items():
+        assert got["pending"], f"{name} ran its network call inline, on the loop's thread"
+        assert got["returned_in"] < delay / 2, f"{name} held the loop for {got['returned_in']:.2f} s"
+        assert got["turns"] >= 5 and got["longest_turn"] < delay / 2, (name, got)
+    send, media, numbers = (result["results"][n]["value"] for n in ("send", "send_media", "check_numbers"))
+    assert send["id"] == "3EB0SLOW1" and send["to"] == "15550001111@s.whatsapp.net"
+    assert media["id"] == "3EB0SLOW3"
+    assert numbers == {"results": [{"query": "15550001111", "jid": "15550001111@s.whatsapp.net", "on_whatsapp": True}]}
+    assert result["echoes"] == ["3EB0SLOW1", "3EB0SLOW3"], "the echo of each send is published when it is done"

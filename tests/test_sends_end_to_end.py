@@ -196,3 +196,52 @@ def test_the_cli_prints_the_send_id_that_the_send_status_event_carries(fleet_fac
         return {e["data"]["id"]: e["data"]["message_id"] for e in events if e["type"] == "send-status"}
 
     assert in_history() == expected, "botvisor history shows each send-status under the id botvisor send printed"
+
+
+def test_a_send_slower_than_heartbeat_timeout_keeps_the_worker_beating_and_answering(fleet_factory, launch):
+    """The send's network call (here the simulated network's send_delay) runs on the worker's I/O
+    thread: its loop keeps sending heartbeats and answering other commands while it is in flight, the
+    supervisor does not replace the worker as hung, and the reply and the send-status follow the call."""
+    import threading
+    import time
+
+    from protocol import Heartbeat
+
+    delay, beat, stale = 4.0, 0.2, 1.5  # the send takes well over heartbeat_timeout
+    fleet = fleet_factory([{"id": "b1", "simulated": {"send_delay": delay}}], heartbeat_interval=beat,
+                          heartbeat_timeout=stale)
+    service, tap = launch(fleet)
+    opened = online(tap)
+    reply: dict = {}
+
+    def send() -> None:
+        with handle(fleet) as bot:
+            began = time.monotonic()
+            reply.update(bot.send_message("15550001111", "slow one"))
+            reply["took"] = time.monotonic() - began
+
+    sender = threading.Thread(target=send, daemon=True)
+    began = time.monotonic()
+    sender.start()
+    answered = []
+    with handle(fleet) as bot:  # while the send is in flight
+        while time.monotonic() - began < delay - 1.0:
+            asked = time.monotonic()
+            # answered by the worker's loop (forwarded), and the supervisor's own status
+            assert bot.check_numbers(["15550002222"])["results"][0]["on_whatsapp"] is True
+            assert {b["bot_id"]: b for b in service.control("status")["bots"]}["b1"]["pid"] == opened.pid
+            answered.append(time.monotonic() - asked)
+            tap.read(0.2)
+    assert not reply, "the send cannot have finished before its network call"
+    assert len(answered) >= 3 and max(answered) < delay / 2, f"commands waited behind the send: {answered}"
+    sender.join(timeout=delay + 10)
+    assert not sender.is_alive() and reply["state"] == "sent" and reply["took"] >= delay - 0.5, reply
+    status = statuses(tap, [reply["id"]])[reply["id"]]
+    assert (status.data.state, status.data.message_id, status.pid) == ("sent", reply["message_id"], opened.pid)
+    beats = [m.ts for m in tap.seen if isinstance(m, Heartbeat) and m.bot == "b1" and m.pid == opened.pid
+             and opened.ts <= m.ts <= status.ts]
+    gaps = [b - a for a, b in zip(beats, beats[1:])]
+    assert len(beats) >= delay / beat / 2 and max(gaps) < stale, f"{len(beats)} heartbeats, gaps {gaps}"
+    # (after the send, a loaded 2-core machine may starve the nice-10 worker past 1.5 s: not this test's case)
+    assert not any(isinstance(m, Hello) and m.bot == "b1" and m.pid != opened.pid and m.ts <= status.ts
+                   for m in tap.seen), "the supervisor replaced a worker whose send was only slow"

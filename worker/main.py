@@ -19,7 +19,8 @@ from typing import Any
 import zmq
 
 from protocol import ErrorEvent, exit_codes
-from protocol.control import Reply, decode_request, encode_reply, error, ok
+from protocol.control import decode_request, encode_reply, ok
+from protocol.control import error as error_reply
 from protocol.errors import ProtocolError
 
 from . import ban
@@ -32,6 +33,7 @@ from .lifeline import detach_session, set_title, watch_supervisor
 from .logs import configure_logging, flush_captured
 from .priority import lower_priority
 from .privileges import become_bot_user
+from .offload import Pending
 from .outbox import Outbox
 from .ratelimit import TokenBucket
 from .recovery import check_worker_start
@@ -141,6 +143,8 @@ class WorkerLoop:
         wake_fd = backend.wakeup_fd()
         if wake_fd is not None:
             poller.register(wake_fd, zmq.POLLIN)
+        io_fd = backend.io.fd  # the I/O thread's finished network calls (worker/offload.py)
+        poller.register(io_fd, zmq.POLLIN)
         app_fd = self._start_app(backend, poller)
         app_due: float | None = None
 
@@ -173,6 +177,8 @@ class WorkerLoop:
                 self._on_commands(backend)
             if wake_fd is not None and wake_fd in ready:
                 backend_due = time.monotonic()
+            if io_fd in ready:
+                backend.io.drain()  # deferred replies go out, the outbox records its sends' outcomes
             if app_fd is not None and app_fd in ready:
                 self.app.drain()  # the app's operations and events
                 backend_due = time.monotonic()  # a send may have queued backend work
@@ -214,29 +220,46 @@ class WorkerLoop:
                 frames = self.commands.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            reply = self._execute(backend, frames[-1])
-            if reply is not None:
-                self.commands.send(encode_reply(reply))
+            self._execute(backend, frames[-1])
 
-    def _execute(self, backend: Backend, raw: bytes) -> Reply | None:
+    def _execute(self, backend: Backend, raw: bytes) -> None:
+        """Run one command and answer it: at once, or, when the operation returned a Pending (a
+        network call on the I/O thread), when that is done. Both go through ``_answer``."""
         try:
             request = decode_request(raw)
         except ProtocolError as exc:
             log.warning("malformed command ignored: %s", exc)
-            return None
+            return
         operation = worker_commands.OPERATIONS.get(request.command)
         if operation is None:
             known = ", ".join(sorted(worker_commands.OPERATIONS))
-            return error(request.id, f"unknown command {request.command!r} (known: {known})")
+            self.commands.send(encode_reply(error_reply(request.id, f"unknown command {request.command!r} (known: {known})")))
+            return
         try:
             result: Any = operation(backend, request.args)
-        except CommandError as exc:
-            return error(request.id, str(exc))
-        except WorkerExit as exc:
+        except BaseException as exc:  # noqa: BLE001 - _answer reports it or re-raises it
+            self._answer(request.id, request.command, error=exc)
+            return
+        if isinstance(result, Pending):  # the loop goes on; the reply follows when the call is done
+            result.on_done(lambda done: self._answer(request.id, request.command, done))
+        else:
+            self._answer(request.id, request.command, value=result)
+
+    def _answer(self, request_id: str, command: str, done: Pending | None = None, value: Any = None,
+                error: BaseException | None = None) -> None:
+        if done is not None:
+            value, error = done.outcome()
+        if error is None:
+            self.commands.send(encode_reply(ok(request_id, value)))
+        elif isinstance(error, CommandError):
+            self.commands.send(encode_reply(error_reply(request_id, str(error))))
+        elif isinstance(error, WorkerExit):
             # e.g. logout: answer the operator first, then end the worker as the error says
-            self.commands.send(encode_reply(ok(request.id, {"exiting": True, "reason": exc.message})))
-            raise
-        except Exception as exc:  # a backend bug must not kill the bot: report it to the operator
-            log.exception("command %s failed", request.command)
-            return error(request.id, f"{request.command} failed: {exc.__class__.__name__}: {exc}")
-        return ok(request.id, result)
+            self.commands.send(encode_reply(ok(request_id, {"exiting": True, "reason": error.message})))
+            raise error
+        elif isinstance(error, Exception):  # a backend bug must not kill the bot: report it to the operator
+            log.error("command %s failed", command, exc_info=error)
+            self.commands.send(encode_reply(error_reply(request_id, f"{command} failed: "
+                                                                     f"{error.__class__.__name__}: {error}")))
+        else:
+            raise error

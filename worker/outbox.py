@@ -6,7 +6,10 @@ its WhatsApp message id is chosen (``Backend.new_message_id()``), and the row is
 ``outbox.sqlite3`` in the bot's directory before the caller hears anything. The reply is
 ``sent`` (it went at once) or ``queued`` (it waits for the rate limit, or behind others); the
 worker's loop sends what is queued in order, no faster than the token bucket allows, and every
-send's outcome is published once as a ``send-status`` event carrying its id.
+send's outcome is published once as a ``send-status`` event carrying its id. A backend whose
+call runs on the I/O thread (worker/offload.py) returns a Pending: the reply to an immediate
+send waits for it, and the next queued send starts only when it is done (strict order); the
+outcome is recorded on the loop when the call finishes.
 
 The guarantee (docs/sends.md): a send's attempt is recorded before the backend is called, so a
 worker that dies mid-attempt leaves a ``sending`` row. A new worker re-attempts it under the
@@ -30,6 +33,7 @@ from protocol import BotStatus, ErrorEvent, EventData, SendStatus
 
 from .backends.base import Backend
 from .errors import CommandError
+from .offload import Pending
 from .outbox_store import KEEP_FINISHED, OUTBOX_FILE, Entry, OutboxFileError, OutboxStore
 from .ratelimit import TokenBucket
 
@@ -67,6 +71,9 @@ class Outbox:
         self.store = _open_store(Path(path), emit, sync)
         #: pending sends in order (the store is the durable copy; this spares a query per loop turn)
         self.queue: deque[Entry] = deque()
+        #: the send whose attempt runs on the I/O thread now (worker/offload.py); the next one
+        #: starts only when it is done, so sends go out in their strict order
+        self.inflight: Entry | None = None
         self.sent = self.failed = 0
         self._resume()
 
@@ -116,21 +123,35 @@ class Outbox:
             raise CommandError(f"the outbox is full: {len(self.queue)} sends wait (outbox_max = {self.max_pending}); "
                                "try again later")
         send_id, message_id = new_send_id(), self.backend.new_message_id()
-        if not self.queue and self.bucket.wait(now) == 0:
+        if not self.queue and self.inflight is None and self.bucket.wait(now) == 0:
             entry = self.store.add(send_id, op, args, message_id, sending=True)  # durable before the attempt
             try:
                 result = self._attempt(entry)
             except Exception as exc:  # the caller hears why; the send-status event says it too
-                reason = _reason(exc)
-                self._failed(entry, reason)
-                raise CommandError(f"{reason} (send {send_id})") from exc
-            self.bucket.take(now)  # an immediate send that failed spends no token
-            return self._sent(entry, result)
+                return self._immediate_failed(entry, exc)
+            if isinstance(result, Pending):  # on the I/O thread: the reply waits for the outcome
+                self.inflight = entry
+                return result.then(lambda value: self._immediate_sent(entry, value, time.monotonic()),
+                                   lambda exc: self._immediate_failed(entry, exc))
+            return self._immediate_sent(entry, result, now)
         entry = self.store.add(send_id, op, args, message_id)
         self.queue.append(entry)
         position = len(self.queue)
         return {"id": send_id, "state": "queued", "message_id": message_id, "to": entry.to, "position": position,
                 "expected_delay": round(self.expected_delay(now, position), 3)}
+
+    def _immediate_sent(self, entry: Entry, result: Any, now: float) -> dict[str, Any]:
+        self.inflight = None
+        self.bucket.take(now)  # an immediate send that failed spends no token
+        return self._sent(entry, result if isinstance(result, dict) else {})
+
+    def _immediate_failed(self, entry: Entry, exc: BaseException) -> Any:
+        self.inflight = None
+        if not isinstance(exc, Exception):
+            raise exc
+        reason = _reason(exc)
+        self._failed(entry, reason)
+        raise CommandError(f"{reason} (send {entry.id})") from exc
 
     def lookup(self, send_id: str) -> dict[str, Any]:
         """A send's row as plain data (for the ``send_status`` operation)."""
@@ -151,7 +172,7 @@ class Outbox:
     # -- the worker loop's turn -------------------------------------------------------------------
     def flush(self, now: float) -> float | None:
         """Send every queued send that is due; return when the next one is (None: nothing to wait for)."""
-        while self.queue and self.ready():
+        while self.queue and self.ready() and self.inflight is None:
             if not self.bucket.take(now):
                 return now + self.bucket.wait(now)
             entry = self.queue[0]
@@ -159,25 +180,39 @@ class Outbox:
             try:
                 result = self._attempt(entry)
             except Exception as exc:
-                if self.backend.keeps_message_id and not self.ready() and entry.attempts < MAX_ATTEMPTS:
-                    # the connection went during the attempt: again under the same id once it is back
-                    log.warning("send %s: attempt %d failed while the bot went offline (%s); it waits for the "
-                                "connection", entry.id, entry.attempts, exc)
-                    self.store.requeue(entry)
-                    continue
-                self.queue.popleft()
-                self._failed(entry, _reason(exc))
+                self._queued_failed(entry, exc)
                 continue
-            self.queue.popleft()
-            self._sent(entry, result)
-            log.info("sent queued %s %s to %s after %.1f s", entry.op, entry.id, entry.to,
-                     time.time() - entry.created_at)
+            if isinstance(result, Pending):  # on the I/O thread: the next send waits for this one
+                self.inflight = entry
+                result.then(lambda value, entry=entry: self._queued_sent(entry, value),
+                            lambda exc, entry=entry: self._queued_failed(entry, exc))
+                return None  # the loop calls again when the outcome is in
+            self._queued_sent(entry, result)
         return None  # empty, or waiting for the connection: the loop calls again on its next turn
 
-    def _attempt(self, entry: Entry) -> dict[str, Any]:
+    def _queued_sent(self, entry: Entry, result: Any) -> None:
+        self.inflight = None
+        self.queue.popleft()
+        self._sent(entry, result if isinstance(result, dict) else {})
+        log.info("sent queued %s %s to %s after %.1f s", entry.op, entry.id, entry.to, time.time() - entry.created_at)
+
+    def _queued_failed(self, entry: Entry, exc: BaseException) -> None:
+        self.inflight = None
+        if not isinstance(exc, Exception):
+            raise exc
+        if self.backend.keeps_message_id and not self.ready() and entry.attempts < MAX_ATTEMPTS:
+            # the connection went during the attempt: again under the same id once it is back
+            log.warning("send %s: attempt %d failed while the bot went offline (%s); it waits for the "
+                        "connection", entry.id, entry.attempts, exc)
+            self.store.requeue(entry)
+            return
+        self.queue.popleft()
+        self._failed(entry, _reason(exc))
+
+    def _attempt(self, entry: Entry) -> Any:
+        """Call the backend's sending method: its result, or a Pending when the call runs on the I/O thread."""
         method = getattr(self.backend, SENDING_METHODS[entry.op])
-        result = method(**entry.args, message_id=entry.message_id)
-        return result if isinstance(result, dict) else {}
+        return method(**entry.args, message_id=entry.message_id)
 
     # -- outcomes: stored, then published once -----------------------------------------------------
     def _sent(self, entry: Entry, result: dict[str, Any]) -> dict[str, Any]:
@@ -198,6 +233,8 @@ class Outbox:
                              reason=reason, attempts=entry.attempts, timestamp=time.time()))
 
     def close(self) -> None:
+        if self.inflight is not None:  # its row stays 'sending': the next worker handles it as interrupted
+            log.warning("send %s was still in flight on the I/O thread when the worker stopped", self.inflight.id)
         if self.queue:
             log.info("%d send(s) stay in the outbox and go out after the next start", len(self.queue))
         self.store.close()

@@ -16,7 +16,8 @@ from typing import Any, Callable
 from protocol.config import BotConfig
 from protocol.events import ErrorEvent
 
-from ..errors import BotCrash, CommandError, FatalBotError
+from ..errors import BotCrash, FatalBotError
+from ..offload import Pending
 from .loader import AppLoadError, load_app, parse_app
 from .ops import run_for_app
 from .slot import Bridge
@@ -27,6 +28,16 @@ def operation_error(name: str, exc: BaseException) -> Exception:
     from botvisor.errors import OperationError
 
     return OperationError(name, str(exc))
+
+
+def settle_future(future: concurrent.futures.Future[Any], name: str, done: Pending) -> None:
+    value, error = done.outcome()
+    if error is None:
+        future.set_result(value)
+    elif isinstance(error, Exception):
+        future.set_exception(operation_error(name, error))
+    else:
+        raise error
 
 
 class WorkerApp:
@@ -65,11 +76,14 @@ class WorkerApp:
             if not future.set_running_or_notify_cancel():
                 return
             try:
-                future.set_result(run_for_app(self.backend, name, args))
-            except CommandError as exc:
-                future.set_exception(operation_error(name, exc))
+                result = run_for_app(self.backend, name, args)
             except Exception as exc:  # noqa: BLE001 - a backend bug goes to the handler, not the loop
                 future.set_exception(operation_error(name, exc))
+                return
+            if isinstance(result, Pending):  # a network call on the I/O thread: settled when it is done
+                result.on_done(lambda done: settle_future(future, name, done))
+            else:
+                future.set_result(result)
 
         self.bridge.submit(run)
         return future

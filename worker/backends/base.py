@@ -1,6 +1,7 @@
 """The backend interface: one WhatsApp session, driven from the worker's main loop.
 
-A backend never blocks the loop. The loop calls ``poll(now)`` whenever the backend's
+A backend never blocks the loop: its network calls run on the I/O thread (``offload``,
+worker/offload.py) and a method that makes one returns a ``Pending`` the loop resolves. The loop calls ``poll(now)`` whenever the backend's
 ``wakeup_fd`` is readable or the deadline ``poll`` returned last time has come; the backend
 does the work that is due, hands events to ``ctx.emit`` and returns its next deadline.
 Because the loop also sends the heartbeats, a backend that wedges the loop stops the
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar
 from protocol import BotStatus, EventData
 from protocol.config import BotConfig
 
+from ..offload import IoLane, Pending
 from ..recent import RecentMessages
 
 if TYPE_CHECKING:
@@ -53,6 +55,18 @@ class Backend(ABC):
         self.outbox: Outbox | None = None
         #: messages seen lately, by id: what quote, react, edit, revoke and download look up
         self.recent = RecentMessages()
+        self._io: IoLane | None = None
+
+    @property
+    def io(self) -> IoLane:
+        """The worker's I/O thread: every network call runs there, never on the loop (worker/offload.py)."""
+        if self._io is None:
+            self._io = IoLane(f"{self.name}-io")
+        return self._io
+
+    def offload(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Pending:
+        """``fn(*args, **kwargs)`` on the I/O thread; the result (or exception) arrives on the loop."""
+        return self.io.run(fn, *args, **kwargs)
 
     def new_message_id(self) -> str | None:
         """A fresh WhatsApp message id for the next send, chosen before its first attempt; None

@@ -336,48 +336,36 @@ class NeonizeBackend(NeonizePairing, NeonizeOperations, Backend):
     # on every call (send.go: ``if len(req.ID) == 0 { req.ID = cli.GenerateMessageID() }``).
     # So keeps_message_id stays False and new_message_id() None: the outbox learns the id from
     # the response and never retries an interrupted send blindly (docs/sends.md).
+    # Every network call below runs on the I/O thread (self.offload, worker/offload.py) and the
+    # method returns a Pending: the loop keeps beating while whatsmeow waits for the server, and
+    # what follows the call (the echo, the reply) runs on the loop when it is done.
     def send_text(self, to: str, text: str, quote: str | None = None, mentions: list[str] | None = None, *,
-                  message_id: str | None = None) -> dict[str, Any]:
+                  message_id: str | None = None) -> Any:
         no_chosen_id(message_id)
         client = self._online_client()
-        try:
-            response = client.send_message(parse_jid(to), self.text_message(text, quote, mentions))
-        except Exception as exc:
-            raise CommandError(f"send failed: {exc}") from exc
-        ts = time.time()
-        me = self._phone_number()
-        sent = MessageUpsert(id=response.ID, chat=to, sender=f"{me}@s.whatsapp.net" if me else "", timestamp=ts,
-                             from_me=True, text=text, is_group=to.endswith("@g.us"), mentions=mentions or None)
-        self.recent.add(sent, self._as_event(response, to))
-        self.ctx.emit(sent)
-        return {"id": response.ID, "timestamp": ts, "to": to}
+        message = self.text_message(text, quote, mentions)
+        sending = self.offload(self._call, "send", client.send_message, parse_jid(to), message)
+        return sending.then(lambda response: self._echo(response, to, text=text, mentions=mentions or None))
 
-    def set_presence(self, presence: str, chat: str | None = None) -> dict[str, Any]:
+    def set_presence(self, presence: str, chat: str | None = None) -> Any:
         client = self._online_client()
-        try:
-            if presence in ("available", "unavailable"):
-                client.send_presence(Presence.AVAILABLE if presence == "available" else Presence.UNAVAILABLE)
-                return {"presence": presence}
-            if chat is None:
-                raise CommandError(f"presence {presence!r} is shown in one chat: give 'chat'")
-            state = ChatPresence.CHAT_PRESENCE_PAUSED if presence == "paused" else ChatPresence.CHAT_PRESENCE_COMPOSING
-            media = (ChatPresenceMedia.CHAT_PRESENCE_MEDIA_AUDIO if presence == "recording"
-                     else ChatPresenceMedia.CHAT_PRESENCE_MEDIA_TEXT)
-            client.send_chat_presence(parse_jid(chat), state, media)
-        except CommandError:
-            raise
-        except Exception as exc:
-            raise CommandError(f"presence failed: {exc}") from exc
-        return {"presence": presence, "chat": chat}
+        if presence in ("available", "unavailable"):
+            state = Presence.AVAILABLE if presence == "available" else Presence.UNAVAILABLE
+            return self.offload(self._call, "presence", client.send_presence, state).then(
+                lambda _: {"presence": presence})
+        if chat is None:
+            raise CommandError(f"presence {presence!r} is shown in one chat: give 'chat'")
+        shown = ChatPresence.CHAT_PRESENCE_PAUSED if presence == "paused" else ChatPresence.CHAT_PRESENCE_COMPOSING
+        media = (ChatPresenceMedia.CHAT_PRESENCE_MEDIA_AUDIO if presence == "recording"
+                 else ChatPresenceMedia.CHAT_PRESENCE_MEDIA_TEXT)
+        return self.offload(self._call, "presence", client.send_chat_presence, parse_jid(chat), shown, media).then(
+            lambda _: {"presence": presence, "chat": chat})
 
-    def mark_read(self, chat: str, message_ids: list[str], sender: str | None = None) -> dict[str, Any]:
+    def mark_read(self, chat: str, message_ids: list[str], sender: str | None = None) -> Any:
         client = self._online_client()
-        try:
-            client.mark_read(*message_ids, chat=parse_jid(chat), sender=parse_jid(sender or chat),
-                             receipt=ReceiptType.READ)
-        except Exception as exc:
-            raise CommandError(f"mark_read failed: {exc}") from exc
-        return {"chat": chat, "read": list(message_ids)}
+        marking = self.offload(self._call, "mark_read", client.mark_read, *message_ids, chat=parse_jid(chat),
+                               sender=parse_jid(sender or chat), receipt=ReceiptType.READ)
+        return marking.then(lambda _: {"chat": chat, "read": list(message_ids)})
 
     def logout(self) -> dict[str, Any]:
         client = self._online_client()

@@ -1,6 +1,8 @@
 """The neonize backend's WhatsApp operations (mixed into NeonizeBackend).
 
-Every call is neonize's own client method (client.py of neonize 0.5.2), which calls whatsmeow
+Every network call runs on the worker's I/O thread (``self.offload``, worker/offload.py) and the
+method returns a Pending; what follows it (the echo, the result's plain data) runs on the loop
+when the call is done. Every call is neonize's own client method (client.py of neonize 0.5.2), which calls whatsmeow
 through the FFI; arguments were checked by worker/wa_operations.py. Messages are built here
 rather than with neonize's ``build_*_message`` helpers, which need ffmpeg (audio, video) and
 Pillow thumbnails: a bot sends the file as it is, with the fields whatsmeow's upload returns.
@@ -34,6 +36,7 @@ from neonize.utils.enum import MediaType
 from protocol import MessageUpsert
 
 from ..errors import CommandError
+from ..offload import Pending
 from . import neonize_messages
 from .simulated_ops import save_download
 
@@ -104,66 +107,48 @@ class NeonizeOperations:
 
     def send_media(self: NeonizeBackend, to: str, kind: str, path: str, caption: str | None = None,
                    file_name: str | None = None, mimetype: str | None = None, quote: str | None = None, *,
-                   message_id: str | None = None) -> dict[str, Any]:
+                   message_id: str | None = None) -> Pending:
         no_chosen_id(message_id)
         client = self._online_client()
-        data = Path(path).read_bytes()
+        context = self._quote_context(quote)  # the loop's memory of messages: read here, not on the I/O thread
         mimetype = mimetype or DEFAULT_MIMETYPES.get(kind) or mimetypes.guess_type(path)[0] or "application/octet-stream"
-        upload = self._call("upload", client.upload, data, UPLOAD_TYPES[kind])
-        common = dict(URL=upload.url, directPath=upload.DirectPath, mediaKey=upload.MediaKey,
-                      fileEncSHA256=upload.FileEncSHA256, fileSHA256=upload.FileSHA256, fileLength=upload.FileLength,
-                      mimetype=mimetype)
-        context = self._quote_context(quote)
-        if kind == "image":
-            part: Any = ImageMessage(caption=caption, **common)
-            message = Message(imageMessage=part)
-        elif kind == "video":
-            part = VideoMessage(caption=caption, **common)
-            message = Message(videoMessage=part)
-        elif kind in ("audio", "voice"):
-            part = AudioMessage(PTT=kind == "voice", **common)
-            message = Message(audioMessage=part)
-        elif kind == "sticker":
-            part = StickerMessage(**common)
-            message = Message(stickerMessage=part)
-        else:
-            part = DocumentMessage(caption=caption, fileName=file_name or Path(path).name, title=file_name or
-                                   Path(path).name, **common)
-            message = Message(documentMessage=part)
-        if context is not None:  # the Message holds a copy of part: set it there
-            getattr(message, _FIELD[kind]).contextInfo.MergeFrom(context)
-        response = self._call("send_media", client.send_message, _jid(to), message)
-        return self._echo(response, to, text=caption, message_type=kind, media=neonize_messages.media_of(message),
-                          quoted=neonize_messages._quoted(context))
+        sending = self.offload(_upload_and_send, self, client, to, kind, path, caption, file_name, mimetype, context)
+        return sending.then(lambda sent: self._echo(sent[1], to, text=caption, message_type=kind,
+                                                    media=neonize_messages.media_of(sent[0]),
+                                                    quoted=neonize_messages._quoted(context)))
 
     def react(self: NeonizeBackend, chat: str, target: str, emoji: str, sender: str | None = None, *,
-              message_id: str | None = None) -> dict[str, Any]:
+              message_id: str | None = None) -> Pending:
         no_chosen_id(message_id)
         client = self._online_client()
         author = sender or self._author(target, chat)
-        reaction = self._call("react", client.build_reaction, _jid(chat), _jid(author), target, emoji)
-        response = self._call("react", client.send_message, _jid(chat), reaction)
-        return self._echo(response, chat, kind="reaction", message_type="reaction", target_id=target, emoji=emoji)
+
+        def build_and_send() -> Any:  # on the I/O thread: BuildReaction is a Go call too
+            reaction = self._call("react", client.build_reaction, _jid(chat), _jid(author), target, emoji)
+            return self._call("react", client.send_message, _jid(chat), reaction)
+
+        return self.offload(build_and_send).then(lambda response: self._echo(
+            response, chat, kind="reaction", message_type="reaction", target_id=target, emoji=emoji))
 
     def edit(self: NeonizeBackend, chat: str, target: str, text: str, *,
-             message_id: str | None = None) -> dict[str, Any]:
+             message_id: str | None = None) -> Pending:
         no_chosen_id(message_id)
         client = self._online_client()
-        response = self._call("edit", client.send_message, _jid(chat), build_edit(_jid(chat), target,
-                                                                                  Message(conversation=text)))
-        return self._echo(response, chat, kind="edit", message_type="text", target_id=target, text=text)
+        message = build_edit(_jid(chat), target, Message(conversation=text))
+        return self.offload(self._call, "edit", client.send_message, _jid(chat), message).then(
+            lambda response: self._echo(response, chat, kind="edit", message_type="text", target_id=target, text=text))
 
     def revoke(self: NeonizeBackend, chat: str, target: str, sender: str | None = None, *,
-               message_id: str | None = None) -> dict[str, Any]:
+               message_id: str | None = None) -> Pending:
         no_chosen_id(message_id)
         client = self._online_client()
         me = client.me.JID if client.me is not None else None  # never get_me(): it can panic in Go
         if me is None:
             raise CommandError("revoke failed: the session does not know its own JID yet")
         author = sender or self._author(target, chat)
-        response = self._call("revoke", client.send_message, _jid(chat),
-                              build_revoke(_jid(chat), _jid(author), target, me))
-        return self._echo(response, chat, kind="revoke", message_type="revoke", target_id=target)
+        message = build_revoke(_jid(chat), _jid(author), target, me)
+        return self.offload(self._call, "revoke", client.send_message, _jid(chat), message).then(
+            lambda response: self._echo(response, chat, kind="revoke", message_type="revoke", target_id=target))
 
     def _author(self: NeonizeBackend, target: str, chat: str) -> str:
         """Who wrote ``target`` (react and revoke name it in the message key)."""
@@ -173,9 +158,9 @@ class NeonizeOperations:
             return f"{me}@s.whatsapp.net" if me else chat
         return seen.message.sender
 
-    # -- reading ------------------------------------------------------------------------------------
+    # -- reading: each call on the I/O thread, its result handed back as plain data ---------------
     def download(self: NeonizeBackend, target: str | None, media: dict[str, Any] | None,
-                 limit: int) -> dict[str, Any]:
+                 limit: int) -> Pending:
         client = self._online_client()
         if target is not None:
             seen = self.recent.require(target)
@@ -186,8 +171,10 @@ class NeonizeOperations:
             if seen.raw is None:
                 raise CommandError(f"argument 'message_id': {target!r} is too old to download by id here; give its "
                                    "message-upsert's 'media' map instead")
-            data = self._call("download", client.download_any, seen.raw.Message)
-            return save_download(self.ctx.bot_dir, target, data, info.mimetype if info else None, limit)
+            raw, mimetype = seen.raw.Message, info.mimetype if info else None
+            return self.offload(lambda: save_download(self.ctx.bot_dir, target,
+                                                      self._call("download", client.download_any, raw),
+                                                      mimetype, limit))
         assert media is not None
         import base64
 
@@ -199,50 +186,82 @@ class NeonizeOperations:
         if kind not in UPLOAD_TYPES:
             raise CommandError(f"argument 'media': unknown kind {kind!r}")
         media_type = UPLOAD_TYPES[kind]
-        data = self._call("download", client.download_media_with_path, str(media["direct_path"]),
-                          base64.b64decode(media.get("enc_sha256") or ""), bytes.fromhex(media.get("sha256") or ""),
-                          base64.b64decode(media["media_key"]), size, media_type, media_type.to_mms())
+        call = (str(media["direct_path"]), base64.b64decode(media.get("enc_sha256") or ""),
+                bytes.fromhex(media.get("sha256") or ""), base64.b64decode(media["media_key"]), size, media_type,
+                media_type.to_mms())
         name = str(media.get("sha256") or "media")[:16]
-        return save_download(self.ctx.bot_dir, name, data, media.get("mimetype"), limit)
+        return self.offload(lambda: save_download(self.ctx.bot_dir, name,
+                                                  self._call("download", client.download_media_with_path, *call),
+                                                  media.get("mimetype"), limit))
 
-    def subscribe_presence(self: NeonizeBackend, jid: str) -> dict[str, Any]:
+    def subscribe_presence(self: NeonizeBackend, jid: str) -> Pending:
         client = self._online_client()
-        self._call("subscribe_presence", client.subscribe_presence, _jid(jid))
-        return {"jid": jid, "subscribed": True}
+        return self.offload(self._call, "subscribe_presence", client.subscribe_presence, _jid(jid)).then(
+            lambda _: {"jid": jid, "subscribed": True})
 
-    def check_numbers(self: NeonizeBackend, numbers: list[str]) -> dict[str, Any]:
+    def check_numbers(self: NeonizeBackend, numbers: list[str]) -> Pending:
         client = self._online_client()
-        found = self._call("check_numbers", client.is_on_whatsapp, *[f"+{n}" for n in numbers])
-        by_query = {r.Query.lstrip("+"): r for r in found}
-        results = []
-        for n in numbers:
-            r = by_query.get(n)
-            results.append({"query": n, "jid": neonize_messages.user_jid(r.JID) if r is not None and r.IsIn else None,
-                            "on_whatsapp": bool(r is not None and r.IsIn)})
-        return {"results": results}
+        return self.offload(self._call, "check_numbers", client.is_on_whatsapp, *[f"+{n}" for n in numbers]).then(
+            lambda found: _numbers_found(numbers, found))
 
-    def user_info(self: NeonizeBackend, jids: list[str]) -> dict[str, Any]:
+    def user_info(self: NeonizeBackend, jids: list[str]) -> Pending:
         client = self._online_client()
-        found = self._call("user_info", client.get_user_info, *[_jid(j) for j in jids])
-        users = []
-        for entry in found:
-            info = entry.UserInfo
-            users.append({"jid": neonize_messages.user_jid(entry.JID), "status": info.Status or None,
-                          "picture_id": info.PictureID or None,
-                          "verified_name": info.VerifiedName.Details.verifiedName or None
-                          if info.HasField("VerifiedName") else None,
-                          "devices": [neonize_messages.jid(d) for d in info.Devices]})
-        return {"users": users}
+        return self.offload(self._call, "user_info", client.get_user_info, *[_jid(j) for j in jids]).then(_users_found)
 
-    def group_info(self: NeonizeBackend, group: str) -> dict[str, Any]:
+    def group_info(self: NeonizeBackend, group: str) -> Pending:
         client = self._online_client()
-        info = self._call("group_info", client.get_group_info, _jid(group))
-        return group_info_dict(info)
+        return self.offload(self._call, "group_info", client.get_group_info, _jid(group)).then(group_info_dict)
 
-    def reject_call(self: NeonizeBackend, call_id: str, caller: str) -> dict[str, Any]:
+    def reject_call(self: NeonizeBackend, call_id: str, caller: str) -> Pending:
         client = self._online_client()
-        self._call("reject_call", client.reject_call, _jid(caller), call_id)
-        return {"call_id": call_id, "caller": caller, "rejected": True}
+        return self.offload(self._call, "reject_call", client.reject_call, _jid(caller), call_id).then(
+            lambda _: {"call_id": call_id, "caller": caller, "rejected": True})
+
+
+def _numbers_found(numbers: list[str], found: Any) -> dict[str, Any]:
+    by_query = {r.Query.lstrip("+"): r for r in found}
+    results = []
+    for n in numbers:
+        r = by_query.get(n)
+        results.append({"query": n, "jid": neonize_messages.user_jid(r.JID) if r is not None and r.IsIn else None,
+                        "on_whatsapp": bool(r is not None and r.IsIn)})
+    return {"results": results}
+
+
+def _users_found(found: Any) -> dict[str, Any]:
+    users = []
+    for entry in found:
+        info = entry.UserInfo
+        users.append({"jid": neonize_messages.user_jid(entry.JID), "status": info.Status or None,
+                      "picture_id": info.PictureID or None,
+                      "verified_name": info.VerifiedName.Details.verifiedName or None
+                      if info.HasField("VerifiedName") else None,
+                      "devices": [neonize_messages.jid(d) for d in info.Devices]})
+    return {"users": users}
+
+
+def _upload_and_send(backend: NeonizeBackend, client: Any, to: str, kind: str, path: str, caption: str | None,
+                     file_name: str | None, mimetype: str, context: ContextInfo | None) -> tuple[Message, Any]:
+    """On the I/O thread: read the file, upload it (the slow part), build the message, send it."""
+    data = Path(path).read_bytes()
+    upload = backend._call("upload", client.upload, data, UPLOAD_TYPES[kind])
+    common = dict(URL=upload.url, directPath=upload.DirectPath, mediaKey=upload.MediaKey,
+                  fileEncSHA256=upload.FileEncSHA256, fileSHA256=upload.FileSHA256, fileLength=upload.FileLength,
+                  mimetype=mimetype)
+    if kind == "image":
+        message = Message(imageMessage=ImageMessage(caption=caption, **common))
+    elif kind == "video":
+        message = Message(videoMessage=VideoMessage(caption=caption, **common))
+    elif kind in ("audio", "voice"):
+        message = Message(audioMessage=AudioMessage(PTT=kind == "voice", **common))
+    elif kind == "sticker":
+        message = Message(stickerMessage=StickerMessage(**common))
+    else:
+        name = file_name or Path(path).name
+        message = Message(documentMessage=DocumentMessage(caption=caption, fileName=name, title=name, **common))
+    if context is not None:  # the Message holds a copy of its part: set it there
+        getattr(message, _FIELD[kind]).contextInfo.MergeFrom(context)
+    return message, backend._call("send_media", client.send_message, _jid(to), message)
 
 
 _FIELD = {"image": "imageMessage", "video": "videoMessage", "audio": "audioMessage", "voice": "audioMessage",

@@ -79,7 +79,13 @@ class SimulatedGroups:
 class SimulatedOperations:
     """Mixed into SimulatedBackend."""
 
-    def _echo(self: SimulatedBackend, message: MessageUpsert, op: str, **fields: Any) -> dict[str, Any]:
+    def _echo(self: SimulatedBackend, message: MessageUpsert, op: str, **fields: Any) -> Any:
+        delay = self.knobs.send_delay
+        if delay:  # a slow network, as neonize's: the wait on the I/O thread, the send on the loop after it
+            return self.offload(time.sleep, delay).then(lambda _: self._echo_now(message, op, **fields))
+        return self._echo_now(message, op, **fields)
+
+    def _echo_now(self: SimulatedBackend, message: MessageUpsert, op: str, **fields: Any) -> dict[str, Any]:
         self._record_sent(message, op, **fields)
         return {"id": message.id, "timestamp": message.timestamp, "to": message.chat}
 
