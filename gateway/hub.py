@@ -21,6 +21,8 @@ from typing import Any
 from .envelope import message_type
 
 Sink = Callable[[dict[str, Any]], Awaitable[None]]
+#: a bot in these states has no worker showing a QR or pair code any more
+GONE = ("stopping", "stopped", "backoff", "failed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,11 +76,34 @@ class Subscription:
         self.close()
 
 
+def pairing_step(known: dict[str, Any] | None, body: dict[str, Any]) -> dict[str, Any] | None:
+    """What a bot is showing to pair, after ``body``: its last connection-update with a qr or pair
+    code, holding on to the life's other one (a QR changes every few seconds, the pair code comes
+    once per life, after the first QR), or None once it opens or closes, or its worker is gone.
+
+    The one rule for the hub and for a replay of the bot's history (gateway/api/pairing.py).
+    """
+    if message_type(body) == "state":
+        state = body.get("state") or (body.get("data") or {}).get("state")  # a tap message, or a history entry
+        return None if state in GONE else known
+    if body.get("type") != "connection-update":
+        return known
+    data = body.get("data") or {}
+    if data.get("qr") or data.get("pair_code"):
+        if known is not None and known.get("pid") == body.get("pid"):  # a new worker shows its own code
+            data = {**data, **{k: known["data"][k] for k in ("qr", "pair_code")
+                               if not data.get(k) and known["data"].get(k)}}
+        return {**body, "data": data}
+    if data.get("connection") == "open" or (body.get("kind") == "event" and data.get("connection") == "close"):
+        return None
+    return known
+
+
 class EventHub:
     def __init__(self) -> None:
         self._sinks: list[Sink] = []
         self._subscriptions: set[Subscription] = set()
-        #: per bot: the last connection-update carrying a qr or pair code (for the pairing endpoints)
+        #: per bot: its pairing in this worker's life (see pairing_step), for the pairing endpoints
         self.pairing: dict[str, dict[str, Any]] = {}
         self.published = 0
 
@@ -110,11 +135,11 @@ class EventHub:
             await self.publish(body)
 
     def _remember(self, body: dict[str, Any]) -> None:
-        if body.get("type") != "connection-update":
+        bot = body.get("bot")
+        if bot is None:
             return
-        data = body.get("data") or {}
-        if data.get("qr") or data.get("pair_code"):
-            self.pairing[body["bot"]] = body
-        elif data.get("connection") == "open" or (body.get("kind") == "event" and data.get("connection") == "close"
-                                                   and not data.get("qr")):
-            self.pairing.pop(body["bot"], None)
+        known = pairing_step(self.pairing.get(bot), body)
+        if known is None:
+            self.pairing.pop(bot, None)
+        else:
+            self.pairing[bot] = known

@@ -4,6 +4,7 @@ real supervisor (simulated bots) and a real gateway process; one of each for the
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import pytest
@@ -23,6 +24,9 @@ def env(tmp_path_factory):
         {"id": "shop-2"},
         {"id": "other", "simulated": {"paired": False, "pair_after": 3600.0, "qr_every": 0.3}},
         {"id": "leaver"},
+        # started by the pair-code test: pairs by phone number, paired 8 s after it starts
+        {"id": "phoner", "autostart": False, "phone_number": "15551234567",
+         "simulated": {"paired": False, "pair_after": 8.0, "qr_every": 0.3}},
     ])
     port = configure(fleet, [], max_body_bytes=4096)
     stack = Stack()
@@ -34,9 +38,10 @@ def env(tmp_path_factory):
         stack.start_bots(service)
         client = httpx.Client(base_url=gw.base, timeout=20)
         wait_until(lambda: all(b["container_state"] == "running" for b in
-                               client.get("/v1/status", headers=auth(keys["admin"])).json()["bots"]), 20,
-                   "every bot running")
-        yield {"fleet": fleet, "gw": gw, "keys": keys, "client": client, "service": service}
+                               client.get("/v1/status", headers=auth(keys["admin"])).json()["bots"]
+                               if b["bot_id"] != "phoner"), 20, "every bot running")
+        yield {"fleet": fleet, "gw": gw, "keys": keys, "client": client, "service": service, "stack": stack,
+               "port": port}
         client.close()
     finally:
         stack.close()
@@ -93,8 +98,8 @@ def test_a_revoked_key_is_refused_at_once(env):
 def test_fleet_and_bot_status(env):
     c, key = env["client"], env["keys"]["admin"]
     status = c.get("/v1/status", headers=auth(key)).json()
-    assert {b["bot_id"] for b in status["bots"]} == {"shop-1", "shop-2", "other", "leaver"}
-    assert status["counts"] == {"running": 4}
+    assert {b["bot_id"] for b in status["bots"]} == {"shop-1", "shop-2", "other", "leaver", "phoner"}
+    assert status["counts"] == {"running": 4, "stopped": 1}
     one = c.get("/v1/bots/shop-1", headers=auth(key)).json()
     assert one["bot_id"] == "shop-1" and one["container_state"] == "running" and one["pid"] > 0
     r = c.get("/v1/bots/nope", headers=auth(key))
@@ -187,6 +192,62 @@ def test_the_pairing_qr_as_png_and_text(env):
     assert r.status_code == 404 and error_of(r)["code"] == "not-found", "a paired bot shows no QR"
     r = c.get("/v1/bots/shop-1/pair-code", headers=auth(key))
     assert r.status_code == 404 and error_of(r)["code"] == "not-found"
+
+
+def connection_updates(ws, until, timeout: float = 20.0) -> list[dict]:
+    """The stream's connection-update events until ``until(events)`` holds (bounded)."""
+    got: list[dict] = []
+    deadline = time.monotonic() + timeout
+    while not until(got):
+        left = deadline - time.monotonic()
+        assert left > 0, f"timed out after {timeout} s; connection updates so far: {[m['data'] for m in got]}"
+        msg = json.loads(ws.recv(left))
+        if msg.get("type") == "connection-update":
+            got.append(msg)
+    return got
+
+
+def test_a_bot_pairing_by_phone_number_serves_its_pair_code_until_it_pairs(env):
+    c, key, port = env["client"], env["keys"]["admin"], env["port"]
+    wait_until(lambda: c.get("/v1/bots/other/qr.txt", headers=auth(key)).status_code == 200, 20, "other's QR")
+    r = c.get("/v1/bots/other/pair-code", headers=auth(key))
+    assert r.status_code == 404 and error_of(r)["code"] == "not-found" and "QR" in error_of(r)["message"], \
+        "a bot pairing by QR only has no pair code"
+    with connect(f"ws://127.0.0.1:{port}/v1/stream?bot=phoner&type=connection-update&key={key}") as ws:
+        assert json.loads(ws.recv(10))["kind"] == "hello"
+        assert c.post("/v1/bots/phoner/start", headers=auth(key)).status_code == 200
+
+        def refreshed_after_the_code(events):  # the code, then two more QR codes: it outlives a refresh
+            codes = [i for i, m in enumerate(events) if m["data"].get("pair_code")]
+            return codes and sum(1 for m in events[codes[0]:] if m["data"].get("qr")) >= 2
+
+        events = connection_updates(ws, refreshed_after_the_code)
+        codes = [m["data"]["pair_code"] for m in events if m["data"].get("pair_code")]
+        assert len(codes) == 1, "one pair code per life"
+        code = codes[0]
+        r = c.get("/v1/bots/phoner/pair-code", headers=auth(key))
+        assert r.status_code == 200 and r.json() == {"bot": "phoner", "pair_code": code}, r.text
+        assert c.get("/v1/bots/phoner/qr.txt", headers=auth(key)).status_code == 200, "the QR is still shown too"
+        history = c.get("/v1/bots/phoner/history", headers=auth(key)).json()["events"]
+        assert [e["data"]["pair_code"] for e in history if e["data"].get("pair_code")] == [code]
+        assert c.get("/v1/bots/phoner/pair-code", headers=auth(env["keys"]["shop"])).status_code == 403
+
+        # a gateway started after the code was shown (restarted) still serves it, from the history
+        stack = env["stack"]
+        env["gw"].kill()
+        env["gw"] = stack.gateway(env["fleet"], port)
+        r = c.get("/v1/bots/phoner/pair-code", headers=auth(key))
+        assert r.status_code == 200 and r.json()["pair_code"] == code, r.text
+    with connect(f"ws://127.0.0.1:{port}/v1/stream?bot=phoner&type=connection-update&key={key}") as ws:
+        assert json.loads(ws.recv(10))["kind"] == "hello"
+        connection_updates(ws, lambda events: (  # a QR from the new gateway's own tap: the code survives it
+            any(m["data"].get("qr") for m in events)))
+        r = c.get("/v1/bots/phoner/pair-code", headers=auth(key))
+        assert r.status_code == 200 and r.json()["pair_code"] == code, r.text
+        connection_updates(ws, lambda events: any(m["data"].get("connection") == "open" for m in events))
+    r = c.get("/v1/bots/phoner/pair-code", headers=auth(key))
+    assert r.status_code == 404 and error_of(r)["code"] == "not-found", "a paired bot has no pair code"
+    assert c.get("/v1/bots/phoner/qr", headers=auth(key)).status_code == 404
 
 
 def test_the_stream_filters_by_bot_and_type_and_carries_seq(env):

@@ -1,4 +1,4 @@
-"""The gateway's pure parts: the outcome table, Retry-After, the outbox bound, key storage."""
+"""The gateway's pure parts: the outcome table, Retry-After, the outbox bound, key storage, pairing."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from gateway.hub import pairing_step
 from gateway.keys import KeyStore
 from gateway.webhooks.outcomes import classify, retry_after
 from gateway.webhooks.outbox import Cursor, Store
@@ -115,3 +116,24 @@ def test_two_webhooks_may_not_share_a_name(tmp_path):
     path.write_text('[gateway]\nlisten = "nowhere"\n')
     with pytest.raises(ConfigError, match="gateway.listen"):
         load_config(path)
+
+
+def _update(pid: int, **data: object) -> dict:
+    return {"kind": "event", "bot": "b", "pid": pid, "type": "connection-update",
+            "data": {"connection": "connecting", **data}}
+
+
+def test_pairing_keeps_the_lifes_pair_code_across_qr_refreshes_and_never_lends_it_to_the_next_life():
+    known = None
+    for body in (_update(10, qr="q1"), _update(10, pair_code="ABCD-EFGH"), _update(10, qr="q2")):
+        known = pairing_step(known, body)
+    assert known["data"]["qr"] == "q2" and known["data"]["pair_code"] == "ABCD-EFGH"
+    assert pairing_step(known, {"kind": "heartbeat", "bot": "b", "pid": 10}) is known
+    # a new worker (after a crash) shows its own QR, and its own code once it has one
+    assert "pair_code" not in pairing_step(known, _update(11, qr="q3"))["data"]
+    assert pairing_step(known, _update(10, connection="open")) is None
+    assert pairing_step(known, _update(10, connection="close", reason="pairing timed out")) is None
+    for state in ("stopping", "stopped", "backoff", "failed"):  # as a tap message, and as a history entry
+        assert pairing_step(known, {"kind": "state", "bot": "b", "state": state}) is None
+        assert pairing_step(known, {"kind": "event", "bot": "b", "type": "state", "data": {"state": state}}) is None
+    assert pairing_step(known, {"kind": "state", "bot": "b", "state": "initializing"}) is known

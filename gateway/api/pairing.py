@@ -1,8 +1,9 @@
 """The bot's current pairing QR (PNG or text) and phone pair code.
 
-From the last ``connection-update`` carrying a qr or pair_code that the gateway saw on the tap
-(kept by the hub; cleared when the connection opens), else from the bot's history. 404 with
-``not-found`` when the bot is not pairing.
+What the bot's worker is showing in its current life: its latest QR and its pair code (one
+per life, after the first QR), as the hub keeps them from the tap (gateway/hub.py
+``pairing_step``; cleared when the connection opens or closes, or the worker goes), else
+replayed from the bot's history. 404 with ``not-found`` when the bot is not pairing.
 """
 
 from __future__ import annotations
@@ -13,31 +14,35 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 
+from ..envelope import from_history
 from ..errors import NOT_FOUND, ApiError
+from ..hub import pairing_step
 from .common import ERRORS, BotId, Caller, control, gateway_of
 
 router = APIRouter(prefix="/v1/bots", tags=["pairing"], responses=ERRORS)
 
 
-async def current_pairing(request: Request, bot: str) -> dict[str, Any]:
+async def current_pairing(request: Request, bot: str, need: str = "pair_code") -> dict[str, Any]:
+    """The bot's pairing data (qr, pair_code) in its worker's current life, or {}.
+
+    The hub's memory when it has ``need``; else a replay of the bot's history through the same
+    rule: a gateway (re)started after the first QR missed the life's one pair code.
+    """
     gateway = gateway_of(request)
     known = gateway.hub.pairing.get(bot)
-    if known is not None:
-        return known.get("data") or {}
-    events = (await control(gateway, "history", {"bot": bot})).get("events", [])
-    for entry in reversed(events):
-        if entry.get("type") == "connection-update":
-            data = entry.get("data") or {}
-            if data.get("connection") == "open":
-                break
-            if data.get("qr") or data.get("pair_code"):
-                return data
-    return {}
+    if known is not None and known["data"].get(need):
+        return known["data"]
+    replayed = None
+    for entry in (await control(gateway, "history", {"bot": bot})).get("events", []):
+        replayed = pairing_step(replayed, from_history(gateway.server, bot, entry))
+    if replayed is not None and replayed["data"].get(need) and (known is None or replayed["pid"] == known["pid"]):
+        return replayed["data"]
+    return known["data"] if known is not None else {}
 
 
 async def _qr(request: Request, bot: str, caller: Any) -> str:
     caller.check_read(bot)
-    qr = (await current_pairing(request, bot)).get("qr")
+    qr = (await current_pairing(request, bot, "qr")).get("qr")
     if not qr:
         raise ApiError(NOT_FOUND, f"bot {bot!r} is not showing a QR code (paired, or not started)")
     return qr
@@ -65,5 +70,5 @@ async def pair_code(request: Request, bot: BotId, caller: Caller) -> dict[str, A
     caller.check_read(bot)
     data = await current_pairing(request, bot)
     if not data.get("pair_code"):
-        raise ApiError(NOT_FOUND, f"bot {bot!r} has no pair code (it pairs by QR, or is paired)")
+        raise ApiError(NOT_FOUND, f"bot {bot!r} has no pair code (it pairs by QR, is paired, or is not running)")
     return {"bot": bot, "pair_code": data["pair_code"]}

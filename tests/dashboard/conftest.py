@@ -66,6 +66,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         {"id": "b3", "simulated": {"paired": True}},
         # started by the pairing test: QR codes every 0.6 s, paired 4 s after it starts
         {"id": "pairme", "simulated": {"paired": False, "qr_every": 0.6, "pair_after": 4.0}},
+        # started by the pair-code test: pairs by phone number (a pair code after the first QR), paired 8 s on
+        {"id": "phoner", "phone_number": "15551234567",
+         "simulated": {"paired": False, "qr_every": 0.6, "pair_after": 8.0}},
     ]
     stack = start_stack(tmp_path_factory.mktemp("dash"), bots, start=["b1", "b2", "b3"])
     try:

@@ -98,19 +98,19 @@ def test_revoking_the_key_sends_an_open_page_to_the_sign_in_page(page: Any, stac
 # -- fleet ---------------------------------------------------------------------------------
 def test_fleet_lists_every_bot_with_counts_sorting_and_filters(page: Any, stack: Stack) -> None:
     sign_in(page, stack)
-    for bot in ("b1", "b2", "b3", "pairme"):
+    for bot in ("b1", "b2", "b3", "pairme", "phoner"):
         expect(row(page, bot)).to_be_visible()
     for bot in ("b1", "b2", "b3"):
         expect(cell(page, bot, "state")).to_have_text("running")
         expect(cell(page, bot, "pid")).to_have_text(str(stack.status(bot)["pid"]))
     expect(cell(page, "pairme", "state")).to_have_text("stopped")
     expect(page.locator("[data-count=running]")).to_have_text("3")
-    expect(page.locator("[data-count=stopped]")).to_have_text("1")
+    expect(page.locator("[data-count=stopped]")).to_have_text("2")
     wait_live(page)
 
     page.get_by_label("State", exact=True).select_option("stopped")
     page.get_by_role("button", name="Filter").click()
-    expect(page.locator("#fleet-rows tr")).to_have_count(1)
+    expect(page.locator("#fleet-rows tr")).to_have_count(2)
     expect(row(page, "pairme")).to_be_visible()
     page.goto(stack.base + "/ui/")
     page.get_by_label("Bot id").fill("b*")
@@ -124,7 +124,7 @@ def test_fleet_lists_every_bot_with_counts_sorting_and_filters(page: Any, stack:
     expect(page.locator("#main")).to_be_focused()
     page.get_by_role("link", name="Bot", exact=True).click()  # sorted by id: clicking again flips it
     assert [b for b in page.locator("#fleet-rows tr").evaluate_all("rs => rs.map(r => r.dataset.bot)")] == \
-        ["pairme", "b3", "b2", "b1"]
+        ["phoner", "pairme", "b3", "b2", "b1"]
     expect(page.locator("th[aria-sort=descending]")).to_contain_text("Bot")
 
 
@@ -195,6 +195,39 @@ def test_an_unpaired_bot_shows_a_changing_qr_then_hides_it_once_paired(context: 
     seqs = [int(re.search(r"seq (\d+)", h).group(1)) for h in heads]
     assert len(seqs) > 3 and seqs == sorted(seqs, reverse=True), seqs
     expect(page.locator("#history")).to_contain_text("qr")  # each event's data readable
+
+
+def test_a_bot_pairing_by_phone_number_shows_its_pair_code_by_the_qr_until_paired(page: Any, stack: Stack) -> None:
+    sign_in(page, stack, path="/ui/bots/phoner")
+    wait_live(page)
+    expect(page.locator("#pairing")).to_be_hidden()
+    stack.service.control("start", {"bots": ["phoner"]})
+    pairing = page.get_by_role("region", name="Pairing")
+    code = pairing.get_by_label("Phone pairing code")  # readable text with its accessible name, by the QR
+    expect(code).to_have_text(re.compile(r"^[A-Z0-9]{4}-[A-Z0-9]{4}$"), timeout=5000)
+    expect(pairing.get_by_role("img", name="WhatsApp pairing QR code")).to_be_visible()
+    shown = code.inner_text()
+    history = stack.service.control("history", {"bot": "phoner"})["events"]
+    assert [e["data"]["pair_code"] for e in history if e["data"].get("pair_code")] == [shown], \
+        "the page shows the code the bot emitted"
+    # the QR changes, the code stays; a reload draws both again
+    first = page.locator("#qr").get_attribute("data-qr-ref")
+    expect(page.locator("#qr")).not_to_have_attribute("data-qr-ref", first, timeout=3000)
+    expect(code).to_have_text(shown)
+    page.reload()
+    expect(code).to_have_text(shown)
+    expect(pairing.get_by_role("img", name="WhatsApp pairing QR code")).to_be_visible()
+    wait_live(page)
+    # once paired: no QR, no code
+    expect(page.locator("#pairing")).to_be_hidden(timeout=15_000)
+    expect(page.locator("#paired")).to_be_visible()
+    stack.service.descendants()
+    expect(page.get_by_label("Phone pairing code")).to_be_hidden()
+    expect(page.locator("#pair-code-value")).to_have_text("")  # gone, not only out of sight
+    expect(page.locator("#qr svg")).to_have_count(0)
+    page.reload()  # nor after a reload (the event history below still lists the code it had)
+    expect(page.locator("#pairing")).to_be_hidden()
+    expect(page.locator("#pair-code-value")).to_have_text("")
 
 
 def test_the_send_form_sends_and_shows_the_outcome(page: Any, stack: Stack) -> None:

@@ -120,7 +120,7 @@
       document.getElementById("paired").hidden = true;
     }
     if (data.pair_code) {
-      code.querySelector("strong").textContent = data.pair_code;
+      document.getElementById("pair-code-value").textContent = data.pair_code;
       code.hidden = false;
       section.hidden = false;
     }
@@ -132,6 +132,8 @@
     section.hidden = true;
     document.getElementById("qr").innerHTML = "";
     delete document.getElementById("qr").dataset.qrRef;
+    document.getElementById("pair-code").hidden = true; // a code is good for one life: the next one gets its own
+    document.getElementById("pair-code-value").textContent = "";
     if (paired) document.getElementById("paired").hidden = false;
   }
   function appendEvent(m) {
