@@ -358,8 +358,11 @@ def _field_check(i: int, tp: Any, env: dict[str, Any]) -> list[str]:
         return [f"if {test}{f' and {v} is not None' if nullable else ''}:", "    raise Mismatch"]
     if tp is float:
         prefix = f"if {v} is None:\n    pass\nel" if nullable else ""
-        lines = f"{prefix}if type({v}) is not float:\n    if type({v}) is int:\n        {v} = float({v})\n" \
-                f"    else:\n        raise Mismatch"
+        # as _fast_float: nan and the infinities refused (v - v is 0.0 only for a finite float),
+        # and an int that a float cannot hold
+        lines = f"{prefix}if type({v}) is float:\n    if {v} - {v} != 0.0:\n        raise Mismatch\n" \
+                f"elif type({v}) is int and -BIG <= {v} <= BIG:\n    {v} = float({v})\nelse:\n    raise Mismatch"
+        env["BIG"] = 2**1023
         return lines.split("\n")
     env[f"c{i}"] = _fast(tp)
     if nullable:

@@ -148,7 +148,7 @@ def test_a_new_dataclass_fast_and_explaining_converters_agree(value):
     (lambda b: b.pop("seq"), "bad event message: seq: missing required key"),
     (lambda b: b.update(seq="7"), "bad event message: seq: must be an integer, got str '7'"),
     (lambda b: b["data"].update(from_me="no"), "bad event message: data.from_me: must be bool, got str 'no'"),
-    (lambda b: b["data"].update(colour=1), "bad event message: data.colour: unknown key (known keys: chat, from_me,"),
+    (lambda b: b["data"].update(colour=1), "bad event message: data.colour: unknown key (known keys: chat, emoji, from_me,"),
     (lambda b: b.update(type="gossip"), "bad event message: type: must be one of 'connection-update',"),
     (lambda b: b.update(bot="../x"), "bad bot id '../x'"),
 ])

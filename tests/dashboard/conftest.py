@@ -41,7 +41,9 @@ def _missing() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+# module, not session: playwright's sync API keeps an asyncio loop running on the main thread
+# while it is open, and any later test's asyncio.run() would then fail
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     missing = _missing()
     if missing:
