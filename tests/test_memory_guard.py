@@ -22,8 +22,9 @@ def test_a_bot_over_its_memory_limit_is_restarted_with_the_reason_and_the_others
     stopping = tap.wait_for(lambda m: isinstance(m, StateChange) and m.bot == "big"
                             and m.state is ContainerState.STOPPING, timeout=10, what="big stopped over its limit")
     assert "over its memory limit" in stopping.reason and "max_memory_mb 60" in stopping.reason, stopping.reason
-    # checked on every heartbeat (0.1 s here), not on a slow timer
-    assert stopping.ts - first.ts < 1.0, f"caught {stopping.ts - first.ts:.2f} s after the hello"
+    # checked on every heartbeat (0.1 s here) against an RSS at most MEMORY_SAMPLE_AGE_S (1 s) old,
+    # not on a slow timer: within a heartbeat plus a second (and a margin for a loaded machine)
+    assert stopping.ts - first.ts < 1.5, f"caught {stopping.ts - first.ts:.2f} s after the hello"
     backoff = tap.wait_for(lambda m: isinstance(m, StateChange) and m.bot == "big"
                            and m.state is ContainerState.BACKOFF, timeout=10, what="big in backoff")
     assert "over its memory limit" in backoff.reason, "the restart must say why"

@@ -67,6 +67,18 @@ def test_an_interrupted_send_is_reported_possibly_delivered_and_never_retried(tm
     assert [e.id for e in outbox.queue] == ["fedcba9876543210"], "the sends after it still go, in order"
 
 
+def drain_until(backend, done, timeout: float = 30.0) -> None:
+    """What the worker's loop does with the I/O thread's results, until ``done()`` (bounded)."""
+    import select
+
+    deadline = time.monotonic() + timeout
+    while not done():
+        left = deadline - time.monotonic()
+        assert left > 0, "the I/O thread's call did not finish in time"
+        select.select([backend.io.fd], [], [], min(left, 0.5))
+        backend.io.drain()
+
+
 def test_a_send_goes_through_neonize_and_whatsmeow_and_its_failure_is_published(tmp_path, monkeypatch):
     backend, events = make(tmp_path, monkeypatch)
     outbox = Outbox.for_bot_dir(backend, TokenBucket.per_minute(60), backend.ctx.bot_dir, events.append)
@@ -76,8 +88,10 @@ def test_a_send_goes_through_neonize_and_whatsmeow_and_its_failure_is_published(
     pump(backend, lambda: backend.status == "online")
     assert backend.new_message_id() is None
     # the real send_message: into the Go binding, where whatsmeow refuses an unpaired device
+    # the call runs on the worker's I/O thread (worker/offload.py); its outcome reaches the loop later
+    pending = outbox.submit("send", {"to": "15550001111@s.whatsapp.net", "text": "hello"}, 0.0)
     with pytest.raises(CommandError, match=r"send failed: .*\(send [0-9a-f]{16}\)") as info:
-        outbox.submit("send", {"to": "15550001111@s.whatsapp.net", "text": "hello"}, 0.0)
+        backend.io.wait(pending, 30)
     (status,) = [e for e in events if isinstance(e, SendStatus)]
     assert status.state == "failed" and status.message_id is None and status.reason in str(info.value)
     queued_first = outbox.submit  # a queued send goes through the same real path from the loop
@@ -85,6 +99,7 @@ def test_a_send_goes_through_neonize_and_whatsmeow_and_its_failure_is_published(
     reply = queued_first("send", {"to": "15550001111@s.whatsapp.net", "text": "later"}, 0.0)
     assert (reply["state"], reply["message_id"]) == ("queued", None), "neonize's id is known only once sent"
     outbox.flush(10.0)
+    drain_until(backend, lambda: len([e for e in events if isinstance(e, SendStatus)]) == 2)
     last = [e for e in events if isinstance(e, SendStatus)][-1]
     assert (last.id, last.state, last.attempts) == (reply["id"], "failed", 1) and "send failed" in last.reason
     with pytest.raises(CommandError, match="cannot send under a chosen message id"):

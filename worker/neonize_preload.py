@@ -85,7 +85,24 @@ def complete() -> None:
     if spec is None:
         return
     delattr(package, _PENDING)
+    _revive_log_thread()
     spec.loader.exec_module(package)
+
+
+def _revive_log_thread() -> None:
+    """neonize.utils.log starts a thread at import that hands whatsmeow's log lines to Python
+    logging; imported in the forkserver, that thread is not in the forked worker, and every Go
+    log line would wait in its queue for ever. Give the worker its own queue and thread."""
+    import queue
+    import threading
+
+    log = sys.modules.get("neonize.utils.log")
+    thread = getattr(log, "_thread", None)
+    if log is None or thread is None or thread.is_alive():
+        return
+    log._log_queue = queue.Queue()  # the forkserver's may have been mid-operation at fork
+    log._thread = threading.Thread(target=log._worker, name="neonize-log", daemon=True)
+    log._thread.start()
 
 
 def _module_name(root: Path, path: Path) -> str:
