@@ -169,6 +169,12 @@ def _setup_v2(entries: dict[str, str], server: str) -> CpuShare:
 
 
 def _setup_v1(entries: dict[str, str], server: str) -> CpuShare:
+    # Opt-in: on v1 there is no delegation, so the groups go into the host's own cpu hierarchy
+    # beside everything else; and with them a restarted shard of the cluster tests
+    # (tests/test_cluster.py) published no state changes to a fleet tap, not yet understood.
+    if os.environ.get(ENV, "").strip().lower() not in ("1", "on", "yes", "true"):
+        raise Unavailable(f"cgroup v1: off unless ${ENV}=on (botvisor would make groups in the host's "
+                          "cpu hierarchy)")
     own = entries.get("cpu")
     mount = _v1_cpu_mount(MOUNTINFO.read_text()) if own is not None else None
     if own is None or mount is None:

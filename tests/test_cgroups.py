@@ -90,7 +90,13 @@ V1_WRITABLE = V1 is not None and os.access(V1 / cgroups._own_cgroups(cgroups.PRO
 
 
 @pytest.mark.skipif(not V1_WRITABLE, reason="needs a writable cgroup v1 cpu hierarchy (root on a v1 host)")
-def test_v1_real_groups_hold_the_supervisor_and_a_worker_and_are_removed_at_release():
+def test_v1_is_off_unless_asked_for():
+    with pytest.raises(cgroups.Unavailable, match="BOTVISOR_CPU_SHARE=on"):
+        cgroups._setup_v1({"cpu": "/"}, "cgtest")
+
+
+def test_v1_real_groups_hold_the_supervisor_and_a_worker_and_are_removed_at_release(monkeypatch):
+    monkeypatch.setenv(cgroups.ENV, "on")
     share = cgroups.setup("cgtest")
     assert share.version == 1 and share.made
     child = subprocess.Popen(["sleep", "30"])
@@ -109,7 +115,8 @@ def test_v1_real_groups_hold_the_supervisor_and_a_worker_and_are_removed_at_rele
 
 
 @pytest.mark.skipif(not V1_WRITABLE, reason="needs a writable cgroup v1 cpu hierarchy (root on a v1 host)")
-def test_v1_empty_groups_of_a_dead_supervisor_are_removed_and_a_live_ones_kept():
+def test_v1_empty_groups_of_a_dead_supervisor_are_removed_and_a_live_ones_kept(monkeypatch):
+    monkeypatch.setenv(cgroups.ENV, "on")
     # any server's: a killed supervisor of another configuration leaves its groups too
     origin = cgroups._v1_cpu_mount(cgroups.MOUNTINFO.read_text()) / cgroups._own_cgroups(
         cgroups.PROC_CGROUP.read_text())["cpu"].lstrip("/")
