@@ -38,7 +38,10 @@ def test_ten_workers_times_ten_thousand_events_reach_the_tap_with_none_lost(flee
 
 def test_a_tap_that_stops_reading_loses_only_its_own_messages_and_counts_them(fleet_factory, launch):
     bots = [{"id": f"b{i}", "simulated": {"message_rate": 3000.0, "message_limit": 6000}} for i in range(2)]
-    fleet = fleet_factory(bots, tap_queue=100)  # per tap: 100 queued, then that tap loses messages
+    # per tap: 2,000 queued, then that tap loses messages. Room enough that the harness's tap, which
+    # reads as fast as it can, never fills while the supervisor republishes a pass's batch (up to
+    # 256 back to back); the slow tap (never read during the burst) still loses most of 12,000
+    fleet = fleet_factory(bots, tap_queue=2000)
     slow = zmq.Context.instance().socket(zmq.SUB)
     slow.setsockopt(zmq.RCVHWM, 10)
     slow.setsockopt(zmq.SUBSCRIBE, b"")
