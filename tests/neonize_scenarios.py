@@ -424,7 +424,7 @@ def scenario_operations() -> dict:
     return {"offline": offline, "sent": sent, "replies": replies, "echoes": echoes}
 
 
-def settled(backend: Any, result: Any, timeout: float = 20.0) -> Any:
+def settled(backend: Any, result: Any, timeout: float = 60.0) -> Any:
     """An operation's result: a Pending (its call on the I/O thread) driven to its end."""
     from worker.offload import Pending
 
