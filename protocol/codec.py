@@ -13,14 +13,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgpack
+import msgspec
 
+from . import wire
 from .errors import ProtocolError, SchemaError
 from .events import DATA_TYPES, EventType
 from .messages import CLASS_OF, KIND_OF, SUPERVISOR_BOT, Event, Kind, Message
 from .schema import from_mapping, to_mapping
 from .topics import topic_for
+from .wire import PROTOCOL_VERSION, to_dataclass
 
-PROTOCOL_VERSION = 2
 #: the largest payload accepted; a WhatsApp text is at most 64 KiB, so this leaves room
 MAX_PAYLOAD_BYTES = 1024 * 1024
 
@@ -80,6 +82,38 @@ _KINDS = {kind.value: (kind, CLASS_OF[kind]) for kind in Kind}
 
 def decode(payload: bytes) -> Message:
     """The message in ``payload``, or ProtocolError saying what is wrong with it."""
+    return to_dataclass(decode_wire(payload))
+
+
+def decode_wire(payload: bytes) -> Any:
+    """``decode`` without the dataclasses: the message as its protocol/wire.py Struct (an
+    Event's ``data`` decoded too), attribute for attribute what ``decode`` returns; the
+    supervisor's hot path reads these. Where msgspec refuses, the explaining converter decides
+    (ProtocolError naming what is wrong, or the dataclass itself), so nothing it would accept
+    is lost and every refusal reads as before."""
+    if type(payload) is not bytes or len(payload) > MAX_PAYLOAD_BYTES:
+        return _explained_decode(payload)
+    try:
+        message = wire.DECODER.decode(payload)
+        if type(message) is wire.EVENT:
+            message.data = wire.DATA_DECODERS[message.type._value_].decode(message.data)
+    except (msgspec.DecodeError, msgspec.ValidationError, KeyError):
+        return _explained_decode(payload)
+    _check_header(message)
+    return message
+
+
+def _check_header(message: Any) -> None:
+    if not _known_valid(message.server):
+        raise ProtocolError(f"bad server name {message.server!r}")
+    if not (_known_valid(message.bot) or message.bot == SUPERVISOR_BOT):
+        raise ProtocolError(f"bad bot id {message.bot!r}")
+    if message.seq < 0 or message.pid < 0:
+        raise ProtocolError("seq and pid must not be negative")
+
+
+def _explained_decode(payload: bytes) -> Message:
+    """The schema's converter (protocol/schema.py): slower, and says what is wrong."""
     body = unpack_map(payload)
     kind_name = body.pop("kind", None)
     found = _KINDS.get(kind_name) if isinstance(kind_name, str) else None
@@ -95,12 +129,7 @@ def decode(payload: bytes) -> Message:
         raise ProtocolError(f"bad {kind} message: {exc}") from None
     except (TypeError, ValueError) as exc:  # e.g. unhashable keys nested in data
         raise ProtocolError(f"bad {kind} message: {exc}") from None
-    if not _known_valid(message.server):
-        raise ProtocolError(f"bad server name {message.server!r}")
-    if not (_known_valid(message.bot) or message.bot == SUPERVISOR_BOT):
-        raise ProtocolError(f"bad bot id {message.bot!r}")
-    if message.seq < 0 or message.pid < 0:
-        raise ProtocolError("seq and pid must not be negative")
+    _check_header(message)
     return message
 
 

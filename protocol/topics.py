@@ -8,7 +8,8 @@ Server names and bot ids never contain '.', so a prefix selects exactly what it 
 from __future__ import annotations
 
 from .events import EventType
-from .messages import KIND_OF, Event, Kind, Message
+from .messages import Kind, Message
+from .wire import KIND_NAME
 
 MAX_TOPIC_BYTES = 256
 #: the single-frame message a tap receives when its subscription reaches the supervisor
@@ -17,9 +18,10 @@ WELCOME = b"botvisor.welcome"
 
 
 def topic_for(message: Message) -> str:
-    kind = KIND_OF[type(message)]
-    if isinstance(message, Event):
-        return f"{message.server}.{message.bot}.{kind}.{message.type}"
+    """The topic of a message, its dataclass or its protocol/wire.py Struct."""
+    kind = KIND_NAME[type(message)]
+    if kind == "event":  # ``_value_``: formatting the enum member is Python code
+        return f"{message.server}.{message.bot}.event.{message.type._value_}"  # type: ignore[union-attr]
     return f"{message.server}.{message.bot}.{kind}"
 
 

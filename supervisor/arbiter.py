@@ -22,19 +22,17 @@ import zmq
 
 from protocol import (
     SUPERVISOR_BOT,
-    Bye,
     ContainerState,
-    ErrorEvent,
-    Event,
+    EventType,
     Notice,
     ProtocolError,
     StateChange,
     check_topic,
     curve,
-    decode,
     encode,
     exit_codes,
 )
+from protocol.codec import decode_wire
 from protocol.config import Config, ConfigError, load_config
 from protocol.control import Reply, decode_request, encode_reply
 from protocol.signing import SIGNATURE_BYTES, Verifier, new_secret
@@ -427,7 +425,7 @@ class Supervisor:
             self._reject("signature", f"message for bot {bot_id!r} does not carry its worker's signature")
             return
         try:
-            message = decode(payload)
+            message = decode_wire(payload)  # a Struct, read attribute for attribute like the dataclass
             check_topic(topic, message)
         except ProtocolError as exc:
             self._reject("malformed", f"bot {bot_id}: {exc}")
@@ -435,15 +433,16 @@ class Supervisor:
         if message.server != self.server or not container.accepts(message):
             self.stats["stale"] += 1  # e.g. the last words of a worker already replaced
             return
-        container.on_message(message)
+        kind = container.on_message(message)
         self._tap_pending.append((topic, payload))
         if len(self._tap_pending) >= TAP_BATCH:
             self._flush_tap()
-        if type(message) is Event and type(message.data) is ErrorEvent:
-            outage = self.outages.observe(bot_id, message.data, time.monotonic())
-            if outage is not None:
-                self.notice("error", outage)
-        if type(message) is Bye:
+        if kind == "event":
+            if message.type is EventType.ERROR:
+                outage = self.outages.observe(bot_id, message.data, time.monotonic())
+                if outage is not None:
+                    self.notice("error", outage)
+        elif kind == "bye":
             self._byes.add(message.pid)
 
     def _await_last_words(self, pid: int, exitcode: int | None) -> None:

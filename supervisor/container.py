@@ -18,22 +18,15 @@ from typing import Any, Callable, Protocol
 
 from protocol import (
     BotStatus,
-    Bye,
-    ConnectionUpdate,
     ContainerState,
-    CredsUpdate,
     ErrorEvent,
     Event,
     EventType,
-    Heartbeat,
-    Hello,
     Message,
-    MessageUpsert,
-    PresenceUpdate,
     exit_codes,
 )
 from protocol.config import BotConfig
-from protocol.schema import to_mapping
+from protocol.wire import KIND_NAME, as_mapping
 from protocol.states import PROCESS_STATES, TRANSITIONS
 
 from . import health
@@ -111,6 +104,17 @@ class Runtime(Protocol):
     def call_later(self, delay: float, callback: Callable[[], None]) -> Timer: ...
 
 
+#: the event types that change a container's state (see _on_state_event)
+_STATE_EVENTS = frozenset({EventType.CONNECTION_UPDATE.value, EventType.CREDS_UPDATE.value, EventType.ERROR.value})
+
+
+def _as_event(entry: tuple[str, Any, float, int, int]) -> ContainerEvent:
+    """A history entry as listeners and readers see it: its data as plain mappings. Built on
+    read, not per event: most events are never read back (the history is a ring)."""
+    name, data, timestamp, pid, seq = entry
+    return ContainerEvent(name, as_mapping(data), timestamp, pid, seq)
+
+
 def iso(ts: float | None) -> str | None:
     if ts is None:
         return None
@@ -131,7 +135,8 @@ class BotContainer:
         self.bot_status = BotStatus.OFFLINE
         self.connection_attempts = 0
         self.creds_last_updated: float | None = None
-        self.history: deque[ContainerEvent] = deque(maxlen=bot.event_history)
+        #: (type, data, timestamp, pid, seq) per event: a ContainerEvent when read (see _as_event)
+        self.history: deque[tuple[str, Any, float, int, int]] = deque(maxlen=bot.event_history)
         self.listeners: dict[str, list[Callable[[ContainerEvent], Any]]] = {}
         self.restarts = 0
         self.last_exit: str | None = None
@@ -243,8 +248,8 @@ class BotContainer:
     on = on_container_event
 
     def get_event_history(self, limit: int | None = None) -> list[ContainerEvent]:
-        events = list(self.history)
-        return events[-limit:] if limit else events
+        entries = list(self.history)
+        return [_as_event(entry) for entry in (entries[-limit:] if limit else entries)]
 
     def is_container_healthy(self) -> bool:
         return self.state is S.RUNNING and health.is_fresh(self._last_seen, self.clock(), self.bot.stale_after)
@@ -270,7 +275,9 @@ class BotContainer:
         """True when ``message`` comes from this container's current worker process."""
         return self.process is not None and message.pid == self.process.pid
 
-    def on_message(self, message: Message) -> None:
+    def on_message(self, message: Message) -> str:
+        """Take in one message of the current worker (its dataclass, or the Struct the
+        supervisor decodes: both are read by attribute only); returns its kind's name."""
         now = self.clock()
         self._last_seen = now
         seq = message.seq
@@ -281,49 +288,48 @@ class BotContainer:
             self._next_seq = seq + 1
             self.events_lost += lost
             log.warning("bot %s: %d message(s) lost before seq %d", self.bot.id, lost, seq)
-        if type(message) is Event:  # most of the traffic: skip the match below
-            self._on_event(message)
-            return
-        match message:
-            case Hello():
-                if self.state is S.INITIALIZING:
-                    self._running_since = now
-                    self.bot_status = BotStatus.LOADING
-                    self._transition(S.RUNNING, "worker said hello")
-            case Heartbeat():
-                self._last_heartbeat_wall = message.ts
-                self.bot_status = message.bot_status
-                self.connection_attempts = message.connection_attempts
+        kind = KIND_NAME[type(message)]
+        if kind == "event":  # most of the traffic
+            self._on_event(message)  # type: ignore[arg-type]
+        elif kind == "heartbeat":
+            self._last_heartbeat_wall = message.ts
+            self.bot_status = message.bot_status  # type: ignore[union-attr]
+            self.connection_attempts = message.connection_attempts  # type: ignore[union-attr]
+            if self.bot.max_memory_mb is not None:
                 self._check_memory()
-            case Event():
-                self._on_event(message)
-            case Bye():
-                pass
+        elif kind == "hello" and self.state is S.INITIALIZING:
+            self._running_since = now
+            self.bot_status = BotStatus.LOADING
+            self._transition(S.RUNNING, "worker said hello")
+        return kind
 
     def _on_event(self, event: Event) -> None:
         data = event.data
-        kind = type(data)
-        if kind is not MessageUpsert and kind is not PresenceUpdate:  # these two change no state
-            self._on_state_event(event, data)
         name = event.type._value_
+        if name in _STATE_EVENTS:  # the others (messages, presence, receipts...) change no state
+            self._on_state_event(name, event, data)
         self.events_total[name] += 1
-        self._record(ContainerEvent(name, to_mapping(data), event.ts, event.pid, event.seq))
+        # the history keeps the data as it came (a Struct): its mapping is built when read
+        entry = (name, data, event.ts, event.pid, event.seq)
+        self.history.append(entry)
+        if self.listeners:
+            self._notify(_as_event(entry))
 
-    def _on_state_event(self, event: Event, data: Any) -> None:
-        match data:
-            case ConnectionUpdate(connection="open"):
+    def _on_state_event(self, name: str, event: Event, data: Any) -> None:
+        if name == EventType.CONNECTION_UPDATE:
+            if data.connection == "open":
                 self.bot_status = BotStatus.ONLINE
                 self.connection_attempts = 0
-            case ConnectionUpdate(connection="close"):
+            elif data.connection == "close":
                 self.bot_status = BotStatus.OFFLINE
                 self.connection_attempts = data.attempt or self.connection_attempts
-            case ConnectionUpdate(connection="connecting"):
+            elif data.connection == "connecting":
                 self.bot_status = BotStatus.LOADING
                 self.connection_attempts = data.attempt or self.connection_attempts
-            case CredsUpdate():
-                self.creds_last_updated = data.last_updated or event.ts
-            case ErrorEvent(fatal=True):
-                self._last_error = data
+        elif name == EventType.CREDS_UPDATE:
+            self.creds_last_updated = data.last_updated or event.ts
+        elif name == EventType.ERROR and data.fatal:
+            self._last_error = data
 
     def on_exit(self, exitcode: int | None) -> None:
         """The worker process ended (its sentinel fired): decide what comes next."""
@@ -482,10 +488,6 @@ class BotContainer:
         self.state_seq += 1  # state messages are numbered per bot from 0, like a worker's
         entry = {"state": state.value, "previous": previous.value, "reason": reason}
         self._notify(ContainerEvent("state", entry, time.time()))
-
-    def _record(self, event: ContainerEvent) -> None:
-        self.history.append(event)
-        self._notify(event)
 
     def _notify(self, event: ContainerEvent) -> None:
         if not self.listeners:  # the usual case, on every event
