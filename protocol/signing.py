@@ -12,6 +12,12 @@ import hashlib
 import hmac
 import secrets
 
+try:  # OpenSSL's HMAC object itself: copy, update and digest in C (hmac.HMAC wraps each in Python)
+    from _hashlib import hmac_new as _keyed
+except ImportError:  # a Python built without OpenSSL: the same calls through hmac.HMAC
+    def _keyed(key: bytes, digestmod: str) -> hmac.HMAC:  # type: ignore[misc]
+        return hmac.new(key, digestmod=digestmod)
+
 SECRET_BYTES = 32
 SIGNATURE_BYTES = 32
 
@@ -30,13 +36,14 @@ def verify(secret: bytes, topic: bytes, payload: bytes, signature: bytes) -> boo
 
 class Verifier:
     """``verify`` for one secret, with the HMAC's key set up once: each check copies the keyed
-    state instead of keying a new HMAC (measured 2.5-3.0 -> 1.8-2.0 µs per message)."""
+    state instead of keying a new HMAC (measured 2.5-3.0 -> 1.8-2.0 µs per message), and calls
+    OpenSSL's object directly (hmac.HMAC's copy/update/digest are five Python calls)."""
 
     __slots__ = ("secret", "_keyed")
 
     def __init__(self, secret: bytes) -> None:
         self.secret = secret
-        self._keyed = hmac.new(secret, digestmod=hashlib.sha256)
+        self._keyed = _keyed(secret, digestmod="sha256")
 
     def __call__(self, topic: bytes, payload: bytes, signature: bytes) -> bool:
         mac = self._keyed.copy()

@@ -290,7 +290,16 @@ class BotContainer:
             log.warning("bot %s: %d message(s) lost before seq %d", self.bot.id, lost, seq)
         kind = KIND_NAME[type(message)]
         if kind == "event":  # most of the traffic
-            self._on_event(message)  # type: ignore[arg-type]
+            data = message.data  # type: ignore[union-attr]
+            name = message.type._value_  # type: ignore[union-attr]
+            if name in _STATE_EVENTS:  # the others (messages, presence, receipts...) change no state
+                self._on_state_event(name, message, data)  # type: ignore[arg-type]
+            self.events_total[name] += 1
+            # the history keeps the data as it came (a Struct): its mapping is built when read
+            entry = (name, data, message.ts, message.pid, seq)
+            self.history.append(entry)
+            if self.listeners:
+                self._notify(_as_event(entry))
         elif kind == "heartbeat":
             self._last_heartbeat_wall = message.ts
             self.bot_status = message.bot_status  # type: ignore[union-attr]
@@ -302,18 +311,6 @@ class BotContainer:
             self.bot_status = BotStatus.LOADING
             self._transition(S.RUNNING, "worker said hello")
         return kind
-
-    def _on_event(self, event: Event) -> None:
-        data = event.data
-        name = event.type._value_
-        if name in _STATE_EVENTS:  # the others (messages, presence, receipts...) change no state
-            self._on_state_event(name, event, data)
-        self.events_total[name] += 1
-        # the history keeps the data as it came (a Struct): its mapping is built when read
-        entry = (name, data, event.ts, event.pid, event.seq)
-        self.history.append(entry)
-        if self.listeners:
-            self._notify(_as_event(entry))
 
     def _on_state_event(self, name: str, event: Event, data: Any) -> None:
         if name == EventType.CONNECTION_UPDATE:
