@@ -14,6 +14,7 @@ the machine can move.
 
     python -m bench.hotpath                      # handler and socket modes, 20,000 events
     python -m bench.hotpath --instructions       # + instructions per event (callgrind, slow)
+    python -m bench.hotpath --decoders           # + each decoder per message kind: msgspec vs the schema
 """
 
 from __future__ import annotations
@@ -266,6 +267,44 @@ def _callgrind(args: list[str]) -> int:
         return int(total.split()[1])
 
 
+def decoders(n_bots: int = 200, per_kind: int = 200) -> list[dict[str, Any]]:
+    """µs per payload of each message in the mix, through the supervisor's decoder (msgspec
+    Structs, protocol/wire.py), ``decode`` (the same, then the dataclasses) and the schema's
+    converter alone (protocol/schema.py, today's explaining path): best of 5, process CPU time."""
+    import timeit
+
+    from protocol import codec
+    from protocol.signing import new_secret
+
+    secrets = {f"b{i}": new_secret() for i in range(1, n_bots + 1)}
+    by_kind: dict[str, list[bytes]] = {}
+    for topic, payload, _sig in _frames(n_bots, 20 * per_kind, "hot", secrets, _pids(n_bots)):
+        by_kind.setdefault(topic.split(b".", 2)[2].decode(), []).append(payload)
+    paths = {"wire (msgspec)": getattr(codec, "decode_wire", None), "decode (msgspec + dataclasses)": codec.decode,
+             "schema (explaining path)": getattr(codec, "_explained_decode", codec.decode)}
+    rows = []
+    for kind, payloads in sorted(by_kind.items(), key=lambda kv: -len(kv[1])):
+        payloads = payloads[:per_kind]
+        row: dict[str, Any] = {"kind": kind, "bytes": sum(map(len, payloads)) / len(payloads)}
+        for name, fn in paths.items():
+            if fn is not None:
+                timer = timeit.Timer(lambda fn=fn: [fn(p) for p in payloads], timer=time.process_time)
+                row[name] = min(timer.repeat(repeat=5, number=20)) / (20 * len(payloads)) * 1e6
+        rows.append(row)
+    return rows
+
+
+def decoder_table(rows: list[dict[str, Any]]) -> str:
+    names = [k for k in rows[0] if k not in ("kind", "bytes")]
+    out = ["| message | bytes | " + " | ".join(f"{n} µs" for n in names) + " | schema / wire |",
+           "|---|---|" + "---|" * (len(names) + 1)]
+    for r in rows:
+        ratio = r["schema (explaining path)"] / r["wire (msgspec)"] if "wire (msgspec)" in r else float("nan")
+        out.append(f"| {r['kind']} | {r['bytes']:.0f} | " + " | ".join(f"{r[n]:.2f}" for n in names) +
+                   f" | {ratio:.1f}x |")
+    return "\n".join(out)
+
+
 def table(results: list[dict[str, Any]], ins: float | None) -> str:
     rows = ["| mode | events | bots | CPU µs/event (process) | of it the loop's thread | wall µs/event | relayed "
             "| rejected | lost | load (1/5/15 min) |", "|---|---|---|---|---|---|---|---|---|---|"]
@@ -288,14 +327,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--instruction-events", type=int, default=2000)
     parser.add_argument("--json", action="store_true", help="print the raw result as JSON")
     parser.add_argument("--frames", type=Path, help="pickled frames from make_frames (instructions mode)")
+    parser.add_argument("--decoders", action="store_true", help="also time each decoder per message kind")
     args = parser.parse_args(argv)
     modes = ["handler", "socket"] if args.mode == "both" else [args.mode]
     results = [run(args.events, args.bots, mode, args.warmup, args.frames) for mode in modes]
     ins = instructions(args.instruction_events, args.bots) if args.instructions else None
+    decoded = decoders(args.bots) if args.decoders else None
     if args.json:
-        print(json.dumps({"results": results, "instructions_per_event": ins}))
+        print(json.dumps({"results": results, "instructions_per_event": ins, "decoders": decoded}))
     else:
         print(table(results, ins))
+        if decoded:
+            print(f"\nDecoders, µs per payload (load {'/'.join(f'{x:.1f}' for x in os.getloadavg())}):\n")
+            print(decoder_table(decoded))
     return 0
 
 

@@ -86,7 +86,8 @@ def run(args: argparse.Namespace, reaper: Reaper, work: Path) -> dict[str, Any]:
     if "hotpath" in parts:
         attempt("hotpath", lambda: {
             "runs": [dict(hotpath.run(args.hotpath_events, 200, mode), load=_load()) for mode in ("handler", "socket")],
-            "instructions": hotpath.instructions(args.instruction_events, 200) if args.instructions else None})
+            "instructions": hotpath.instructions(args.instruction_events, 200) if args.instructions else None,
+            "decoders": hotpath.decoders(200), "decoders_load": _load()})
     if "share" in parts:
         attempt("share", lambda: share.run(sizes, args.seconds, reaper, work / "share"))
     if "idle" in parts:
@@ -160,6 +161,8 @@ def render(r: dict[str, Any], n: int) -> str:
         text += ["", "## The supervisor's share, N workers flat out", "", share.table(r["share"])]
     if hp.get("runs"):
         text += ["", "## Hot path (bench/hotpath.py)", "", hotpath.table(hp["runs"], hp.get("instructions"))]
+    if hp.get("decoders"):
+        text += ["", f"Decoders, µs per payload (load {hp['decoders_load']}):", "", hotpath.decoder_table(hp["decoders"])]
     if neo.get("memory", {}).get("breakdown"):
         text += ["", "## Where one neonize worker's private memory (USS) goes", "", "| where | MiB |", "|---|---|"]
         text += [f"| {k} | {v / MIB:.2f} |" for k, v in neo["memory"]["breakdown"].items() if v >= 0.05 * MIB]
