@@ -51,3 +51,17 @@ def test_a_worker_whose_loop_hangs_while_the_process_lives_is_replaced(fleet_fac
     wait_until(lambda: not alive(first.pid), timeout=5, what="the hung worker to be gone")
     status = service.control("status")["bots"][0]
     assert status["restarts"] >= 1 and status["last_exit"] == "SIGKILL"
+
+
+def test_heartbeats_keep_to_the_fleets_shared_beat_and_never_come_later_than_the_interval():
+    """Every worker beats on multiples of its interval of the host's monotonic clock, so a fleet's
+    heartbeats reach the supervisor together (one pass, not one wakeup each)."""
+    from worker.main import next_beat_after
+
+    for interval in (0.05, 1.0, 30.0):
+        for now in (0.0, 12.345, 1000.0 + interval / 2, 7 * interval, 98765.4321):
+            beat = next_beat_after(now, interval)
+            assert now < beat <= now + interval + 1e-9
+            assert abs(beat / interval - round(beat / interval)) < 1e-6, "on the shared beat"
+    # two workers started at different moments beat at the same instants from their second beat on
+    assert next_beat_after(100.13, 1.0) == next_beat_after(100.97, 1.0) == 101.0
