@@ -6,6 +6,8 @@ import os
 import signal
 import time
 
+import pytest
+
 from protocol import ContainerState as S
 from protocol import Hello, StateChange
 
@@ -53,15 +55,21 @@ def test_a_worker_whose_loop_hangs_while_the_process_lives_is_replaced(fleet_fac
     assert status["restarts"] >= 1 and status["last_exit"] == "SIGKILL"
 
 
-def test_heartbeats_keep_to_the_fleets_shared_beat_and_never_come_later_than_the_interval():
-    """Every worker beats on multiples of its interval of the host's monotonic clock, so a fleet's
-    heartbeats reach the supervisor together (one pass, not one wakeup each)."""
-    from worker.main import next_beat_after
+def test_heartbeats_keep_to_their_groups_shared_beat_and_never_come_later_than_the_interval():
+    """Every worker beats at (k + its group's phase) * interval of the host's monotonic clock, so
+    a fleet's heartbeats reach the supervisor in a few batches, not one wakeup each."""
+    from worker.main import BEAT_GROUPS, beat_phase, next_beat_after
 
+    phases = {beat_phase(f"bot{i}") for i in range(200)}
+    assert len(phases) == BEAT_GROUPS and all(0 <= p < 1 for p in phases), "spread over every group"
+    assert beat_phase("bot7") == beat_phase("bot7"), "the same in every worker"
     for interval in (0.05, 1.0, 30.0):
-        for now in (0.0, 12.345, 1000.0 + interval / 2, 7 * interval, 98765.4321):
-            beat = next_beat_after(now, interval)
-            assert now < beat <= now + interval + 1e-9
-            assert abs(beat / interval - round(beat / interval)) < 1e-6, "on the shared beat"
-    # two workers started at different moments beat at the same instants from their second beat on
-    assert next_beat_after(100.13, 1.0) == next_beat_after(100.97, 1.0) == 101.0
+        for phase in sorted(phases):
+            for now in (0.0, 12.345, 1000.0 + interval / 2, 7 * interval, 98765.4321):
+                beat = next_beat_after(now, interval, phase)
+                assert now < beat <= now + interval + 1e-9
+                k = beat / interval - phase
+                assert abs(k - round(k)) < 1e-6, "on the group's beat"
+    # two workers of one group started at different moments beat together from their second beat on
+    assert next_beat_after(100.35, 1.0, 0.3) == next_beat_after(101.25, 1.0, 0.3) == pytest.approx(101.3)
+    assert next_beat_after(100.13, 1.0, 0.3) == pytest.approx(100.3)

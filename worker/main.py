@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import time
+import zlib
 from typing import Any
 
 import zmq
@@ -86,12 +87,22 @@ def run_worker(spec: WorkerSpec) -> int:
     return code
 
 
-def next_beat_after(now: float, interval: float) -> float:
-    """The next multiple of ``interval`` on the monotonic clock, which every process of the host
-    shares: the fleet's heartbeats leave together, and the supervisor takes them in a few passes
-    instead of waking once for each (at 200 bots, a wakeup cost more than the heartbeat it
-    carried: bench/ISSUE18-notes.md). A beat is never sent later than ``interval`` after the last."""
-    return (math.floor(now / interval) + 1) * interval
+#: a fleet's heartbeats leave in this many groups per interval, a bot's group fixed by its id
+BEAT_GROUPS = 10
+
+
+def beat_phase(bot_id: str) -> float:
+    """Where in the interval this bot's group beats (0 <= phase < 1), the same in every worker."""
+    return (zlib.crc32(bot_id.encode()) % BEAT_GROUPS) / BEAT_GROUPS
+
+
+def next_beat_after(now: float, interval: float, phase: float = 0.0) -> float:
+    """The next ``(k + phase) * interval`` on the monotonic clock, which every process of the
+    host shares. Heartbeats sent whenever each worker started make one supervisor wakeup each,
+    and at 200 bots a wakeup cost more than the heartbeat it carried (bench/ISSUE18-notes.md);
+    all at one instant make a burst that events queue behind. In BEAT_GROUPS groups they
+    arrive as a few small batches. A beat is never sent later than ``interval`` after ``now``."""
+    return (math.floor(now / interval - phase) + 1 + phase) * interval
 
 
 class WorkerLoop:
@@ -157,7 +168,7 @@ class WorkerLoop:
         app_fd = self._start_app(backend, poller)
         app_due: float | None = None
 
-        interval = spec.bot.heartbeat_interval
+        interval, phase = spec.bot.heartbeat_interval, beat_phase(spec.bot.id)
         now = time.monotonic()
         backend.start(now)
         next_beat = now
@@ -173,7 +184,7 @@ class WorkerLoop:
             if now >= next_beat:
                 self.bus.heartbeat(backend.status, backend.connection_attempts)
                 self.bus.drain_subscriptions()
-                next_beat = next_beat_after(now, interval)
+                next_beat = next_beat_after(now, interval, phase)
             wake_at = min(t for t in (next_beat, backend_due, outbox_due, app_due) if t is not None)
             timeout_ms = max(0, int((wake_at - now) * 1000) + 1)
             ready = dict(poller.poll(timeout_ms))
