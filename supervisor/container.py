@@ -3,7 +3,8 @@
 It owns the bot's state machine (protocol.states.TRANSITIONS, walked only by ``_transition``),
 its current worker process, its restart bookkeeping, its event history and its listeners.
 It does no I/O of its own: spawning, publishing and timers go through the Runtime, which the
-Supervisor implements and tests replace.
+Supervisor implements and tests replace. What the supervisor feeds in (messages, health
+looks) is supervisor/intake.py; what it shows (history entries, status) supervisor/views.py.
 """
 
 from __future__ import annotations
@@ -12,26 +13,20 @@ import logging
 import signal
 import time
 from collections import Counter, deque
-from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Callable, Protocol
 
-from protocol import (
-    BotStatus,
-    ContainerState,
-    ErrorEvent,
-    Event,
-    EventType,
-    Message,
-    exit_codes,
-)
+from protocol import BotStatus, ContainerState, ErrorEvent, EventType, exit_codes
 from protocol.config import BotConfig
-from protocol.wire import KIND_NAME, as_mapping
 from protocol.states import PROCESS_STATES, TRANSITIONS
 
 from . import health
+from .intake import STATUS_SAMPLE_AGE_S, MessageIntake
 from .restart import ExitAction, backoff_delay, classify_exit, within_intensity
 from .timers import Timer
+from .views import ContainerEvent, ContainerStatus, as_event, iso
+
+__all__ = ["BotContainer", "ContainerEvent", "ContainerStatus", "InvalidTransition", "Runtime", "StopIntent", "iso"]
 
 log = logging.getLogger("botvisor.container")
 S = ContainerState
@@ -40,10 +35,6 @@ S = ContainerState
 #: serves just a loop that comes back within it, so it is short, and a hang is replaced within
 #: heartbeat_timeout + 0.5 s (bench)
 STALE_GRACE_S = 0.25
-#: a status shows RSS and CPU sampled at most this long ago (each sample reads /proc twice)
-STATUS_SAMPLE_AGE_S = 1.0
-#: max_memory_mb is checked on heartbeats against a sample at most this old
-MEMORY_SAMPLE_AGE_S = 1.0
 
 
 class InvalidTransition(RuntimeError):
@@ -58,42 +49,6 @@ class StopIntent(Enum):
     RECOVER = "recover"  # unhealthy (stale, over memory): a restart under the policy, counted
 
 
-@dataclass(frozen=True, slots=True)
-class ContainerEvent:
-    """An entry of the event history, as handed to listeners."""
-
-    type: str
-    data: dict[str, Any]
-    #: unix seconds
-    timestamp: float
-    #: the worker that sent it and its seq there: with server and bot, what names the event
-    #: (the gateway recovers a seq gap from the history with them)
-    pid: int = 0
-    seq: int = -1
-
-
-@dataclass(frozen=True, slots=True)
-class ContainerStatus:
-    container_id: str
-    bot_status: BotStatus
-    container_state: ContainerState
-    is_healthy: bool
-    last_heartbeat: str | None
-    connection_attempts: int
-    creds_last_updated: str | None
-    event_history_size: int
-    pid: int | None
-    restarts: int
-    uptime: float | None
-    last_exit: str | None
-    next_restart_at: str | None
-    reason: str | None
-    events_total: int
-    events_lost: int
-    rss: int
-    cpu: float
-
-
 class Runtime(Protocol):
     """What a container needs from the supervisor around it."""
 
@@ -104,24 +59,7 @@ class Runtime(Protocol):
     def call_later(self, delay: float, callback: Callable[[], None]) -> Timer: ...
 
 
-#: the event types that change a container's state (see _on_state_event)
-_STATE_EVENTS = frozenset({EventType.CONNECTION_UPDATE.value, EventType.CREDS_UPDATE.value, EventType.ERROR.value})
-
-
-def _as_event(entry: tuple[str, Any, float, int, int]) -> ContainerEvent:
-    """A history entry as listeners and readers see it: its data as plain mappings. Built on
-    read, not per event: most events are never read back (the history is a ring)."""
-    name, data, timestamp, pid, seq = entry
-    return ContainerEvent(name, as_mapping(data), timestamp, pid, seq)
-
-
-def iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}Z"
-
-
-class BotContainer:
+class BotContainer(MessageIntake):
     def __init__(self, bot: BotConfig, runtime: Runtime, server_name: str,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.bot = bot
@@ -249,7 +187,7 @@ class BotContainer:
 
     def get_event_history(self, limit: int | None = None) -> list[ContainerEvent]:
         entries = list(self.history)
-        return [_as_event(entry) for entry in (entries[-limit:] if limit else entries)]
+        return [as_event(entry) for entry in (entries[-limit:] if limit else entries)]
 
     def is_container_healthy(self) -> bool:
         return self.state is S.RUNNING and health.is_fresh(self._last_seen, self.clock(), self.bot.stale_after)
@@ -269,64 +207,6 @@ class BotContainer:
         from protocol.handle import BotHandle
 
         return BotHandle.for_config(self.runtime.config, self.bot.id, timeout=timeout)
-
-    # -- what the supervisor feeds in ----------------------------------------------------
-    def accepts(self, message: Message) -> bool:
-        """True when ``message`` comes from this container's current worker process."""
-        return self.process is not None and message.pid == self.process.pid
-
-    def on_message(self, message: Message) -> str:
-        """Take in one message of the current worker (its dataclass, or the Struct the
-        supervisor decodes: both are read by attribute only); returns its kind's name."""
-        now = self.clock()
-        self._last_seen = now
-        seq = message.seq
-        if seq == self._next_seq:  # nearly always: the next message of the worker's stream
-            self._next_seq = seq + 1
-        elif seq > self._next_seq:  # the worker numbers from 0 (it could not hand these over)
-            lost = seq - self._next_seq
-            self._next_seq = seq + 1
-            self.events_lost += lost
-            log.warning("bot %s: %d message(s) lost before seq %d", self.bot.id, lost, seq)
-        kind = KIND_NAME[type(message)]
-        if kind == "event":  # most of the traffic
-            data = message.data  # type: ignore[union-attr]
-            name = message.type._value_  # type: ignore[union-attr]
-            if name in _STATE_EVENTS:  # the others (messages, presence, receipts...) change no state
-                self._on_state_event(name, message, data)  # type: ignore[arg-type]
-            self.events_total[name] += 1
-            # the history keeps the data as it came (a Struct): its mapping is built when read
-            entry = (name, data, message.ts, message.pid, seq)
-            self.history.append(entry)
-            if self.listeners:
-                self._notify(_as_event(entry))
-        elif kind == "heartbeat":
-            self._last_heartbeat_wall = message.ts
-            self.bot_status = message.bot_status  # type: ignore[union-attr]
-            self.connection_attempts = message.connection_attempts  # type: ignore[union-attr]
-            if self.bot.max_memory_mb is not None:
-                self._check_memory()
-        elif kind == "hello" and self.state is S.INITIALIZING:
-            self._running_since = now
-            self.bot_status = BotStatus.LOADING
-            self._transition(S.RUNNING, "worker said hello")
-        return kind
-
-    def _on_state_event(self, name: str, event: Event, data: Any) -> None:
-        if name == EventType.CONNECTION_UPDATE:
-            if data.connection == "open":
-                self.bot_status = BotStatus.ONLINE
-                self.connection_attempts = 0
-            elif data.connection == "close":
-                self.bot_status = BotStatus.OFFLINE
-                self.connection_attempts = data.attempt or self.connection_attempts
-            elif data.connection == "connecting":
-                self.bot_status = BotStatus.LOADING
-                self.connection_attempts = data.attempt or self.connection_attempts
-        elif name == EventType.CREDS_UPDATE:
-            self.creds_last_updated = data.last_updated or event.ts
-        elif name == EventType.ERROR and data.fatal:
-            self._last_error = data
 
     def on_exit(self, exitcode: int | None) -> None:
         """The worker process ended (its sentinel fired): decide what comes next."""
@@ -367,38 +247,6 @@ class BotContainer:
             self._terminate(StopIntent.RECOVER, f"unhealthy: no heartbeat for {quiet:.1f} s "
                                                 f"(timeout {self.bot.stale_after:g} s)",
                             grace=min(self.bot.stop_timeout, STALE_GRACE_S))
-
-    def _check_memory(self) -> None:
-        """On every heartbeat: a worker over max_memory_mb is restarted under the policy."""
-        limit = self.bot.max_memory_mb
-        if limit is None or self.process is None or self.state is not S.RUNNING:
-            return
-        self._sample_resources(self.clock(), MEMORY_SAMPLE_AGE_S)
-        if self.rss > limit * 1024 * 1024:
-            self.recover(f"over its memory limit: rss {self.rss / 2**20:.0f} MiB > max_memory_mb {limit}")
-
-    def _sample_resources(self, now: float, max_age: float) -> None:
-        """RSS and CPU from /proc (two reads), unless sampled less than ``max_age`` ago: at 200
-        bots a status that sampled every worker spent ~25 ms of CPU in those reads."""
-        if self.process is None or not self.process.pid:
-            return
-        if self._sampled is not None and self._sampled[0] is self.process and now - self._sampled[1] < max_age:
-            return
-        self.rss, self.cpu = self.process.resources()
-        self._sampled = (self.process, now)
-
-    def stale_at(self) -> float | None:
-        """The clock() time at which this worker goes stale unless heard from (None: no worker
-        to time, or one already being stopped)."""
-        if self.process is None or self.state is S.STOPPING:
-            return None
-        return health.stale_at(self._last_seen, self.bot.stale_after)
-
-    def heartbeat_age(self) -> float | None:
-        """Seconds since the worker's loop was last heard from (None: no worker)."""
-        if self.process is None or self._last_seen is None:
-            return None
-        return max(0.0, self.clock() - self._last_seen)
 
     def recover(self, reason: str) -> None:
         """Restart the worker under the restart policy (e.g. over its memory limit)."""

@@ -1,0 +1,131 @@
+"""Worker traffic: every message on the events endpoint checked (signature, decode, topic,
+seq) and republished on the tap, and the tap's own bookkeeping.
+
+A mixin of the Supervisor (supervisor/arbiter.py), whose loop calls ``_on_events`` when the
+events socket has input; its sockets, containers and stats are the Supervisor's.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import zmq
+
+from protocol import EventType, ProtocolError, check_topic
+from protocol.codec import decode_wire
+from protocol.signing import SIGNATURE_BYTES, Verifier
+from protocol.topics import split
+
+from .poller import queued
+from .sockets import publish_lossy
+
+log = logging.getLogger("botvisor.supervisor")
+
+#: worker messages read per pass; then timers, control requests (a ``status`` under load) and
+#: exits get their turn: at ~15 µs a message, 256 is under 4 ms
+EVENTS_BATCH = 256
+#: accepted messages republished together (see _flush_tap), at most this many at a time
+TAP_BATCH = 64
+_NOBLOCK = int(zmq.NOBLOCK)
+_SNDMORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)
+#: how long an exit waits for the worker's last messages (its error and bye) still in flight
+LAST_WORDS_S = 0.25
+
+
+class Relay:
+    """The Supervisor's worker-traffic half (see the module docstring)."""
+
+    def _on_events(self) -> None:
+        handle, n = self._on_worker_message, 0
+        for n, frames in enumerate(queued(self.events, EVENTS_BATCH), start=1):
+            handle(frames)
+        self._flush_tap()
+        self._events_saturated = n == EVENTS_BATCH
+        self._events_dense = n > 1
+        if not self._events_saturated:  # read until empty: the next poll need not look again
+            self.poller.drained(self.events)
+
+    def _on_worker_message(self, frames: list[bytes]) -> None:
+        if len(frames) != 3 or len(frames[2]) != SIGNATURE_BYTES:
+            self._reject("frames", f"expected [topic, payload, signature], got {len(frames)} frame(s)")
+            return
+        topic, payload, signature = frames
+        try:
+            _server, bot_id, _rest = split(topic.decode())
+        except UnicodeDecodeError:
+            self._reject("topic", "topic is not UTF-8")
+            return
+        container = self.manager.find(bot_id)
+        secret = self.secrets.get(bot_id)
+        verifier = self._verifiers.get(bot_id)
+        if secret is not None and (verifier is None or verifier.secret is not secret):
+            verifier = self._verifiers[bot_id] = Verifier(secret)  # a new worker, a new secret
+        if container is None or secret is None or not verifier(topic, payload, signature):
+            self._reject("signature", f"message for bot {bot_id!r} does not carry its worker's signature")
+            return
+        try:
+            message = decode_wire(payload)  # a Struct, read attribute for attribute like the dataclass
+            check_topic(topic, message)
+        except ProtocolError as exc:
+            self._reject("malformed", f"bot {bot_id}: {exc}")
+            return
+        if message.server != self.server or not container.accepts(message):
+            self.stats["stale"] += 1  # e.g. the last words of a worker already replaced
+            return
+        kind = container.on_message(message)
+        self._tap_pending.append((topic, payload))
+        if len(self._tap_pending) >= TAP_BATCH:
+            self._flush_tap()
+        if kind == "event":
+            if message.type is EventType.ERROR:
+                outage = self.outages.observe(bot_id, message.data, time.monotonic())
+                if outage is not None:
+                    self.notice("error", outage)
+        elif kind == "bye":
+            self._byes.add(message.pid)
+
+    def _await_last_words(self, pid: int, exitcode: int | None) -> None:
+        """A worker that exited on purpose sent its error and bye just before; the exit can be
+        seen before they are read. Read them first (bounded), so the exit is judged with its reason."""
+        deadline = time.monotonic() + LAST_WORDS_S
+        if exitcode is not None and exitcode >= 0:  # a signal's victim says nothing
+            while pid not in self._byes and (left := deadline - time.monotonic()) > 0:
+                if self.events.poll(int(left * 1000) + 1):
+                    self._on_events()
+        self._byes.discard(pid)
+
+    def _reject(self, kind: str, why: str) -> None:
+        self.stats[f"rejected_{kind}"] += 1
+        self.stats["rejected"] += 1
+        if self.stats["rejected"] <= 10 or self.stats["rejected"] % 1000 == 0:
+            log.warning("dropped a message on the events endpoint (%d so far): %s", self.stats["rejected"], why)
+
+    def _to_tap(self, topic: bytes, payload: bytes) -> None:
+        self._tap_pending.append((topic, payload))  # after what came before it, in order
+        self._flush_tap()
+
+    def _flush_tap(self) -> None:
+        """Republish what the pass accepted, back to back: ZeroMQ wakes its I/O thread (a
+        syscall) when a pipe goes from empty to non-empty, so sends spread over a pass cost a
+        wakeup each, and sends in a row share one. Plain-int flags: ``send_multipart``'s
+        ``SNDMORE | flags`` builds an IntFlag per frame, which cost more than the send.
+
+        The tap has XPUB_NODROP: a full tap queue refuses the first frame (EAGAIN); that message
+        is counted in tap_dropped and sent again lossy, so the taps that keep up still get it."""
+        pending = self._tap_pending
+        if pending:
+            send = self._tap_send
+            for topic, payload in pending:
+                try:
+                    send(topic, _SNDMORE_NOBLOCK)
+                except zmq.Again:
+                    self.stats["tap_dropped"] += 1
+                    publish_lossy(self.tap, [topic, payload])
+                    continue
+                send(payload, _NOBLOCK)
+            pending.clear()
+
+    def _on_tap_subscriptions(self) -> None:
+        for _frames in queued(self.tap):
+            pass  # a tap (un)subscribed; XPUB hands us the notice, there is nothing to do with it
