@@ -142,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
         rss.close()
         log(f"chaos done: {dict(record.done)}; reloads {dict(record.reloads)}")
         checks, _ = c.end_of_run(fleet, record, tap, rss, stats_before)
+        for t, bot, pid, reason in c.wrong_verdicts(record, tap):
+            log(f"wrong stale verdict: {bot} pid {pid} at +{t - tap.started:.3f} s ({reason}); its timeline:\n"
+                + "\n".join(c.timeline(record, tap, bot, t)))
         log("SIGKILL phase")
         checks += kill_phase(fleet, supervisor, Driver(fleet, seed + 1, Record()), record)
         print(c.table(seed, args.duration, checks))

@@ -149,9 +149,28 @@ def end_of_run(fleet: Fleet, record: Record, tap: CleanTap, rss: RssSampler, sta
     return checks, status
 
 
+def timeline(record: Record, tap: CleanTap, bot: str, around: float, before: float = 6.0,
+             after: float = 1.0) -> list[str]:
+    """What the driver did to ``bot`` and what the clean tap saw of it around ``around``: the
+    evidence a wrong stale verdict is explained with."""
+    rows = [(t, f"driver  {what} pid {pid}") for t, what, b, pid in record.aimed if b == bot]
+    rows += [(t, f"tap     {what} pid {pid} seq {seq}") for t, b, what, pid, seq in tap.timeline if b == bot]
+    if record.saturation:
+        rows += [(record.saturation[0], "driver  CPU hogs started")]
+        if record.saturation[1]:
+            rows += [(record.saturation[1], "driver  CPU hogs stopped")]
+    return [f"  +{t - tap.started:7.3f} s  {text}" for t, text in sorted(rows)
+            if around - before <= t <= around + after]
+
+
+def wrong_verdicts(record: Record, tap: CleanTap) -> list[tuple[float, str, int, str]]:
+    """Stale verdicts on a worker the driver never stopped."""
+    return [v for v in tap.stale_verdicts if v[2] not in record.stopped]
+
+
 def saturation_checks(record: Record, tap: CleanTap) -> list[Check]:
     wrong = [f"{bot} pid {pid} at +{t - tap.started:.1f} s ({reason[:40]})"
-             for t, bot, pid, reason in tap.stale_verdicts if pid not in record.stopped]
+             for t, bot, pid, reason in wrong_verdicts(record, tap)]
     checks = [Check("no healthy worker judged stale (whole run)", f"{len(wrong)} {'; '.join(wrong[:2])}",
                     "0", not wrong)]
     if record.saturation is None:

@@ -43,6 +43,9 @@ class CleanTap(threading.Thread):
         #: (monotonic, bot, pid, reason) of every container judged unhealthy
         self.stale_verdicts: list[tuple[float, str, int, str]] = []
         self._expected: dict[Any, int] = {}
+        #: (monotonic, bot, what, pid, seq) of every message relayed: the timeline a wrong
+        #: verdict is explained with
+        self.timeline: list[tuple[float, str, str, int, int]] = []
         self.started = time.monotonic()
 
     def run(self) -> None:
@@ -70,6 +73,7 @@ class CleanTap(threading.Thread):
             if getattr(message, "pid", 0) == FORGED_PID:
                 self.relayed_forgeries += 1
                 return
+            self.timeline.append((time.monotonic(), message.bot, _what(message), message.pid, message.seq))
             if isinstance(message, Hello):
                 self.worker_pids[message.bot].add(message.pid)
             if (isinstance(message, StateChange) and message.pid and message.reason
@@ -88,6 +92,12 @@ class CleanTap(threading.Thread):
         self.join(2)
         self.socket.close(0)
         self.context.term()
+
+
+def _what(message: Any) -> str:
+    if isinstance(message, StateChange):
+        return f"state {message.previous.value} -> {message.state.value} ({message.reason or ''})"
+    return type(message).__name__.lower()
 
 
 class RssSampler(threading.Thread):
