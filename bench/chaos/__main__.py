@@ -153,7 +153,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             args.json.write_text(json.dumps({"seed": seed, "duration": args.duration,
                                              "checks": [vars(x) for x in checks], "actions": record.done,
-                                             "rss": rss.samples}, indent=1))
+                                             "rss": rss.samples, "started": tap.started,
+                                             "stale_verdicts": tap.stale_verdicts, "stopped": sorted(record.stopped),
+                                             "saturation": record.saturation, "aimed": record.aimed,
+                                             "timeline": tap.timeline}, indent=1))
         return 0 if all(x.ok for x in checks) else 1
     finally:
         if supervisor is not None:
