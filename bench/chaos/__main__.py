@@ -98,11 +98,13 @@ def kill_phase(fleet: Fleet, supervisor: subprocess.Popen[bytes], driver: Driver
         again.send_signal(signal.SIGTERM)
         code = again.wait(30)
         gone_by = time.monotonic() + 2.0  # the forkserver and resource tracker follow within moments
-        while (left := [p for p in tree if alive(p)] + [p.pid for p in c.fleet_processes()]) and \
-                time.monotonic() < gone_by:
+        children = c.started_children(fleet)  # of every worker of the soak, both supervisors'
+        while (left := [p for p in tree if alive(p)] + [p.pid for p in c.fleet_processes()]
+               + c.surviving_children(children, set())) and time.monotonic() < gone_by:
             time.sleep(0.02)
-        checks.append(c.Check("clean stop of the new supervisor", f"exit {code}, {len(left)} left", "exit 0, 0 left",
-                              code == 0 and not left))
+        checks.append(c.Check("clean stop of the new supervisor: nothing left",
+                              f"exit {code}, {len(left)} of {len(tree)} processes and {len(children)} children left"
+                              + (f" {left[:4]}" if left else ""), "exit 0, 0 left", code == 0 and not left))
     finally:
         kill_pids(tree_of(again.pid) | {again.pid})
         again.wait(5)
@@ -148,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         log("SIGKILL phase")
         checks += kill_phase(fleet, supervisor, Driver(fleet, seed + 1, Record()), record)
         print(c.table(seed, args.duration, checks))
+        print("\n" + c.rss_table(rss))
         print(f"\nactions: {dict(record.done)}; reloads: {dict(record.reloads)}; "
               f"forged {record.forged_sent}, garbage {record.garbage_sent}; clean tap read {tap.messages} messages")
         if args.json:

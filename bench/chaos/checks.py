@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -76,8 +77,39 @@ def unknown_processes(status: dict[str, Any], leaders: set[int]) -> tuple[list[i
     """(fleet workers the supervisor does not know, processes of dead workers' sessions)."""
     known = {b["pid"] for b in status.values() if b.get("pid")}
     strangers = [p.pid for p in fleet_processes() if p.pid not in known and _alive(p)]
-    orphans = [p.pid for p in session_members(leaders - known)]
+    # a dead worker's pid can be a new process's by now (pid_max wraps on a busy machine): a
+    # session whose leader lives is that process's, and a live worker of ours is a stranger above
+    dead = {pid for pid in leaders - known if not psutil.pid_exists(pid)}
+    orphans = [p.pid for p in session_members(dead)]
     return strangers, orphans
+
+
+#: what a simulated bot with spawn_child logs (worker/backends/simulated.py)
+CHILD_LINE = re.compile(r"pid=(\d+) botvisor\.backend\.simulated: started child process (\d+)")
+
+
+def started_children(fleet: Fleet) -> list[tuple[int, int]]:
+    """(worker pid, child pid) of every child process a worker said it started."""
+    try:
+        text = (fleet.root / "supervisor.log").read_text(errors="replace")
+    except OSError:
+        return []
+    return [(int(w), int(c)) for w, c in CHILD_LINE.findall(text)]
+
+
+def surviving_children(children: list[tuple[int, int]], live_workers: set[int]) -> list[int]:
+    """Children still running although the worker that started them is gone. A pid counts only
+    while it is still in its worker's session (else it is a new process's)."""
+    left = []
+    for worker, child in children:
+        if worker in live_workers:
+            continue
+        try:
+            if os.getsid(child) == worker and psutil.Process(child).status() != psutil.STATUS_ZOMBIE:
+                left.append(child)
+        except (OSError, psutil.Error):
+            pass
+    return left
 
 
 def _alive(process: psutil.Process) -> bool:
@@ -120,7 +152,15 @@ def end_of_run(fleet: Fleet, record: Record, tap: CleanTap, rss: RssSampler, sta
     strangers, orphans = unknown_processes(status, leaders)
     checks.append(Check("no fleet process unknown to the supervisor", f"{len(strangers)} {strangers[:5]}", "0",
                         not strangers))
-    checks.append(Check("no process of a dead worker survives", f"{len(orphans)} {orphans[:5]}", "0", not orphans))
+    checks.append(Check("no process of a dead worker survives",
+                        f"{len(orphans)} {orphans[:5]} in {len(leaders)} worker sessions", "0", not orphans))
+    children = started_children(fleet)
+    known = {b["pid"] for b in status.values() if b.get("pid")}
+    left = surviving_children(children, known)
+    ended = sum(w not in known for w, _ in children)
+    checks.append(Check("every child a dead worker started ended with it",
+                        f"{len(left)} {left[:5]} of {ended} started by dead workers", "0, of >= 1",
+                        not left and ended >= 1))
     checked, problems = stores(fleet)
     checks.append(Check("session stores and metadata intact", f"{checked} dirs, {len(problems)} bad "
                         + "; ".join(problems)[:60], "0 bad", not problems and checked >= len(fleet.should_run())))
@@ -184,6 +224,21 @@ def saturation_checks(record: Record, tap: CleanTap) -> list[Check]:
                         f"{len(during)} calls over {end - start:.0f} s, worst {worst * 1000:.0f} ms",
                         f"<= {STATUS_BOUND * 1000:.0f} ms", bool(during) and worst <= STATUS_BOUND))
     return checks
+
+
+def rss_table(rss: RssSampler, points: int = 10) -> str:
+    """The supervisor's RSS over the run, the second half (the flat check's span) marked."""
+    rows = rss.profile(points)
+    if not rows:
+        return "supervisor RSS: no samples"
+    end = rows[-1][0]
+    head, tail, slope = rss.halves()
+    lines = ["supervisor RSS over the chaos (median of each tenth of the samples, one a second)", "",
+             "| until | RSS MiB | half |", "| --- | --- | --- |"]
+    lines += [f"| {t:6.0f} s | {mib:6.1f} | {'second' if t > end / 2 else 'first'} |" for t, mib in rows]
+    lines.append(f"\nsecond half: {head:.1f} -> {tail:.1f} MiB ({tail - head:+.2f} MiB, {slope:+.2f} MiB/min), "
+                 f"allowed growth {RSS_FLAT_MIB:g} MiB")
+    return "\n".join(lines)
 
 
 def table(seed: int, duration: float, checks: list[Check]) -> str:

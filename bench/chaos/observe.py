@@ -122,6 +122,19 @@ class RssSampler(threading.Thread):
         self.stopping.set()
         self.join(2)
 
+    def profile(self, points: int = 10) -> list[tuple[float, float]]:
+        """(seconds, MiB) at ``points`` even steps of the run: each the median of its step's samples."""
+        if not self.samples:
+            return []
+        end = self.samples[-1][0]
+        rows = []
+        for i in range(points):
+            lo, hi = end * i / points, end * (i + 1) / points
+            window = sorted(rss for t, rss in self.samples if lo <= t <= hi)
+            if window:
+                rows.append((hi, window[len(window) // 2] / 2**20))
+        return rows
+
     def halves(self) -> tuple[float, float, float]:
         """(MiB at the start of the second half, MiB at its end, MiB/min slope over it), from
         the medians of its first and last fifth (single samples jump with the allocator)."""
