@@ -19,11 +19,14 @@ import zmq
 from protocol import BotStatus, Heartbeat, encode
 from protocol.control import Request, decode_reply, encode_request
 
-from .fleet import FATAL_BOT, SERVER, TIMEOUT, Fleet
+from .fleet import FATAL_BOT, NICE, REPO, SERVER, TIMEOUT, Fleet
 from .observe import FORGED_PID
 
-#: a busy bot: spins at the workers' own priority (bots.nice, 10 below the supervisor)
-HOG = "import os; os.nice(10)\nwhile 1: pass"
+#: a busy bot: spins at the workers' own priority. Like a worker it leads its own session and
+#: lowers that session's autogroup by bots.nice (worker/priority.py): with autogroup scheduling
+#: a plain os.nice(10) in the driver's session weighed as the driver's group, nice 0, and with
+#: two of them spinning a worker's start (hello to first heartbeat) took 2-3 times as long
+HOG = f"from worker.priority import lower_priority; lower_priority({NICE})\nwhile 1: pass"
 
 
 @dataclass
@@ -272,7 +275,8 @@ class Driver:
 
     # -- CPU saturation ------------------------------------------------------------------
     def start_hogs(self) -> None:
-        self._hogs = [subprocess.Popen([sys.executable, "-c", HOG]) for _ in range(os.cpu_count() or 2)]
+        self._hogs = [subprocess.Popen([sys.executable, "-c", HOG], cwd=REPO, start_new_session=True)
+                      for _ in range(os.cpu_count() or 2)]
         self.record.saturation = (time.monotonic(), 0.0)
         self.record.done["hogs"] = len(self._hogs)
 

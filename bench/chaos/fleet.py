@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from protocol.client import ControlClient
+from protocol.config import SupervisorSettings
 
 REPO = Path(__file__).resolve().parents[2]
 SERVER = "chaos"
@@ -20,6 +21,8 @@ TIMEOUT = 2.0  # heartbeat_timeout: a stopped worker is judged stale after this
 BACKOFF = {"initial": 0.1, "factor": 2.0, "max": 2.0, "jitter": 0.2, "reset_after": 5.0,
            "max_restarts": 100000, "restart_window": 60.0}
 FATAL_BOT = "fatal"
+#: the workers' nice below the supervisor (the default; the soak's busy processes take it too)
+NICE = SupervisorSettings().nice
 
 
 def bots() -> list[dict[str, Any]]:
