@@ -23,7 +23,7 @@ from bench.procs import alive
 from . import checks as c
 from .actions import Driver, Record
 from .fleet import FATAL_BOT, Fleet
-from .observe import CleanTap, RssSampler
+from .observe import CleanTap, ProcSampler, RssSampler
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -127,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     supervisor = None
     tap = CleanTap(fleet.endpoint("tap"))
     tap.start()
+    procs = ProcSampler(tap)
+    procs.start()
     log(f"seed {seed}, {args.duration:g} s, fleet in {fleet.root}")
     try:
         supervisor = fleet.start_supervisor(args.supervisor_wrapper)
@@ -143,10 +145,13 @@ def main(argv: list[str] | None = None) -> int:
         driver.finish()
         rss.close()
         log(f"chaos done: {dict(record.done)}; reloads {dict(record.reloads)}")
-        checks, _ = c.end_of_run(fleet, record, tap, rss, stats_before)
-        for t, bot, pid, reason in c.wrong_verdicts(record, tap):
-            log(f"wrong stale verdict: {bot} pid {pid} at +{t - tap.started:.3f} s ({reason}); its timeline:\n"
-                + "\n".join(c.timeline(record, tap, bot, t)))
+        checks, _ = c.end_of_run(fleet, record, tap, procs, rss, stats_before)
+        procs.close()
+        for v in c.stale_verdicts(record, tap, procs):
+            log(f"stale verdict on a worker nobody stopped: {v.line(tap.started)}, machine I/O stalls "
+                f"{v.io_stalled:.1f} s ({v.reason}); "
+                + ("blocked on the disk" if v.on_disk else "UNEXPLAINED") + "; its timeline:\n"
+                + "\n".join(c.timeline(record, tap, procs, v.bot, v.at)))
         log("SIGKILL phase")
         checks += kill_phase(fleet, supervisor, Driver(fleet, seed + 1, Record()), record)
         print(c.table(seed, args.duration, checks))
@@ -159,13 +164,15 @@ def main(argv: list[str] | None = None) -> int:
                                              "rss": rss.samples, "started": tap.started,
                                              "stale_verdicts": tap.stale_verdicts, "stopped": sorted(record.stopped),
                                              "saturation": record.saturation, "aimed": record.aimed,
-                                             "timeline": tap.timeline}, indent=1))
+                                             "timeline": tap.timeline, "proc_states": procs.samples,
+                                             "io_pressure": procs.io_pressure}, indent=1))
         return 0 if all(x.ok for x in checks) else 1
     finally:
         if supervisor is not None:
             kill_pids(tree_of(supervisor.pid) | {supervisor.pid})
             supervisor.wait(5)
         kill_pids({p.pid for p in c.fleet_processes()})
+        procs.close()
         tap.close()
         if not args.keep:
             fleet.cleanup()

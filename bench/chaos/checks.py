@@ -14,8 +14,8 @@ from worker.credentials import CredentialsManager
 from worker.recovery import check_metadata, check_store
 
 from .actions import Record
-from .fleet import BACKOFF, FATAL_BOT, SERVER, TIMEOUT, Fleet
-from .observe import CleanTap, RssSampler
+from .fleet import BACKOFF, FATAL_BOT, HEARTBEAT, SERVER, TIMEOUT, Fleet
+from .observe import CleanTap, ProcSampler, RssSampler
 
 #: a healthy fleet again after the chaos stops: a stopped worker judged stale (heartbeat_timeout),
 #: its SIGKILL grace (1 s), the longest backoff, a new worker's hello deadline, and 2 s of slack
@@ -134,8 +134,8 @@ def stores(fleet: Fleet) -> tuple[int, list[str]]:
     return checked, problems
 
 
-def end_of_run(fleet: Fleet, record: Record, tap: CleanTap, rss: RssSampler, stats_before: dict[str, int],
-               ) -> tuple[list[Check], dict[str, Any]]:
+def end_of_run(fleet: Fleet, record: Record, tap: CleanTap, procs: ProcSampler, rss: RssSampler,
+               stats_before: dict[str, int]) -> tuple[list[Check], dict[str, Any]]:
     checks: list[Check] = []
     took, status = converge(fleet, CONVERGE_BOUND)
     not_running = [b for b in fleet.should_run() if status.get(b, {}).get("container_state") != "running"]
@@ -180,7 +180,7 @@ def end_of_run(fleet: Fleet, record: Record, tap: CleanTap, rss: RssSampler, sta
                         f"{record.done['bad_control']} answered ({record.control_errors} errors), "
                         f"{record.done['oversized']} oversized dropped, {record.control_unanswered} unanswered",
                         "0 unanswered", record.control_unanswered == 0))
-    checks += saturation_checks(record, tap)
+    checks += saturation_checks(record, tap, procs)
     head, tail, slope = rss.halves()
     checks.append(Check("supervisor RSS flat in the second half",
                         f"{head:.1f} -> {tail:.1f} MiB ({slope:+.2f} MiB/min); peak "
@@ -189,12 +189,22 @@ def end_of_run(fleet: Fleet, record: Record, tap: CleanTap, rss: RssSampler, sta
     return checks, status
 
 
-def timeline(record: Record, tap: CleanTap, bot: str, around: float, before: float = 6.0,
+def timeline(record: Record, tap: CleanTap, procs: ProcSampler, bot: str, around: float, before: float = 6.0,
              after: float = 1.0) -> list[str]:
-    """What the driver did to ``bot`` and what the clean tap saw of it around ``around``: the
-    evidence a wrong stale verdict is explained with."""
+    """What the driver did to ``bot``, what the clean tap saw of it and the states its workers
+    were sampled in around ``around``: the evidence a stale verdict is explained with."""
     rows = [(t, f"driver  {what} pid {pid}") for t, what, b, pid in record.aimed if b == bot]
     rows += [(t, f"tap     {what} pid {pid} seq {seq}") for t, b, what, pid, seq in tap.timeline if b == bot]
+    pids = tap.worker_pids.get(bot, set())
+    runs: list[list[Any]] = []  # consecutive samples of one pid in one state: one row
+    for t, pid, state, wchan in procs.samples:
+        if pid in pids and around - before <= t <= around + after:
+            if runs and runs[-1][1:4] == [pid, state, wchan] and t - runs[-1][4] <= 2.5 * procs.every:
+                runs[-1][4], runs[-1][5] = t, runs[-1][5] + 1
+            else:
+                runs.append([t, pid, state, wchan, t, 1])
+    rows += [(t, f"/proc   pid {pid} in {state}{f' ({wchan})' if wchan else ''}, {n} sample(s) to +{last - tap.started:.3f} s")
+             for t, pid, state, wchan, last, n in runs]
     if record.saturation:
         rows += [(record.saturation[0], "driver  CPU hogs started")]
         if record.saturation[1]:
@@ -203,20 +213,60 @@ def timeline(record: Record, tap: CleanTap, bot: str, around: float, before: flo
             if around - before <= t <= around + after]
 
 
-def wrong_verdicts(record: Record, tap: CleanTap) -> list[tuple[float, str, int, str]]:
-    """Stale verdicts on a worker the driver never stopped."""
-    return [v for v in tap.stale_verdicts if v[2] not in record.stopped]
+@dataclass
+class Verdict:
+    """A stale verdict on a worker the driver never stopped, with what its quiet time went to."""
+
+    at: float
+    bot: str
+    pid: int
+    reason: str
+    #: seconds from the worker's last message (or its start) to the verdict
+    quiet: float
+    #: of which it was seen blocked in the kernel, uninterruptibly (D: disk I/O, the journal)
+    blocked: float
+    #: seconds some task on the machine waited on I/O meanwhile (PSI)
+    io_stalled: float
+
+    @property
+    def on_disk(self) -> bool:
+        """Blocked on the disk for all of its quiet time but less than one heartbeat interval:
+        its loop could not have beaten, and nothing of the supervisor's or the worker's code was
+        to blame (each state is sampled every 0.1 s)."""
+        return self.blocked >= self.quiet - HEARTBEAT
+
+    def line(self, started: float) -> str:
+        return (f"{self.bot} pid {self.pid} at +{self.at - started:.1f} s: quiet {self.quiet:.1f} s, "
+                f"{self.blocked:.1f} s of it in D")
 
 
-def saturation_checks(record: Record, tap: CleanTap) -> list[Check]:
-    wrong = [f"{bot} pid {pid} at +{t - tap.started:.1f} s ({reason[:40]})"
-             for t, bot, pid, reason in wrong_verdicts(record, tap)]
-    checks = [Check("no healthy worker judged stale (whole run)", f"{len(wrong)} {'; '.join(wrong[:2])}",
-                    "0", not wrong)]
+def stale_verdicts(record: Record, tap: CleanTap, procs: ProcSampler) -> list[Verdict]:
+    """Stale verdicts on workers the driver never stopped."""
+    found = []
+    for at, bot, pid, reason in tap.stale_verdicts:
+        if pid in record.stopped:
+            continue
+        heard = [t for t, b, what, p, _ in tap.timeline if p == pid and b == bot and t < at
+                 and (not what.startswith("state") or "-> initializing" in what)]
+        # the supervisor heard nothing for at least its timeout, whatever the tap saw last
+        since = min(max(heard, default=at - TIMEOUT), at - TIMEOUT)
+        found.append(Verdict(at, bot, pid, reason, at - since, procs.blocked(pid, since, at),
+                             procs.io_stalled(since, at)))
+    return found
+
+
+def saturation_checks(record: Record, tap: CleanTap, procs: ProcSampler) -> list[Check]:
+    verdicts = stale_verdicts(record, tap, procs)
+    wrong = [v for v in verdicts if not v.on_disk]
+    disk = [v for v in verdicts if v.on_disk]
+    checks = [Check("no healthy worker judged stale (whole run)",
+                    f"{len(wrong)} {'; '.join(v.line(tap.started) for v in wrong[:2])}"
+                    + (f" (and {len(disk)} blocked on the disk: {disk[0].line(tap.started)})" if disk else ""),
+                    "0 (blocked on the disk: shown)", not wrong)]
     if record.saturation is None:
         return checks
     start, end = record.saturation
-    hot = [(bot, pid) for t, bot, pid, _ in tap.stale_verdicts if start <= t <= end + TIMEOUT and pid not in record.stopped]
+    hot = [(v.bot, v.pid) for v in wrong if start <= v.at <= end + TIMEOUT]
     checks.append(Check("CPU saturated: no healthy worker judged stale", f"{len(hot)} {hot[:3]}", "0", not hot))
     during = [s for t, s, hot in record.status_latency if hot]
     worst = max(during, default=0.0)

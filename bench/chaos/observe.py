@@ -40,6 +40,8 @@ class CleanTap(threading.Thread):
         self.undecodable = 0
         self.messages = 0
         self.worker_pids: dict[str, set[int]] = defaultdict(set)
+        #: pid -> monotonic time of its hello (a pid can come back: pid_max wraps)
+        self.hello_at: dict[int, float] = {}
         #: (monotonic, bot, pid, reason) of every container judged unhealthy
         self.stale_verdicts: list[tuple[float, str, int, str]] = []
         self._expected: dict[Any, int] = {}
@@ -76,6 +78,7 @@ class CleanTap(threading.Thread):
             self.timeline.append((time.monotonic(), message.bot, _what(message), message.pid, message.seq))
             if isinstance(message, Hello):
                 self.worker_pids[message.bot].add(message.pid)
+                self.hello_at[message.pid] = time.monotonic()
             if (isinstance(message, StateChange) and message.pid and message.reason
                     and message.reason.startswith("unhealthy")):  # the verdict itself (then: pid 0)
                 self.stale_verdicts.append((time.monotonic(), message.bot, message.pid, message.reason))
@@ -145,3 +148,73 @@ class RssSampler(threading.Thread):
         head, tail = sorted(second[:k])[k // 2], sorted(second[-k:])[k // 2]
         span = (self.samples[-1][0] - self.samples[len(self.samples) // 2][0]) / 60.0 or 1.0
         return head / 2**20, tail / 2**20, (tail - head) / 2**20 / span
+
+
+class ProcSampler(threading.Thread):
+    """Where each worker the clean tap has heard of spends its time: its /proc state ten times a
+    second, recorded when it is not plain sleeping (S), with the kernel function it waits in for
+    D (uninterruptible: disk I/O, the filesystem's journal). With the machine's I/O pressure
+    (PSI), this is how a stale verdict on a worker nobody stopped is explained, or not."""
+
+    def __init__(self, tap: CleanTap, every: float = 0.1) -> None:
+        super().__init__(daemon=True, name="proc-states")
+        self.tap = tap
+        self.every = every
+        #: (monotonic, pid, state, wchan) of every sample that was not S
+        self.samples: list[tuple[float, int, str, str]] = []
+        #: (monotonic, microseconds some task waited on I/O since boot) (/proc/pressure/io)
+        self.io_pressure: list[tuple[float, int]] = []
+        self.stopping = threading.Event()
+        #: pid -> when it was found gone (sampled again once a newer hello comes from that pid)
+        self._gone: dict[int, float] = {}
+
+    def run(self) -> None:
+        while not self.stopping.wait(self.every):
+            now = time.monotonic()
+            with self.tap.lock:
+                pids = [p for p, t in self.tap.hello_at.items() if self._gone.get(p, -1.0) < t]
+            for pid in pids:
+                state = _proc_state(pid)
+                if state is None:
+                    self._gone[pid] = now
+                elif state != "S":
+                    self.samples.append((now, pid, state, _read(f"/proc/{pid}/wchan") if state == "D" else ""))
+            if (some := _io_some()) is not None:
+                self.io_pressure.append((now, some))
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.join(2)
+
+    def blocked(self, pid: int, start: float, end: float) -> float:
+        """Seconds ``pid`` was seen in D (blocked in the kernel, uninterruptibly) within [start, end]."""
+        return self.every * sum(1 for t, p, s, _ in self.samples if p == pid and s == "D" and start <= t <= end)
+
+    def io_stalled(self, start: float, end: float) -> float:
+        """Seconds some task on the machine waited on I/O within [start, end] (PSI io some)."""
+        inside = [us for t, us in self.io_pressure if start <= t <= end]
+        return (inside[-1] - inside[0]) / 1e6 if len(inside) > 1 else 0.0
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def _proc_state(pid: int) -> str | None:
+    """The state letter of /proc/<pid>/stat (None: gone or a zombie)."""
+    stat = _read(f"/proc/{pid}/stat")
+    if not stat:
+        return None
+    state = stat[stat.rfind(")") + 2:][:1]
+    return None if state in ("Z", "X", "") else state
+
+
+def _io_some() -> int | None:
+    for line in _read("/proc/pressure/io").splitlines():
+        if line.startswith("some "):
+            return int(line.rsplit("total=", 1)[1])
+    return None
