@@ -21,44 +21,12 @@ from typing import Any, Callable, Iterable
 import psutil
 import zmq
 
+from bench.toml_writer import render_config
 from protocol import Hello, Message, decode
 from protocol.client import ControlClient
 from protocol.topics import WELCOME
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    raise TypeError(value)
-
-
-def render_config(supervisor: dict[str, Any], bots: list[dict[str, Any]], extra: str = "") -> str:
-    lines = ["[supervisor]"]
-    for key, value in supervisor.items():
-        if not isinstance(value, dict):
-            lines.append(f"{key} = {toml_value(value)}")
-    for key, value in supervisor.items():
-        if isinstance(value, dict):
-            lines.append(f"[supervisor.{key}]")
-            lines += [f"{k} = {toml_value(v)}" for k, v in value.items()]
-    for bot in bots:
-        lines.append("[[bots]]")
-        lines += [f"{k} = {toml_value(v)}" for k, v in bot.items() if not isinstance(v, dict)]
-        for key, value in bot.items():
-            if isinstance(value, dict):
-                lines.append(f"[bots.{key}]")
-                lines += [f"{k} = {toml_value(v)}" for k, v in value.items()]
-    return "\n".join(lines) + "\n" + extra
 
 
 #: the default heartbeat_timeout of test fleets (see Fleet.write)
