@@ -7,6 +7,7 @@ fails. Waits synchronise on messages (a hello, a pid change), each bounded by a 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -211,6 +212,17 @@ def alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+
+
+def run_scenario(module: str, scenario: str, timeout: float) -> dict[str, Any]:
+    """``python -m module scenario`` in a fresh interpreter (scenarios that load Go or fill
+    queues must not share the test's process): the JSON result it prints last, without "error"."""
+    done = subprocess.run([sys.executable, "-m", module, scenario], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "error" not in result, result["error"]
+    return result
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.02) -> None:
