@@ -214,6 +214,15 @@ def alive(pid: int) -> bool:
         return False
 
 
+def stop_embedded(supervisor: Any, thread: Any) -> None:
+    """End a Supervisor that runs on ``thread`` of the test's own process; its workers are
+    killed by pid should its shutdown not have stopped them."""
+    supervisor.shutdown()
+    thread.join(timeout=20)
+    for process in [c.process for c in supervisor.manager if c.process is not None]:
+        kill_pid(process.pid)
+
+
 def run_scenario(module: str, scenario: str, timeout: float) -> dict[str, Any]:
     """``python -m module scenario`` in a fresh interpreter (scenarios that load Go or fill
     queues must not share the test's process): the JSON result it prints last, without "error"."""
