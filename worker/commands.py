@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from . import wa_operations
-from .arguments import text_arg, to_jid
+from .arguments import jid_arg, text_arg, to_jid
 from .backends.base import Backend
 from .errors import CommandError
 from .outbox import submit
@@ -21,7 +21,7 @@ def send(backend: Backend, args: dict[str, Any]) -> Any:
     text = text_arg(args, "text")
     if len(text.encode()) > 65536:
         raise CommandError("text is over WhatsApp's 65536-byte limit")
-    to = to_jid(text_arg(args, "to"))
+    to = jid_arg(args, "to")
     extra = wa_operations.reply_args(backend, args)  # quote, mentions
     return submit(backend, "send", {"to": to, "text": text, **extra})
 
@@ -49,7 +49,7 @@ def mark_read(backend: Backend, args: dict[str, Any]) -> Any:
     if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
         raise CommandError("argument 'message_ids' must be a non-empty list of strings")
     sender = args.get("sender")
-    chat = to_jid(text_arg(args, "chat"), "chat")
+    chat = jid_arg(args, "chat")
     given = to_jid(sender, "sender") if isinstance(sender, str) and sender else None
     return backend.mark_read(chat, ids, wa_operations.read_sender(backend, chat, ids, given))
 
