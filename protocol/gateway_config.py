@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .schema import checked, in_range
+from .settings import listen_problem
 
 #: what a webhook's ``events`` may name besides the worker event types
 EXTRA_EVENT_TYPES = ("state", "gateway")
@@ -38,12 +39,6 @@ def _event_types(value: list[str]) -> str | None:
     known = {t.value for t in EventType} | set(EXTRA_EVENT_TYPES) | {"*"}
     bad = [t for t in value if t not in known]
     return f"unknown event type(s) {bad!r} (known: {', '.join(sorted(known))})" if bad else None
-
-
-def _listen(value: str) -> str | None:
-    from .config import _listen as check  # config.py imports this module: look it up late
-
-    return check(value)
 
 
 def _name(value: str) -> str | None:
@@ -98,7 +93,7 @@ class GatewaySettings:
     """``[gateway]``: the HTTP API, the live stream and the webhooks' outbox."""
 
     #: host:port the HTTP server binds (loopback by default: put a TLS proxy in front to expose it)
-    listen: str = checked(lambda v: _listen(v), default="127.0.0.1:8780")
+    listen: str = checked(listen_problem, default="127.0.0.1:8780")
     #: the outbox, dead letters and cursors (SQLite), relative to the config file
     data_dir: str = "gateway"
     #: the API keys' hashes; default ``<config name>.keys.json`` next to the config file

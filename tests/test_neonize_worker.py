@@ -211,6 +211,10 @@ def test_whatsmeow_logs_reach_the_workers_log_at_the_bots_level_and_nothing_raw_
     service, tap = launch(fleet)
     for bot in ("loud", "quiet"):
         tap.wait_for(lambda m, bot=bot: isinstance(m, Bye) and m.bot == bot, timeout=20, what=f"{bot}'s bye")
+    # the forkserver preloaded neonize.utils.log (whose import starts the thread that carries
+    # these lines) yet forks from one thread: the log thread is the worker's own
+    forkservers = [p for p in psutil.Process(service.pid).children() if "forkserver" in " ".join(p.cmdline())]
+    assert [p.num_threads() for p in forkservers] == [1], "the forkserver must fork from a single thread"
     service.signal(signal.SIGTERM)
     assert service.wait(15) == 0
     dialing = "whatsmeow.Client.Socket: Dialing wss://web.whatsapp.com/ws/chat"
