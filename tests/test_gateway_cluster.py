@@ -225,6 +225,24 @@ def test_the_gateway_shows_routes_and_streams_every_shard_and_reports_a_dead_one
         # the pod's gateway stays ready: its own shard answers (docs/http.md, /readyz in a cluster)
         assert client.get("/readyz").status_code == 200
         assert client.get(f"/v1/bots/{mine}").json()["container_state"] == "running"
+        page = signed_in(fleet_gw, fleet_key).get("/ui/").text
+        for bot, k in plan.items():  # the dashboard lists the dead shard's bots as unknown, not gone
+            row = re.search(rf'<tr id="bot-{bot}" data-bot="{bot}" data-state="([a-z]+)"', page)
+            assert row and (row.group(1) == "unknown") == (k == 1), bot
+
+        # -- shard 1 back: the gateway's tap reconnects by itself, its bots are on the stream again
+        stream = Stream(gw.base, key, "&type=state")
+        try:
+            cluster.start(1, 2)
+            back = {b for b, k in plan.items() if k == 1}
+            wait_until(lambda: {m["bot"] for m in stream.messages if m.get("state") == "running"} >= back,
+                       60, "shard 1's bots running again, on the stream")
+        finally:
+            stream.close()
+        assert {m["shard"] for m in stream.messages if m["bot"] in back} == {1}
+        body = client.get("/v1/status").json()
+        assert all(s["reachable"] for s in body["shards"])
+        assert {b["bot_id"]: b["shard"] for b in body["bots"]} == plan
     finally:
         client.close()
     assert cluster.overlaps() == [] and cluster.replaced() == []
