@@ -76,7 +76,7 @@ class ControlBridge:
         try:
             result = self._call_at(endpoint, command, args, timeout)
         except NotRunning as exc:  # name the shard, so the 503 says which one is down
-            raise NotRunning(f"shard {k}, which runs {bot!r}, does not answer: {exc}", exc.code) from None
+            raise type(exc)(f"shard {k}, which runs {bot!r}, does not answer: {exc}", exc.code) from None
         if command == "status" and isinstance(result, dict):
             for entry in result.get("bots", []):
                 entry.setdefault("shard", k)

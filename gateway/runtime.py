@@ -76,6 +76,9 @@ class Gateway:
         for tap in self.taps:
             tap.start()
         self.started = True
+        if config.cluster is not None and not (config.cluster.peer_control and config.cluster.peer_tap):
+            log.warning("[cluster] without peer_control and peer_tap: this gateway sees only %s",
+                        "its own supervisor's bots" if not config.cluster.peer_tap else "its own supervisor's status")
         if self.on_started is not None:
             self.on_started(self)
         log.info("gateway for %s: %d webhook endpoint(s), data in %s%s", self.server,
@@ -146,5 +149,6 @@ def own_shard(config: Config) -> int | None:
     try:
         return resolve_shard(config.cluster)
     except ShardUnknown as exc:
-        raise ConfigError(f'[gateway] webhooks_from = "shard" needs the gateway\'s own shard: {exc} '
-                          '(or set webhooks_from = "fleet" for one gateway over every shard)') from None
+        raise ConfigError(config.path, "gateway.webhooks_from",
+                          f'"shard" needs the gateway\'s own shard: {exc} (or set webhooks_from = "fleet" '
+                          'for one gateway over every shard)') from None

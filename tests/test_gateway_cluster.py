@@ -265,3 +265,25 @@ def test_event_ids_name_the_shard_in_a_cluster_and_are_unchanged_on_one_host() -
     args = ("fleet", "b1", 7, 0, 1764633600.25)
     assert event_id(*args, shard=0) != event_id(*args, shard=1)
     assert event_id(*args) == "evt_" + __import__("hashlib").sha256(b"fleet/b1/7/0/1764633600.25").hexdigest()[:24]
+
+
+def test_a_shard_gateway_that_cannot_tell_its_shard_refuses_to_start(tmp_path: Path) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from .harness import REPO
+
+    if re.search(r"-\d+$", socket.gethostname().split(".")[0]):
+        pytest.skip("this host's name ends in an ordinal, which names a shard")
+    config = tmp_path / "botvisor.toml"
+    config.write_text(f'[supervisor]\nrun_dir = "{tmp_path / "run"}"\nauth_dir = "{tmp_path / "auth"}"\n'
+                      '[cluster]\nshards = 2\nshard = "auto"\ndatabase = "postgresql:///x"\n'
+                      'peer_control = "tcp://127.0.0.1:1{shard}"\npeer_tap = "tcp://127.0.0.1:2{shard}"\n'
+                      f'[gateway]\nlisten = "127.0.0.1:{free_port()}"\n[[bots]]\nid = "b1"\n')
+    env = {k: v for k, v in os.environ.items() if k != "BOTVISOR_SHARD"}
+    run = subprocess.run([sys.executable, "-m", "gateway", "-c", str(config)], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 78, run.stderr
+    assert 'webhooks_from = "fleet"' in run.stderr and "shard" in run.stderr
