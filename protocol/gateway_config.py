@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from .schema import checked, in_range
@@ -106,6 +106,10 @@ class GatewaySettings:
     command_timeout: float = checked(in_range(0.1, 3600), default=10.0)
     #: messages queued per live-stream client before it starts losing them (it sees the seq gaps)
     stream_queue: int = checked(in_range(10, 1_000_000), default=10_000)
+    #: in a [cluster], whose events go to the webhooks: "shard", those of the shard the gateway runs
+    #: beside (as in each StatefulSet pod: every event once, fleet-wide), or "fleet", every shard's
+    #: (one gateway for the whole fleet). Status, actions and the stream always cover every shard
+    webhooks_from: Literal["shard", "fleet"] = "shard"
     webhooks: list[WebhookConfig] = field(default_factory=list)
 
 
