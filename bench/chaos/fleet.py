@@ -13,6 +13,8 @@ from typing import Any
 
 from protocol.client import ControlClient
 
+from ..toml_writer import render_config
+
 REPO = Path(__file__).resolve().parents[2]
 SERVER = "chaos"
 HEARTBEAT = 0.5
@@ -41,28 +43,11 @@ def bots() -> list[dict[str, Any]]:
     return found
 
 
-def toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def render(root: Path, run_dir: Path, entries: list[dict[str, Any]]) -> str:
-    lines = ["[supervisor]", f"server_name = {toml_value(SERVER)}", f"auth_dir = {toml_value(str(root / 'auth'))}",
-             f"run_dir = {toml_value(str(run_dir))}", f"heartbeat_interval = {HEARTBEAT}",
-             f"heartbeat_timeout = {TIMEOUT}", "start_interval = 0.02", "stop_timeout = 1.0",
-             "command_timeout = 2.0", "tap_queue = 1000", "event_history = 50", "[supervisor.backoff]"]
-    lines += [f"{k} = {toml_value(v)}" for k, v in BACKOFF.items()]
-    for bot in entries:
-        lines.append("[[bots]]")
-        lines += [f"{k} = {toml_value(v)}" for k, v in bot.items() if not isinstance(v, dict)]
-        for key, value in bot.items():
-            if isinstance(value, dict):
-                lines.append(f"[bots.{key}]")
-                lines += [f"{k} = {toml_value(v)}" for k, v in value.items()]
-    return "\n".join(lines) + "\n"
+    return render_config({"server_name": SERVER, "auth_dir": str(root / "auth"), "run_dir": str(run_dir),
+                          "heartbeat_interval": HEARTBEAT, "heartbeat_timeout": TIMEOUT, "start_interval": 0.02,
+                          "stop_timeout": 1.0, "command_timeout": 2.0, "tap_queue": 1000, "event_history": 50,
+                          "backoff": BACKOFF}, entries)
 
 
 @dataclass

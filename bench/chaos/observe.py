@@ -9,32 +9,24 @@ from collections import Counter, defaultdict
 from typing import Any
 
 import psutil
-import zmq
 
 from protocol import Hello, ProtocolError, StateChange, decode
 from protocol.messages import Notice
 from protocol.sequence import stream_of
 from protocol.topics import WELCOME
 
+from ..tap import TapReader
+
 #: pid carried by every forged message: one seen on the tap was relayed
 FORGED_PID = 999_999
 
 
-class CleanTap(threading.Thread):
+class CleanTap(TapReader):
     """A tap that always reads (no queue of its own fills), counting per-bot seq gaps."""
 
     def __init__(self, endpoint: str) -> None:
-        super().__init__(daemon=True, name="clean-tap")
-        self.context = zmq.Context()
-        self.socket = self.context.socket(zmq.SUB)
-        self.socket.setsockopt(zmq.RCVHWM, 0)
-        self.socket.setsockopt(zmq.LINGER, 0)
-        self.socket.setsockopt(zmq.RECONNECT_IVL, 50)
-        self.socket.setsockopt(zmq.SUBSCRIBE, b"")
-        self.socket.connect(endpoint)
+        super().__init__(endpoint, name="clean-tap", hwm=0, reconnect_ms=50, poll_ms=100)
         self.welcomed = threading.Event()
-        self.stopping = threading.Event()
-        self.lock = threading.Lock()
         self.gaps: Counter[str] = Counter()
         self.relayed_forgeries = 0
         self.undecodable = 0
@@ -45,18 +37,7 @@ class CleanTap(threading.Thread):
         self._expected: dict[Any, int] = {}
         self.started = time.monotonic()
 
-    def run(self) -> None:
-        while not self.stopping.is_set():
-            if not self.socket.poll(100):
-                continue
-            while True:
-                try:
-                    frames = self.socket.recv_multipart(zmq.NOBLOCK)
-                except zmq.Again:
-                    break
-                self._on(frames)
-
-    def _on(self, frames: list[bytes]) -> None:
+    def on_frames(self, frames: list[bytes]) -> None:
         if frames == [WELCOME]:
             self.welcomed.set()
             return
@@ -82,12 +63,6 @@ class CleanTap(threading.Thread):
             if message.seq > expected:
                 self.gaps[message.bot] += message.seq - expected
             self._expected[key] = max(expected, message.seq + 1)
-
-    def close(self) -> None:
-        self.stopping.set()
-        self.join(2)
-        self.socket.close(0)
-        self.context.term()
 
 
 class RssSampler(threading.Thread):
