@@ -21,7 +21,7 @@ import zmq.asyncio
 from protocol import ProtocolError, decode
 from protocol.curve import client_keys, secure_client
 from protocol.messages import Message
-from protocol.topics import WELCOME
+from protocol.topics import WELCOME, rejoin_quickly
 
 log = logging.getLogger("botvisor.gateway.tap")
 
@@ -50,8 +50,7 @@ class TapReader:
         sock = self.context.socket(zmq.SUB)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.RCVHWM, 1_000_000)
-        sock.setsockopt(zmq.RECONNECT_IVL, 50)
-        sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+        rejoin_quickly(sock)  # a restarted supervisor's first messages reach the webhooks too
         if self.endpoint.startswith("tcp://"):
             secure_client(sock, client_keys(self.config, self.endpoint))
         sock.setsockopt(zmq.SUBSCRIBE, b"")
