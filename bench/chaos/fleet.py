@@ -17,7 +17,9 @@ from protocol.config import SupervisorSettings
 from ..toml_writer import render_config
 
 REPO = Path(__file__).resolve().parents[2]
-SERVER = "chaos"
+#: the driver's pid in it: the checks find this fleet's workers by title (botvisor worker
+#: <server>/<bot>), and two soaks on one machine (CI beside a by-hand run) must not count each other's
+SERVER = f"chaos{os.getpid()}"
 HEARTBEAT = 0.5
 TIMEOUT = 2.0  # heartbeat_timeout: a stopped worker is judged stale after this
 BACKOFF = {"initial": 0.1, "factor": 2.0, "max": 2.0, "jitter": 0.2, "reset_after": 5.0,
