@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -68,6 +69,10 @@ def write_config(root: Path, bots: int, rate: float, port: int, hook_port: int |
     path = root / "botvisor.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def pct(values: list[float], q: float) -> float:
@@ -135,11 +140,19 @@ class Stack:
         self.reaper.kill_all()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used so far (its threads included)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def delivery_run(reaper: Reaper, root: Path, bots: int, rate: float, window: float, warmup: float,
                  drain: float) -> dict[str, Any]:
     stack = Stack(reaper, root, bots, rate, webhooks=True)
     try:
         stack.read_tap(warmup)  # the fleet connects; its first events are not timed
+        opened, cpu0 = time.time(), cpu_seconds(stack.gateway.pid)
         seen = stack.read_tap(window)
         deadline = time.monotonic() + drain
         while True:
@@ -148,10 +161,13 @@ def delivery_run(reaper: Reaper, root: Path, bots: int, rate: float, window: flo
             if not missing or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
+        cpu = cpu_seconds(stack.gateway.pid) - cpu0
+        delivered = max(1, sum(1 for t in got.values() if t >= opened))  # the warm-up's late ones too
         lat = [(got[e] - t) * 1000 for e, t in seen.items() if e in got]
         return {"bots": bots, "offered": rate, "events": len(seen), "achieved": round(len(seen) / window, 1),
                 "received": len(lat), "lost": len(missing), "p50_ms": round(pct(lat, 0.5), 2),
-                "p99_ms": round(pct(lat, 0.99), 2), "max_ms": round(max(lat), 2) if lat else None}
+                "p99_ms": round(pct(lat, 0.99), 2), "max_ms": round(max(lat), 2) if lat else None,
+                "gateway_cpu_us_per_event": round(cpu / delivered * 1e6), "load": load_average()}
     finally:
         stack.close()
 
@@ -188,11 +204,13 @@ def status_run(reaper: Reaper, root: Path, bots: int, requests: int) -> dict[str
 
 def render(results: dict[str, Any]) -> str:
     out = ["## Gateway: tap to webhook", "",
-           "| bots | offered ev/s | achieved ev/s | events | lost | p50 ms | p99 ms | max ms |",
-           "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+           "| bots | offered ev/s | achieved ev/s | events | lost | p50 ms | p99 ms | max ms "
+           "| gateway CPU µs/event | load average |",
+           "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in results["delivery"]:
         out.append(f"| {r['bots']} | {r['offered']:g} | {r['achieved']:g} | {r['events']} | {r['lost']} | "
-                   f"{r['p50_ms']} | {r['p99_ms']} | {r['max_ms']} |")
+                   f"{r['p50_ms']} | {r['p99_ms']} | {r['max_ms']} | {r['gateway_cpu_us_per_event']} | "
+                   f"{r['load']} |")
     if results.get("maximum") is not None:
         out += ["", f"Sustained maximum (zero loss, p99 under {KEEPS_UP_MS:g} ms): "
                     f"**{results['maximum']:g} events/s** offered (target: p99 < 50 ms at 1,000/s)."]

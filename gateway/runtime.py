@@ -59,7 +59,7 @@ class Gateway:
         await self.dispatcher.apply(config.gateway.webhooks)
         self.hub.add_sink(self._store)
         self.dispatcher.start()
-        self.tap = TapReader(config, self.ingest.on_message, self.ingest.on_welcome)
+        self.tap = TapReader(config, self.ingest.on_messages, self.ingest.on_welcome)
         self.tap.start()
         self.started = True
         if self.on_started is not None:

@@ -194,12 +194,20 @@ class Dispatcher:
         self.endpoints: dict[str, Endpoint] = {}
         self.configs: list[tuple[str, WebhookConfig]] = []
         self._requeued = -1
+        self._routes: dict[tuple[str, str], list[str]] = {}
         self._poller: asyncio.Task[None] | None = None
         outbox.on_written = self._written
 
     def routes(self, bot: str, event_type: str) -> list[str]:
-        """The endpoints that want this bot's event of this type."""
-        return [name for name, hook in self.configs if hook.wants(bot, event_type)]
+        """The endpoints that want this bot's event of this type (remembered until a reload:
+        matching globs is the costly part of storing an event)."""
+        key = (bot, event_type)
+        names = self._routes.get(key)
+        if names is None:
+            if len(self._routes) > 100_000:  # bots and types are bounded; be sure anyway
+                self._routes.clear()
+            names = self._routes[key] = [name for name, hook in self.configs if hook.wants(bot, event_type)]
+        return names
 
     def secret(self, hook: WebhookConfig) -> bytes:
         if hook.secret_file:
@@ -230,6 +238,7 @@ class Dispatcher:
             else:
                 ep.configure(hook, secrets[name])
         self.configs = configs
+        self._routes = {}
         await self._scan()
 
     def start(self) -> None:

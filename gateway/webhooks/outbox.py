@@ -329,10 +329,12 @@ class Outbox:
         go on to its next message: commits keep the queue's order, and a lane is handed a row
         only once it is committed) unless BACKLOG writes are waiting, then once this one is
         committed: back-pressure up to the tap, never loss."""
+        if len(self._ops) < BACKLOG:
+            self._queue("write", (envelope, endpoints, cursor), None)
+            return
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue("write", (envelope, endpoints, cursor), future)
-        if len(self._ops) > BACKLOG:
-            await future
+        await future
 
     def delivered(self, row_id: int) -> None:
         """Forget a delivered row (committed with the next batch: a crash before that means the
