@@ -315,6 +315,13 @@ class Outbox:
         #: rows delivered or dead-lettered whose write is not committed yet (a lane re-reading
         #: the table must not take them for pending)
         self.finishing: set[int] = set()
+        #: commits the loop has seen done; a read begun after commit n sees at least its effects
+        self.commits = 0
+        #: rows finished in a recent commit -> that commit's number, kept while a read begun
+        #: before it is out (its snapshot may still show them pending)
+        self._finished: dict[int, int] = {}
+        #: snapshots (``commits`` when begun) of the lane reads out now
+        self._reads: list[int] = []
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn`` on the writer thread (operator actions: retry, purge, pause)."""
@@ -323,6 +330,29 @@ class Outbox:
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn`` of ``self.reader`` on the reader thread."""
         return await asyncio.get_running_loop().run_in_executor(self._reader, fn, *args)
+
+    async def pending(self, endpoint: str, bot: str, after: int, limit: int) -> tuple[list[Row], bool]:
+        """A lane's pending rows after ``after`` (on the reader thread), less those this process
+        delivered or dead-lettered meanwhile, and whether the read came back full. A read's
+        snapshot can predate a commit whose result the loop handles before the read's: without
+        this, a row delivered a moment ago would be taken for pending and sent again."""
+        since = self.commits
+        self._reads.append(since)
+        try:
+            rows = await self.read(self.reader.lane, endpoint, bot, after, limit)
+            finished = self._finished
+            return [r for r in rows if r.id not in self.finishing and finished.get(r.id, 0) <= since], \
+                len(rows) == limit
+        finally:
+            self._reads.remove(since)
+            self._forget()
+
+    def _forget(self) -> None:
+        """Drop what no read out now can still see as pending."""
+        if not self._finished:
+            return
+        oldest = min(self._reads, default=self.commits)
+        self._finished = {i: n for i, n in self._finished.items() if n > oldest}
 
     async def write(self, envelope: dict[str, Any], endpoints: list[str], cursor: Cursor | None) -> None:
         """Queue one message's deliveries for the next commit. Returns at once (the caller may
@@ -364,11 +394,14 @@ class Outbox:
                     self._ops = ops + self._ops
                     await asyncio.sleep(RETRY_COMMIT)
                     continue
+                self.commits += 1
                 for kind, args, future in ops:
                     if future is not None and not future.done():
                         future.set_result(None)
-                    if kind != "write":
+                    if kind != "write" and args[0] in self.finishing:
                         self.finishing.discard(args[0])
+                        if self._reads:  # a read out now may have begun before this commit
+                            self._finished[args[0]] = self.commits
                 self.on_written(created, dropped)
         finally:
             self._flushing = False
