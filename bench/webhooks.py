@@ -103,10 +103,13 @@ class Stack:
         self.control_endpoint = f"ipc://{run_dir}/control.sock"
         wait_until(lambda: Path(run_dir, "tap.sock").exists(), 30, "the supervisor's tap", 0.02)
         self.tap.connect(f"ipc://{run_dir}/tap.sock")
-        self.gateway = reaper.popen([py, "-m", "gateway", "-c", str(self.config), "--log-level", "warning"],
-                                    log=root / "gateway.log", cwd=cwd)
+        self.gateway = self.start_gateway()
         self.base = f"http://127.0.0.1:{self.port}"
         wait_until(self._ready, 60, "the gateway ready", 0.05)
+
+    def start_gateway(self) -> Any:
+        return self.reaper.popen([sys.executable, "-m", "gateway", "-c", str(self.config), "--log-level", "warning"],
+                                 log=self.root / "gateway.log", cwd=Path(__file__).resolve().parent.parent)
 
     def _ready(self) -> bool:
         try:
@@ -172,6 +175,32 @@ def delivery_run(reaper: Reaper, root: Path, bots: int, rate: float, window: flo
         stack.close()
 
 
+def ready_run(reaper: Reaper, root: Path, bots: int, starts: int) -> dict[str, Any]:
+    """Start to ready: exec of ``botvisor gateway`` to its first ``/readyz`` 200, against a
+    running supervisor with ``bots`` bots, ``starts`` times (each gateway SIGKILLed after)."""
+    stack = Stack(reaper, root, bots, 0.0, webhooks=True)
+    try:
+        times = []
+        with httpx.Client(base_url=stack.base, timeout=1) as client:
+            for _ in range(starts):
+                stack.gateway.kill()
+                stack.gateway.wait(10)
+                t = time.monotonic()
+                stack.gateway = stack.start_gateway()
+
+                def ready() -> bool:
+                    try:
+                        return client.get("/readyz").status_code == 200
+                    except httpx.HTTPError:
+                        return False
+
+                times.append((wait_until(ready, 60, "the gateway ready", 0.005) - t) * 1000)
+        return {"bots": bots, "starts": starts, "median_ms": round(statistics.median(times), 1),
+                "min_ms": round(min(times), 1), "max_ms": round(max(times), 1), "load": load_average()}
+    finally:
+        stack.close()
+
+
 def status_run(reaper: Reaper, root: Path, bots: int, requests: int) -> dict[str, Any]:
     stack = Stack(reaper, root, bots, 0.0, webhooks=False)
     try:
@@ -214,6 +243,13 @@ def render(results: dict[str, Any]) -> str:
     if results.get("maximum") is not None:
         out += ["", f"Sustained maximum (zero loss, p99 under {KEEPS_UP_MS:g} ms): "
                     f"**{results['maximum']:g} events/s** offered (target: p99 < 50 ms at 1,000/s)."]
+    if results.get("ready"):
+        r = results["ready"]
+        out += ["", "## Gateway: start to ready", "",
+                "| bots | starts | median ms | min ms | max ms | load average |", "|---:|---:|---:|---:|---:|---|",
+                f"| {r['bots']} | {r['starts']} | {r['median_ms']} | {r['min_ms']} | {r['max_ms']} | {r['load']} |",
+                "", "Exec of `botvisor gateway` to its first `/readyz` 200 (tap welcomed, outbox open), the "
+                "previous one SIGKILLed (target: well under a second)."]
     out += ["", "## Gateway: REST status", "",
             "| bots | requests | REST p50 ms | REST p99 ms | control p50 ms | control p99 ms | REST / control |",
             "|---:|---:|---:|---:|---:|---:|---:|"]
@@ -232,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--drain", type=float, default=10.0, help="seconds the backlog has to clear (default 10)")
     p.add_argument("--max-from", type=float, default=1000.0, help="first rate of the maximum search (0: skip)")
     p.add_argument("--max-to", type=float, default=16000.0, help="last rate tried (default 16,000)")
+    p.add_argument("--ready-starts", type=int, default=5, help="gateway starts timed to /readyz (0: skip)")
+    p.add_argument("--ready-bots", type=int, default=50, help="bots of the fleet those starts face (default 50)")
     p.add_argument("--status-bots", default="200", help="fleet sizes for REST status (default 200)")
     p.add_argument("--status-requests", type=int, default=200)
     p.add_argument("--json", type=Path, default=None)
@@ -241,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     install_signal_handlers()
     reaper = Reaper()
     work = Path(tempfile.mkdtemp(prefix="bvwh-", dir="/tmp"))
-    results: dict[str, Any] = {"delivery": [], "maximum": None, "status": []}
+    results: dict[str, Any] = {"delivery": [], "maximum": None, "ready": None, "status": []}
     try:
         for i, rate in enumerate(float(r) for r in args.rates.split(",") if r):
             results["delivery"].append(delivery_run(reaper, work / f"d{i}", args.bots, rate, args.window,
@@ -256,6 +294,9 @@ def main(argv: list[str] | None = None) -> int:
                 break
             results["maximum"] = rate
             rate *= 2
+        if args.ready_starts:
+            results["ready"] = ready_run(reaper, work / "ready", args.ready_bots, args.ready_starts)
+            print(results["ready"], flush=True)
         for i, n in enumerate(int(b) for b in args.status_bots.split(",") if b):
             results["status"].append(status_run(reaper, work / f"s{i}", n, args.status_requests))
             print(results["status"][-1], flush=True)

@@ -26,12 +26,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 from protocol.backoff import RestartPolicy, exponential_delay
 from protocol.gateway_config import WebhookConfig, webhook_name
 
 from ..metrics import GatewayMetrics
+from .http import Client, HTTPError
 from .lane import Lane
 from .outbox import Outbox, Row
 from .outcomes import Outcome, classify
@@ -56,7 +55,7 @@ class Endpoint:
         self.resumed = asyncio.Event()
         self.resumed.set()
         self._probe: asyncio.Task[None] | None = None
-        self.client: aiohttp.ClientSession | None = None
+        self.client: Client | None = None
         self.configure(config, secret)
 
     def configure(self, config: WebhookConfig, secret: bytes) -> None:
@@ -66,10 +65,14 @@ class Endpoint:
         self.policy = RestartPolicy(initial=config.retry.initial, factor=config.retry.factor, max=config.retry.max,
                                     jitter=config.retry.jitter)
         self.semaphore = asyncio.Semaphore(config.concurrency)
-        self.client = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=config.concurrency, force_close=False),
-            timeout=aiohttp.ClientTimeout(total=config.timeout), headers={"User-Agent": USER_AGENT},
-            auto_decompress=False)
+        self.client = Client(config.url, config.timeout, config.concurrency, USER_AGENT)
+        metrics = self.dispatcher.metrics
+        #: the metrics' children, looked up once rather than per delivery
+        self._attempts = {r: metrics.attempts.labels(self.name, r) for r in ("2xx", "3xx", "4xx", "5xx", "timeout",
+                                                                               "error")}
+        self._delivered = metrics.deliveries.labels(self.name, "delivered")
+        self._dead = metrics.deliveries.labels(self.name, "dead")
+        self._latency = metrics.latency.labels(self.name)
         if old is not None:
             asyncio.get_running_loop().create_task(old.close())
 
@@ -92,13 +95,11 @@ class Endpoint:
         }
         async with self.semaphore:
             try:
-                async with self.client.post(self.config.url, data=row.body, headers=headers,
-                                            allow_redirects=False) as response:
-                    await response.read()  # the connection goes back to the pool only once read
-                    outcome = classify(response.status, response.headers.get("Retry-After"), None, now)
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                response = await self.client.post(row.body, headers)
+                outcome = classify(response.status, response.headers.get("retry-after"), None, now)
+            except (HTTPError, TimeoutError, OSError) as exc:
                 outcome = classify(None, None, exc, now)
-        self.dispatcher.metrics.attempts.labels(self.name, outcome.result).inc()
+        (self._attempts.get(outcome.result) or self.dispatcher.metrics.attempts.labels(self.name, outcome.result)).inc()
         return outcome
 
     async def process(self, lane: Lane) -> None:
@@ -107,12 +108,11 @@ class Endpoint:
         outcome = await self.attempt(row)
         now = time.time()
         outbox = self.dispatcher.outbox
-        metrics = self.dispatcher.metrics
         if outcome.ok:
             outbox.delivered(row.id)
             lane.buffer.popleft()
-            metrics.deliveries.labels(self.name, "delivered").inc()
-            metrics.latency.labels(self.name).observe(max(0.0, now - row.event_ts))
+            self._delivered.inc()
+            self._latency.observe(max(0.0, now - row.event_ts))
             self.failing_since = None
             if self.paused:
                 await self.resume("a delivery succeeded")
@@ -123,7 +123,7 @@ class Endpoint:
         outbox.failed(row.id, attempts, now + delay, outcome.error, outcome.status, dead)
         if dead:
             lane.buffer.popleft()
-            metrics.deliveries.labels(self.name, "dead").inc()
+            self._dead.inc()
             log.warning("webhook %s: %s for %s gave up after %d attempt(s): %s", self.name, row.bot, row.event_id,
                         attempts, outcome.error)
         else:
