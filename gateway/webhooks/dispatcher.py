@@ -239,6 +239,8 @@ class Dispatcher:
                 ep.configure(hook, secrets[name])
         self.configs = configs
         self._routes = {}
+        # the re-queue count as of this scan: the poller re-reads the lanes only when it moves
+        self._requeued = (await self.outbox.read(self.outbox.reader.counters)).get("requeued", 0)
         await self._scan()
 
     def start(self) -> None:
