@@ -233,8 +233,8 @@ def status_run(reaper: Reaper, root: Path, bots: int, requests: int) -> dict[str
 
 def render(results: dict[str, Any]) -> str:
     out = ["## Gateway: tap to webhook", "",
-           "| bots | offered ev/s | achieved ev/s | events | lost | p50 ms | p99 ms | max ms "
-           "| gateway CPU µs/event | load average |",
+           ("| bots | offered ev/s | achieved ev/s | events | lost | p50 ms | p99 ms | max ms "
+            "| gateway CPU µs/event | load average |"),
            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in results["delivery"]:
         out.append(f"| {r['bots']} | {r['offered']:g} | {r['achieved']:g} | {r['events']} | {r['lost']} | "
@@ -248,8 +248,8 @@ def render(results: dict[str, Any]) -> str:
         out += ["", "## Gateway: start to ready", "",
                 "| bots | starts | median ms | min ms | max ms | load average |", "|---:|---:|---:|---:|---:|---|",
                 f"| {r['bots']} | {r['starts']} | {r['median_ms']} | {r['min_ms']} | {r['max_ms']} | {r['load']} |",
-                "", "Exec of `botvisor gateway` to its first `/readyz` 200 (tap welcomed, outbox open), the "
-                "previous one SIGKILLed (target: well under a second)."]
+                "", ("Exec of `python -m gateway` to its first `/readyz` 200 (tap welcomed, outbox open), the "
+                     "previous one SIGKILLed (target: well under a second).")]
     out += ["", "## Gateway: REST status", "",
             "| bots | requests | REST p50 ms | REST p99 ms | control p50 ms | control p99 ms | REST / control |",
             "|---:|---:|---:|---:|---:|---:|---:|"]
