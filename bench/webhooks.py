@@ -133,6 +133,17 @@ class Stack:
                 seen[event_id(message.server, message.bot, message.pid, message.seq, message.ts)] = now
         return seen
 
+    def attempts(self) -> dict[str, int]:
+        """The gateway's delivery attempts so far by result (2xx, timeout, error, ...)."""
+        text = httpx.get(self.base + "/metrics", timeout=30).text
+        out: dict[str, int] = {}
+        for line in text.splitlines():
+            if line.startswith("botvisor_webhook_attempts_total{"):
+                result = line.split('result="', 1)[1].split('"', 1)[0]
+                if (n := int(float(line.rsplit(" ", 1)[1]))):
+                    out[result] = n
+        return out
+
     def arrivals(self) -> dict[str, float]:
         rows = httpx.get(f"http://127.0.0.1:{self.hook_port}/dump", timeout=30).json()
         return {eid: t for eid, t in rows}
@@ -165,12 +176,14 @@ def delivery_run(reaper: Reaper, root: Path, bots: int, rate: float, window: flo
                 break
             time.sleep(0.2)
         cpu = cpu_seconds(stack.gateway.pid) - cpu0
+        attempts = stack.attempts()
         delivered = max(1, sum(1 for t in got.values() if t >= opened))  # the warm-up's late ones too
         lat = [(got[e] - t) * 1000 for e, t in seen.items() if e in got]
         return {"bots": bots, "offered": rate, "events": len(seen), "achieved": round(len(seen) / window, 1),
                 "received": len(lat), "lost": len(missing), "p50_ms": round(pct(lat, 0.5), 2),
                 "p99_ms": round(pct(lat, 0.99), 2), "max_ms": round(max(lat), 2) if lat else None,
-                "gateway_cpu_us_per_event": round(cpu / delivered * 1e6), "load": load_average()}
+                "gateway_cpu_us_per_event": round(cpu / delivered * 1e6), "attempts": attempts,
+                "load": load_average()}
     finally:
         stack.close()
 

@@ -58,6 +58,10 @@ FILE = "outbox.sqlite3"
 BACKLOG = 5000
 #: seconds between attempts to commit a batch that failed
 RETRY_COMMIT = 0.5
+#: seconds an outcome (a delivered row's delete, a retry's schedule) waits for company before it
+#: is committed alone: at a low rate, one commit per event instead of two. A crash inside this
+#: window sends the delivered event again, with its id (at least once, as after any crash).
+OUTCOME_DELAY = 0.05
 
 log = logging.getLogger("botvisor.gateway.outbox")
 
@@ -312,6 +316,8 @@ class Outbox:
         self.reader: Store = self._reader.submit(Store, path, limit).result()
         self._ops: list[tuple[str, tuple[Any, ...], asyncio.Future[Any] | None]] = []
         self._flushing = False
+        #: the timer that commits outcomes queued alone (OUTCOME_DELAY)
+        self._delayed: asyncio.TimerHandle | None = None
         #: rows delivered or dead-lettered whose write is not committed yet (a lane re-reading
         #: the table must not take them for pending)
         self.finishing: set[int] = set()
@@ -379,7 +385,18 @@ class Outbox:
 
     def _queue(self, kind: str, args: tuple[Any, ...], future: asyncio.Future[Any] | None) -> None:
         self._ops.append((kind, args, future))
-        if not self._flushing:
+        if self._flushing:
+            return  # the running flush takes it with the next batch
+        if kind == "write":
+            self._start_flush()
+        elif self._delayed is None:
+            self._delayed = asyncio.get_running_loop().call_later(OUTCOME_DELAY, self._start_flush)
+
+    def _start_flush(self) -> None:
+        if self._delayed is not None:
+            self._delayed.cancel()
+            self._delayed = None
+        if not self._flushing and self._ops:
             self._flushing = True
             asyncio.get_running_loop().create_task(self._flush())
 
