@@ -20,7 +20,7 @@ from .runtime import Gateway
 
 log = logging.getLogger("botvisor.gateway")
 #: uvloop's event loop (libuv): each tap read and each delivery cost the loop less CPU than on
-#: asyncio's own (docs/webhooks.md, Measured)
+#: asyncio's own (docs/http.md says how much)
 LOOP = "uvloop"
 
 
