@@ -1,7 +1,9 @@
 """From the tap to the hub: per bot, in order, with seq gaps filled from the bot's history.
 
-Each bot has a queue and a task, so recovering one bot's gap (a control ``history`` call)
-never holds up another bot. A worker numbers its messages from 0 per process (pid); the
+A message is handled at once, in the tap reader's batch, unless its bot is busy recovering a
+gap (a control ``history`` call) or already has messages waiting: then it goes to that bot's
+queue and task, so recovering one bot's gap never holds up another bot, and a bot's messages
+keep their order either way. A worker numbers its messages from 0 per process (pid); the
 gateway keeps, per bot, the last (pid, seq) it saw, and persists the last *event* it stored
 (the outbox's cursors), so a restarted gateway knows where it stopped.
 
@@ -74,12 +76,25 @@ class Ingest:
         self.supervisor_pids: dict[int | None, int] = {}
         self._queues: dict[str, asyncio.Queue[Any]] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        #: bots whose task is handling an item (a recovery, or what queued behind one)
+        self._busy: set[str] = set()
         self.on_reload: Any = None
 
     # -- from the tap ----------------------------------------------------------------------
-    async def on_message(self, message: Message, shard: int | None = None) -> None:
-        self.metrics.tap_messages.inc()
-        await self._queue(message.bot).put((message, shard))
+    async def on_messages(self, messages: list[Message], shard: int | None = None) -> None:
+        """A batch from the tap (of ``shard``), in tap order."""
+        self.metrics.tap_messages.inc(len(messages))
+        for message in messages:
+            bot = message.bot
+            queue = self._queues.get(bot)
+            if bot in self._busy or (queue is not None and not queue.empty()) or self._slow(message, shard):
+                # behind a recovery, or one that awaits more than the outbox: this bot's task, in order
+                await self._queue(bot).put((message, shard))
+                continue
+            try:
+                await self._handle(message, shard)
+            except Exception:
+                log.exception("bot %s: handling a message failed", bot)
 
     async def on_welcome(self, shard: int | None = None) -> None:
         """A supervisor (a shard's) has our subscription: catch its known bots up from its history."""
@@ -107,11 +122,12 @@ class Ingest:
         streak = 0
         while True:
             item = await queue.get()
+            self._busy.add(bot)
             streak += 1
-            if streak >= YIELD_EVERY:  # a non-empty queue's get() never yields: let others run
-                streak = 0
-                await asyncio.sleep(0)
             try:
+                if streak >= YIELD_EVERY:  # a non-empty queue's get() never yields: let others run
+                    streak = 0
+                    await asyncio.sleep(0)
                 message, shard = item
                 if message is CATCH_UP:
                     await self._catch_up(bot, shard)
@@ -121,8 +137,25 @@ class Ingest:
                 raise
             except Exception:
                 log.exception("bot %s: handling a message failed", bot)
+            finally:
+                if queue.empty():
+                    self._busy.discard(bot)
 
     # -- per bot, in order -----------------------------------------------------------------
+    def _slow(self, message: Message, shard: int | None = None) -> bool:
+        """Would handling ``message`` wait for more than the outbox: the bot's history (a gap, see
+        _handle) or a reload?"""
+        if isinstance(message, Notice):
+            return message.message.startswith("reloaded ")
+        if isinstance(message, StateChange) or message.bot == SUPERVISOR_BOT:
+            return False
+        seen = self.seen.get(message.bot)
+        if seen is None:
+            return False
+        if seen.same_worker(message, shard):  # the same tests as _handle's, which recovers
+            return message.seq > seen.seq + 1
+        return message.seq > 0 or not seen.ended
+
     async def _handle(self, message: Message, shard: int | None = None) -> None:
         if isinstance(message, Notice) or message.bot == SUPERVISOR_BOT:
             await self.hub.publish(to_json(message, shard))

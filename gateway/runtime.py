@@ -71,7 +71,7 @@ class Gateway:
         self.hub.add_sink(self._store)
         self.dispatcher.start()
         self.context = zmq.asyncio.Context()
-        self.taps = [TapReader(config, self.ingest.on_message, self.ingest.on_welcome, endpoint, shard, self.context)
+        self.taps = [TapReader(config, self.ingest.on_messages, self.ingest.on_welcome, endpoint, shard, self.context)
                      for shard, endpoint in endpoints(config, "tap")]
         for tap in self.taps:
             tap.start()
