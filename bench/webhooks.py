@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -70,6 +71,10 @@ def write_config(root: Path, bots: int, rate: float, port: int, hook_port: int |
     return path
 
 
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -98,10 +103,13 @@ class Stack:
         self.control_endpoint = f"ipc://{run_dir}/control.sock"
         wait_until(lambda: Path(run_dir, "tap.sock").exists(), 30, "the supervisor's tap", 0.02)
         self.tap.connect(f"ipc://{run_dir}/tap.sock")
-        self.gateway = reaper.popen([py, "-m", "gateway", "-c", str(self.config), "--log-level", "warning"],
-                                    log=root / "gateway.log", cwd=cwd)
+        self.gateway = self.start_gateway()
         self.base = f"http://127.0.0.1:{self.port}"
         wait_until(self._ready, 60, "the gateway ready", 0.05)
+
+    def start_gateway(self) -> Any:
+        return self.reaper.popen([sys.executable, "-m", "gateway", "-c", str(self.config), "--log-level", "warning"],
+                                 log=self.root / "gateway.log", cwd=Path(__file__).resolve().parent.parent)
 
     def _ready(self) -> bool:
         try:
@@ -125,6 +133,17 @@ class Stack:
                 seen[event_id(message.server, message.bot, message.pid, message.seq, message.ts)] = now
         return seen
 
+    def attempts(self) -> dict[str, int]:
+        """The gateway's delivery attempts so far by result (2xx, timeout, error, ...)."""
+        text = httpx.get(self.base + "/metrics", timeout=30).text
+        out: dict[str, int] = {}
+        for line in text.splitlines():
+            if line.startswith("botvisor_webhook_attempts_total{"):
+                result = line.split('result="', 1)[1].split('"', 1)[0]
+                if (n := int(float(line.rsplit(" ", 1)[1]))):
+                    out[result] = n
+        return out
+
     def arrivals(self) -> dict[str, float]:
         rows = httpx.get(f"http://127.0.0.1:{self.hook_port}/dump", timeout=30).json()
         return {eid: t for eid, t in rows}
@@ -135,11 +154,19 @@ class Stack:
         self.reaper.kill_all()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used so far (its threads included)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def delivery_run(reaper: Reaper, root: Path, bots: int, rate: float, window: float, warmup: float,
                  drain: float) -> dict[str, Any]:
     stack = Stack(reaper, root, bots, rate, webhooks=True)
     try:
         stack.read_tap(warmup)  # the fleet connects; its first events are not timed
+        opened, cpu0 = time.time(), cpu_seconds(stack.gateway.pid)
         seen = stack.read_tap(window)
         deadline = time.monotonic() + drain
         while True:
@@ -148,10 +175,41 @@ def delivery_run(reaper: Reaper, root: Path, bots: int, rate: float, window: flo
             if not missing or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
+        cpu = cpu_seconds(stack.gateway.pid) - cpu0
+        attempts = stack.attempts()
+        delivered = max(1, sum(1 for t in got.values() if t >= opened))  # the warm-up's late ones too
         lat = [(got[e] - t) * 1000 for e, t in seen.items() if e in got]
         return {"bots": bots, "offered": rate, "events": len(seen), "achieved": round(len(seen) / window, 1),
                 "received": len(lat), "lost": len(missing), "p50_ms": round(pct(lat, 0.5), 2),
-                "p99_ms": round(pct(lat, 0.99), 2), "max_ms": round(max(lat), 2) if lat else None}
+                "p99_ms": round(pct(lat, 0.99), 2), "max_ms": round(max(lat), 2) if lat else None,
+                "gateway_cpu_us_per_event": round(cpu / delivered * 1e6), "attempts": attempts,
+                "load": load_average()}
+    finally:
+        stack.close()
+
+
+def ready_run(reaper: Reaper, root: Path, bots: int, starts: int) -> dict[str, Any]:
+    """Start to ready: exec of ``botvisor gateway`` to its first ``/readyz`` 200, against a
+    running supervisor with ``bots`` bots, ``starts`` times (each gateway SIGKILLed after)."""
+    stack = Stack(reaper, root, bots, 0.0, webhooks=True)
+    try:
+        times = []
+        with httpx.Client(base_url=stack.base, timeout=1) as client:
+            for _ in range(starts):
+                stack.gateway.kill()
+                stack.gateway.wait(10)
+                t = time.monotonic()
+                stack.gateway = stack.start_gateway()
+
+                def ready() -> bool:
+                    try:
+                        return client.get("/readyz").status_code == 200
+                    except httpx.HTTPError:
+                        return False
+
+                times.append((wait_until(ready, 60, "the gateway ready", 0.005) - t) * 1000)
+        return {"bots": bots, "starts": starts, "median_ms": round(statistics.median(times), 1),
+                "min_ms": round(min(times), 1), "max_ms": round(max(times), 1), "load": load_average()}
     finally:
         stack.close()
 
@@ -188,14 +246,23 @@ def status_run(reaper: Reaper, root: Path, bots: int, requests: int) -> dict[str
 
 def render(results: dict[str, Any]) -> str:
     out = ["## Gateway: tap to webhook", "",
-           "| bots | offered ev/s | achieved ev/s | events | lost | p50 ms | p99 ms | max ms |",
-           "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+           ("| bots | offered ev/s | achieved ev/s | events | lost | p50 ms | p99 ms | max ms "
+            "| gateway CPU µs/event | load average |"),
+           "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in results["delivery"]:
         out.append(f"| {r['bots']} | {r['offered']:g} | {r['achieved']:g} | {r['events']} | {r['lost']} | "
-                   f"{r['p50_ms']} | {r['p99_ms']} | {r['max_ms']} |")
+                   f"{r['p50_ms']} | {r['p99_ms']} | {r['max_ms']} | {r['gateway_cpu_us_per_event']} | "
+                   f"{r['load']} |")
     if results.get("maximum") is not None:
         out += ["", f"Sustained maximum (zero loss, p99 under {KEEPS_UP_MS:g} ms): "
                     f"**{results['maximum']:g} events/s** offered (target: p99 < 50 ms at 1,000/s)."]
+    if results.get("ready"):
+        r = results["ready"]
+        out += ["", "## Gateway: start to ready", "",
+                "| bots | starts | median ms | min ms | max ms | load average |", "|---:|---:|---:|---:|---:|---|",
+                f"| {r['bots']} | {r['starts']} | {r['median_ms']} | {r['min_ms']} | {r['max_ms']} | {r['load']} |",
+                "", ("Exec of `python -m gateway` to its first `/readyz` 200 (tap welcomed, outbox open), the "
+                     "previous one SIGKILLed (target: well under a second).")]
     out += ["", "## Gateway: REST status", "",
             "| bots | requests | REST p50 ms | REST p99 ms | control p50 ms | control p99 ms | REST / control |",
             "|---:|---:|---:|---:|---:|---:|---:|"]
@@ -214,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--drain", type=float, default=10.0, help="seconds the backlog has to clear (default 10)")
     p.add_argument("--max-from", type=float, default=1000.0, help="first rate of the maximum search (0: skip)")
     p.add_argument("--max-to", type=float, default=16000.0, help="last rate tried (default 16,000)")
+    p.add_argument("--ready-starts", type=int, default=5, help="gateway starts timed to /readyz (0: skip)")
+    p.add_argument("--ready-bots", type=int, default=50, help="bots of the fleet those starts face (default 50)")
     p.add_argument("--status-bots", default="200", help="fleet sizes for REST status (default 200)")
     p.add_argument("--status-requests", type=int, default=200)
     p.add_argument("--json", type=Path, default=None)
@@ -223,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     install_signal_handlers()
     reaper = Reaper()
     work = Path(tempfile.mkdtemp(prefix="bvwh-", dir="/tmp"))
-    results: dict[str, Any] = {"delivery": [], "maximum": None, "status": []}
+    results: dict[str, Any] = {"delivery": [], "maximum": None, "ready": None, "status": []}
     try:
         for i, rate in enumerate(float(r) for r in args.rates.split(",") if r):
             results["delivery"].append(delivery_run(reaper, work / f"d{i}", args.bots, rate, args.window,
@@ -238,6 +307,9 @@ def main(argv: list[str] | None = None) -> int:
                 break
             results["maximum"] = rate
             rate *= 2
+        if args.ready_starts:
+            results["ready"] = ready_run(reaper, work / "ready", args.ready_bots, args.ready_starts)
+            print(results["ready"], flush=True)
         for i, n in enumerate(int(b) for b in args.status_bots.split(",") if b):
             results["status"].append(status_run(reaper, work / f"s{i}", n, args.status_requests))
             print(results["status"][-1], flush=True)

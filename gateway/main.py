@@ -1,4 +1,4 @@
-"""``botvisor gateway -c FILE``: the gateway process (uvicorn serving create_app).
+"""``botvisor gateway -c FILE``: the gateway process (uvicorn serving gateway/boot.py's staged app).
 
 uvicorn handles SIGTERM and SIGINT (a graceful stop); SIGHUP re-reads the config's webhooks,
 as the supervisor's own "reloaded" notice does.
@@ -15,27 +15,45 @@ import uvicorn
 
 from protocol.config import Config, split_listen
 
-from .app import create_app
-from .dashboard import mount as mount_dashboard
+from .boot import StagedApp
 from .runtime import Gateway
 
 log = logging.getLogger("botvisor.gateway")
+#: uvloop's event loop (libuv): each tap read and each delivery cost the loop less CPU than on
+#: asyncio's own (docs/http.md says how much)
+LOOP = "uvloop"
 
 
 def serve(config: Config, log_level: str = "info") -> int:
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     gateway = Gateway(config)
     gateway.on_started = _install_sighup
-    app = create_app(gateway)
-    mount_dashboard(app)  # the operators' pages under /ui/ (docs/dashboard.md)
+    staged = StagedApp(gateway, lambda: build_app(gateway))
 
     host, port = split_listen(config.gateway.listen)
     # access_log off: uvicorn's access lines carry the query string, where a WebSocket key may be
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
-                                           lifespan="on", ws="websockets-sansio", proxy_headers=False))
-    app.state.server = server  # the dashboard's live streams end when it is stopping
+    server = uvicorn.Server(uvicorn.Config(staged, host=host, port=port, log_level=log_level, access_log=False,
+                                           lifespan="on", ws="websockets-sansio", proxy_headers=False, loop=LOOP))
+
+    def built(app: Any) -> None:
+        if app is None:  # the API could not be built: stop rather than serve half a gateway
+            server.should_exit = True
+        else:
+            app.state.server = server  # the dashboard's live streams end when it is stopping
+
+    staged.on_built = built
     server.run()
-    return 0 if server.started else 1
+    return 0 if server.started and staged.app is not None else 1
+
+
+def build_app(gateway: Gateway) -> Any:
+    """The FastAPI app with the dashboard (on a thread, while the event path runs: gateway/boot.py)."""
+    from .app import create_app
+    from .dashboard import mount as mount_dashboard
+
+    app = create_app(gateway, manage=False)
+    mount_dashboard(app)  # the operators' pages under /ui/ (docs/dashboard.md)
+    return app
 
 
 def _install_sighup(gateway: Gateway) -> None:

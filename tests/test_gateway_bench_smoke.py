@@ -20,7 +20,8 @@ def test_the_webhooks_bench_runs_and_loses_nothing_at_a_low_rate(tmp_path):
     before = {p.pid for p in psutil.Process().children(recursive=True)}
     run = subprocess.run([sys.executable, "-m", "bench", "webhooks", "--bots", "3", "--rates", "30",
                           "--window", "2", "--warmup", "1", "--drain", "5", "--max-from", "0",
-                          "--status-bots", "3", "--status-requests", "10", "--json", str(out)],
+                          "--status-bots", "3", "--status-requests", "10", "--ready-starts", "2", "--ready-bots", "3",
+                          "--json", str(out)],
                          cwd=REPO, capture_output=True, text=True, timeout=240)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     results = json.loads(out.read_text())
@@ -28,6 +29,8 @@ def test_the_webhooks_bench_runs_and_loses_nothing_at_a_low_rate(tmp_path):
     assert delivery["events"] > 0 and delivery["lost"] == 0, delivery
     (status,) = results["status"]
     assert status["rest_p50_ms"] > 0 and status["control_p50_ms"] > 0
-    assert "Gateway: tap to webhook" in run.stdout
+    assert results["ready"]["starts"] == 2 and results["ready"]["median_ms"] > 0
+    assert delivery["gateway_cpu_us_per_event"] > 0 and delivery["attempts"].get("2xx", 0) >= delivery["events"]
+    assert "Gateway: tap to webhook" in run.stdout and "Gateway: start to ready" in run.stdout
     left = {p.pid for p in psutil.Process().children(recursive=True)} - before
     assert not left, f"processes left behind: {left}"

@@ -70,6 +70,13 @@ class Endpoint:
             connector=aiohttp.TCPConnector(limit=config.concurrency, force_close=False),
             timeout=aiohttp.ClientTimeout(total=config.timeout), headers={"User-Agent": USER_AGENT},
             auto_decompress=False)
+        metrics = self.dispatcher.metrics
+        #: the metrics' children, looked up once rather than per delivery
+        self._attempts = {r: metrics.attempts.labels(self.name, r) for r in ("2xx", "3xx", "4xx", "5xx", "timeout",
+                                                                               "error")}
+        self._delivered = metrics.deliveries.labels(self.name, "delivered")
+        self._dead = metrics.deliveries.labels(self.name, "dead")
+        self._latency = metrics.latency.labels(self.name)
         if old is not None:
             asyncio.get_running_loop().create_task(old.close())
 
@@ -98,7 +105,7 @@ class Endpoint:
                     outcome = classify(response.status, response.headers.get("Retry-After"), None, now)
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
                 outcome = classify(None, None, exc, now)
-        self.dispatcher.metrics.attempts.labels(self.name, outcome.result).inc()
+        (self._attempts.get(outcome.result) or self.dispatcher.metrics.attempts.labels(self.name, outcome.result)).inc()
         return outcome
 
     async def process(self, lane: Lane) -> None:
@@ -107,12 +114,11 @@ class Endpoint:
         outcome = await self.attempt(row)
         now = time.time()
         outbox = self.dispatcher.outbox
-        metrics = self.dispatcher.metrics
         if outcome.ok:
             outbox.delivered(row.id)
             lane.buffer.popleft()
-            metrics.deliveries.labels(self.name, "delivered").inc()
-            metrics.latency.labels(self.name).observe(max(0.0, now - row.event_ts))
+            self._delivered.inc()
+            self._latency.observe(max(0.0, now - row.event_ts))
             self.failing_since = None
             if self.paused:
                 await self.resume("a delivery succeeded")
@@ -123,7 +129,7 @@ class Endpoint:
         outbox.failed(row.id, attempts, now + delay, outcome.error, outcome.status, dead)
         if dead:
             lane.buffer.popleft()
-            metrics.deliveries.labels(self.name, "dead").inc()
+            self._dead.inc()
             log.warning("webhook %s: %s for %s gave up after %d attempt(s): %s", self.name, row.bot, row.event_id,
                         attempts, outcome.error)
         else:
@@ -194,12 +200,20 @@ class Dispatcher:
         self.endpoints: dict[str, Endpoint] = {}
         self.configs: list[tuple[str, WebhookConfig]] = []
         self._requeued = -1
+        self._routes: dict[tuple[str, str], list[str]] = {}
         self._poller: asyncio.Task[None] | None = None
         outbox.on_written = self._written
 
     def routes(self, bot: str, event_type: str) -> list[str]:
-        """The endpoints that want this bot's event of this type."""
-        return [name for name, hook in self.configs if hook.wants(bot, event_type)]
+        """The endpoints that want this bot's event of this type (remembered until a reload:
+        matching globs is the costly part of storing an event)."""
+        key = (bot, event_type)
+        names = self._routes.get(key)
+        if names is None:
+            if len(self._routes) > 100_000:  # bots and types are bounded; be sure anyway
+                self._routes.clear()
+            names = self._routes[key] = [name for name, hook in self.configs if hook.wants(bot, event_type)]
+        return names
 
     def secret(self, hook: WebhookConfig) -> bytes:
         if hook.secret_file:
@@ -230,6 +244,9 @@ class Dispatcher:
             else:
                 ep.configure(hook, secrets[name])
         self.configs = configs
+        self._routes = {}
+        # the re-queue count as of this scan: the poller re-reads the lanes only when it moves
+        self._requeued = (await self.outbox.read(self.outbox.reader.counters)).get("requeued", 0)
         await self._scan()
 
     def start(self) -> None:

@@ -72,11 +72,10 @@ class Lane:
         outbox = self.endpoint.dispatcher.outbox
         self.loading, self._held = True, []
         try:
-            rows = await outbox.read(outbox.reader.lane, self.endpoint.name, self.bot, self.last_id, LOAD)
+            rows, full = await outbox.pending(self.endpoint.name, self.bot, self.last_id, LOAD)
         finally:
             self.loading = False
-        full = len(rows) == LOAD
-        have = {r.id for r in self.buffer} | outbox.finishing
+        have = {r.id for r in self.buffer}
         fresh = {r.id: r for r in rows if r.id not in have}
         if not full:  # the read saw every committed row: what was offered meanwhile follows it
             fresh.update((r.id, r) for r in self._held if r.id not in have)

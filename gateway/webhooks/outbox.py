@@ -58,6 +58,10 @@ FILE = "outbox.sqlite3"
 BACKLOG = 5000
 #: seconds between attempts to commit a batch that failed
 RETRY_COMMIT = 0.5
+#: seconds an outcome (a delivered row's delete, a retry's schedule) waits for company before it
+#: is committed alone: at a low rate, one commit per event instead of two. A crash inside this
+#: window sends the delivered event again, with its id (at least once, as after any crash).
+OUTCOME_DELAY = 0.05
 
 log = logging.getLogger("botvisor.gateway.outbox")
 
@@ -312,9 +316,18 @@ class Outbox:
         self.reader: Store = self._reader.submit(Store, path, limit).result()
         self._ops: list[tuple[str, tuple[Any, ...], asyncio.Future[Any] | None]] = []
         self._flushing = False
+        #: the timer that commits outcomes queued alone (OUTCOME_DELAY)
+        self._delayed: asyncio.TimerHandle | None = None
         #: rows delivered or dead-lettered whose write is not committed yet (a lane re-reading
         #: the table must not take them for pending)
         self.finishing: set[int] = set()
+        #: commits the loop has seen done; a read begun after commit n sees at least its effects
+        self.commits = 0
+        #: rows finished in a recent commit -> that commit's number, kept while a read begun
+        #: before it is out (its snapshot may still show them pending)
+        self._finished: dict[int, int] = {}
+        #: snapshots (``commits`` when begun) of the lane reads out now
+        self._reads: list[int] = []
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn`` on the writer thread (operator actions: retry, purge, pause)."""
@@ -324,15 +337,40 @@ class Outbox:
         """``fn`` of ``self.reader`` on the reader thread."""
         return await asyncio.get_running_loop().run_in_executor(self._reader, fn, *args)
 
+    async def pending(self, endpoint: str, bot: str, after: int, limit: int) -> tuple[list[Row], bool]:
+        """A lane's pending rows after ``after`` (on the reader thread), less those this process
+        delivered or dead-lettered meanwhile, and whether the read came back full. A read's
+        snapshot can predate a commit whose result the loop handles before the read's: without
+        this, a row delivered a moment ago would be taken for pending and sent again."""
+        since = self.commits
+        self._reads.append(since)
+        try:
+            rows = await self.read(self.reader.lane, endpoint, bot, after, limit)
+            finished = self._finished
+            return [r for r in rows if r.id not in self.finishing and finished.get(r.id, 0) <= since], \
+                len(rows) == limit
+        finally:
+            self._reads.remove(since)
+            self._forget()
+
+    def _forget(self) -> None:
+        """Drop what no read out now can still see as pending."""
+        if not self._finished:
+            return
+        oldest = min(self._reads, default=self.commits)
+        self._finished = {i: n for i, n in self._finished.items() if n > oldest}
+
     async def write(self, envelope: dict[str, Any], endpoints: list[str], cursor: Cursor | None) -> None:
         """Queue one message's deliveries for the next commit. Returns at once (the caller may
         go on to its next message: commits keep the queue's order, and a lane is handed a row
         only once it is committed) unless BACKLOG writes are waiting, then once this one is
         committed: back-pressure up to the tap, never loss."""
+        if len(self._ops) < BACKLOG:
+            self._queue("write", (envelope, endpoints, cursor), None)
+            return
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue("write", (envelope, endpoints, cursor), future)
-        if len(self._ops) > BACKLOG:
-            await future
+        await future
 
     def delivered(self, row_id: int) -> None:
         """Forget a delivered row (committed with the next batch: a crash before that means the
@@ -347,7 +385,18 @@ class Outbox:
 
     def _queue(self, kind: str, args: tuple[Any, ...], future: asyncio.Future[Any] | None) -> None:
         self._ops.append((kind, args, future))
-        if not self._flushing:
+        if self._flushing:
+            return  # the running flush takes it with the next batch
+        if kind == "write":
+            self._start_flush()
+        elif self._delayed is None:
+            self._delayed = asyncio.get_running_loop().call_later(OUTCOME_DELAY, self._start_flush)
+
+    def _start_flush(self) -> None:
+        if self._delayed is not None:
+            self._delayed.cancel()
+            self._delayed = None
+        if not self._flushing and self._ops:
             self._flushing = True
             asyncio.get_running_loop().create_task(self._flush())
 
@@ -362,11 +411,14 @@ class Outbox:
                     self._ops = ops + self._ops
                     await asyncio.sleep(RETRY_COMMIT)
                     continue
+                self.commits += 1
                 for kind, args, future in ops:
                     if future is not None and not future.done():
                         future.set_result(None)
-                    if kind != "write":
+                    if kind != "write" and args[0] in self.finishing:
                         self.finishing.discard(args[0])
+                        if self._reads:  # a read out now may have begun before this commit
+                            self._finished[args[0]] = self.commits
                 self.on_written(created, dropped)
         finally:
             self._flushing = False
