@@ -34,7 +34,7 @@ def _rounds(store: OutboxStore, rounds: int, per_round: int) -> int:
         _sends(store, per_round, r * per_round)
         largest = max(largest, wal.stat().st_size)
         if store.checkpointer.every <= 2 * per_round:
-            _wait_for(lambda: store.checkpointer.checkpoints > before)
+            _wait_for(lambda before=before: store.checkpointer.checkpoints > before)
     return largest
 
 
