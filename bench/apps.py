@@ -26,12 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-import zmq
 
 from protocol import Event, Hello, MessageUpsert, decode
 from protocol.topics import WELCOME
 
 from .procs import Reaper, install_signal_handlers, wait_until
+from .tap import TapReader
 
 HERE = Path(__file__).resolve().parent
 TARGET_P99_MS = 5.0
@@ -40,62 +40,40 @@ TARGET_RSS_MIB = 3.0
 OUTBOX_SYNC = "normal"
 
 
-class ReplyTap(threading.Thread):
+class ReplyTap(TapReader):
     """Pairs each reply with its incoming message by chat (every incoming message has its own)."""
 
     def __init__(self, endpoint: str) -> None:
-        super().__init__(name="apps-tap", daemon=True)
-        self.context = zmq.Context()
-        self.socket = self.context.socket(zmq.SUB)
-        self.socket.setsockopt(zmq.RCVHWM, 10_000_000)
-        self.socket.setsockopt(zmq.SUBSCRIBE, b"")
-        self.socket.setsockopt(zmq.LINGER, 0)
-        self.socket.connect(endpoint)
+        super().__init__(endpoint, name="apps-tap", hwm=10_000_000)
         self.welcomed = threading.Event()
-        self.stop = threading.Event()
-        self.lock = threading.Lock()
         self.incoming: dict[str, float] = {}
         #: (arrival monotonic, latency seconds)
         self.latencies: list[tuple[float, float]] = []
         self.pids: dict[str, int] = {}
         self.replies: dict[str, int] = {}
 
-    def run(self) -> None:
-        while not self.stop.is_set():
-            if not self.socket.poll(50):
-                continue
-            while True:
-                try:
-                    frames = self.socket.recv_multipart(zmq.NOBLOCK)
-                except zmq.Again:
-                    break
-                if frames == [WELCOME]:
-                    self.welcomed.set()
-                    continue
-                message = decode(frames[1])
-                if isinstance(message, Hello):
-                    self.pids[message.bot] = message.pid
-                if not (isinstance(message, Event) and isinstance(message.data, MessageUpsert)):
-                    continue
-                data = message.data
-                with self.lock:
-                    if not data.from_me:
-                        self.incoming[data.chat] = data.timestamp
-                        continue
-                    self.replies[message.bot] = self.replies.get(message.bot, 0) + 1
-                    sent_at = self.incoming.pop(data.chat, None)
-                    if sent_at is not None:
-                        self.latencies.append((time.monotonic(), data.timestamp - sent_at))
+    def on_frames(self, frames: list[bytes]) -> None:
+        if frames == [WELCOME]:
+            self.welcomed.set()
+            return
+        message = decode(frames[1])
+        if isinstance(message, Hello):
+            self.pids[message.bot] = message.pid
+        if not (isinstance(message, Event) and isinstance(message.data, MessageUpsert)):
+            return
+        data = message.data
+        with self.lock:
+            if not data.from_me:
+                self.incoming[data.chat] = data.timestamp
+                return
+            self.replies[message.bot] = self.replies.get(message.bot, 0) + 1
+            sent_at = self.incoming.pop(data.chat, None)
+            if sent_at is not None:
+                self.latencies.append((time.monotonic(), data.timestamp - sent_at))
 
     def window(self, since: float) -> list[float]:
         with self.lock:
             return [lat for t, lat in self.latencies if t >= since]
-
-    def close(self) -> None:
-        self.stop.set()
-        self.join(2)
-        self.socket.close(0)
-        self.context.term()
 
 
 def _config(root: Path, bots: list[dict[str, Any]]) -> Path:

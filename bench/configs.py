@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .toml_writer import render_config, toml_value  # noqa: F401  (toml_value: bench/webhooks.py imports it here)
+
 REPO = Path(__file__).resolve().parent.parent
 
 #: restart policy used by every botvisor run of the bench: reset_after is short so that each
@@ -19,16 +21,6 @@ REPO = Path(__file__).resolve().parent.parent
 #: which botvisor restarts at once; max_restarts is high so repeated kills never reach failed
 BACKOFF = {"initial": 0.5, "factor": 2.0, "max": 60.0, "jitter": 0.2, "reset_after": 0.2,
            "max_restarts": 1000, "restart_window": 300.0}
-
-
-def toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    raise TypeError(f"cannot write {value!r} as TOML")
 
 
 def bot_ids(n: int) -> list[str]:
@@ -69,16 +61,16 @@ def write_botvisor_config(root: Path, settings: BotvisorSettings, server: str = 
         sup["heartbeat_timeout"] = settings.heartbeat_timeout
     if settings.stop_timeout is not None:
         sup["stop_timeout"] = settings.stop_timeout
-    lines = ["[supervisor]"] + [f"{k} = {toml_value(v)}" for k, v in sup.items()]
-    lines += ["[supervisor.backoff]"] + [f"{k} = {toml_value(v)}" for k, v in settings.backoff.items()]
+    bots: list[dict[str, Any]] = []
     for bot in bot_ids(settings.n):
-        lines += ["[[bots]]", f"id = {toml_value(bot)}", f"backend = {toml_value(settings.backend)}"]
+        entry: dict[str, Any] = {"id": bot, "backend": settings.backend}
         if settings.backend == "simulated" and settings.message_rate:
-            lines += ["[bots.simulated]", f"message_rate = {toml_value(float(settings.message_rate))}"]
+            entry["simulated"] = {"message_rate": float(settings.message_rate)}
             if settings.connect_delay is not None:
-                lines += [f"connect_delay = {toml_value(float(settings.connect_delay))}"]
+                entry["simulated"]["connect_delay"] = float(settings.connect_delay)
+        bots.append(entry)
     path = root / "botvisor.toml"
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text(render_config({**sup, "backoff": settings.backoff}, bots))
     return path
 
 

@@ -55,7 +55,13 @@ def execute_gateway(args: argparse.Namespace) -> int:
     if getattr(args, "gateway_command", None) == "keys":
         return _keys(args, config)
     from .main import serve
+    from .runtime import own_shard
 
+    try:
+        own_shard(config)  # a [cluster] gateway that cannot tell its shard says so before it binds
+    except ConfigError as exc:
+        print(f"botvisor: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     return serve(config, args.log_level)
 
 

@@ -13,6 +13,10 @@ first, flagged ``recovered``. When the history no longer holds the cursor (it ro
 belongs to a newer supervisor) the gap is reported as a ``gateway`` event of type
 ``gap-unrecovered`` and counted in botvisor_gateway_gaps_unrecovered_total: never skipped in
 silence. A bot the gateway has never seen starts where it is first seen.
+
+In a ``[cluster]`` the messages come from every shard's tap, each tagged with its ``shard``: a
+worker is named by (shard, pid), since pods' pid namespaces repeat pids; a state change's seq
+counts per (shard, bot); a shard's welcome catches up that shard's bots, from its own history.
 """
 
 from __future__ import annotations
@@ -49,6 +53,10 @@ class Seen:
     pid: int
     seq: int
     ended: bool = False
+    shard: int | None = None
+
+    def same_worker(self, message: Message, shard: int | None) -> bool:
+        return message.pid == self.pid and (shard == self.shard or self.shard is None)
 
 
 class Ingest:
@@ -61,30 +69,32 @@ class Ingest:
         #: per bot: last event stored (persisted); where catch-up starts
         self.cursors = cursors
         self.seen: dict[str, Seen] = {b: Seen(c.pid, c.seq) for b, c in cursors.items()}
-        self.state_seq: dict[str, int] = {}
-        self.supervisor_pid = 0
+        self.state_seq: dict[tuple[int | None, str], int] = {}
+        #: per shard (None: the one supervisor): the pid of the supervisor that last welcomed us
+        self.supervisor_pids: dict[int | None, int] = {}
         self._queues: dict[str, asyncio.Queue[Any]] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self.on_reload: Any = None
 
     # -- from the tap ----------------------------------------------------------------------
-    async def on_message(self, message: Message) -> None:
+    async def on_message(self, message: Message, shard: int | None = None) -> None:
         self.metrics.tap_messages.inc()
-        await self._queue(message.bot).put(message)
+        await self._queue(message.bot).put((message, shard))
 
-    async def on_welcome(self) -> None:
-        """A supervisor has our subscription: catch every known bot up from its history."""
+    async def on_welcome(self, shard: int | None = None) -> None:
+        """A supervisor (a shard's) has our subscription: catch its known bots up from its history."""
         self.metrics.tap_welcomes.inc()
         try:
-            status = await self.bridge.call("status", {})
+            status = await self.bridge.call_shard(shard, "status", {})
         except ControlError as exc:
-            log.warning("tap welcomed but status failed (%s): no catch-up", exc)
+            log.warning("tap of %s welcomed but status failed (%s): no catch-up",
+                        "the supervisor" if shard is None else f"shard {shard}", exc)
             return
-        self.supervisor_pid = int(status.get("pid") or 0)
+        self.supervisor_pids[shard] = int(status.get("pid") or 0)
         for bot in status.get("bots", []):
             bot_id = bot.get("bot_id")
             if bot_id in self.cursors:
-                await self._queue(bot_id).put(CATCH_UP)
+                await self._queue(bot_id).put((CATCH_UP, shard))
 
     def _queue(self, bot: str) -> asyncio.Queue[Any]:
         queue = self._queues.get(bot)
@@ -102,57 +112,59 @@ class Ingest:
                 streak = 0
                 await asyncio.sleep(0)
             try:
-                if item is CATCH_UP:
-                    await self._catch_up(bot)
+                message, shard = item
+                if message is CATCH_UP:
+                    await self._catch_up(bot, shard)
                 else:
-                    await self._handle(item)
+                    await self._handle(message, shard)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("bot %s: handling a message failed", bot)
 
     # -- per bot, in order -----------------------------------------------------------------
-    async def _handle(self, message: Message) -> None:
+    async def _handle(self, message: Message, shard: int | None = None) -> None:
         if isinstance(message, Notice) or message.bot == SUPERVISOR_BOT:
-            await self.hub.publish(to_json(message))
+            await self.hub.publish(to_json(message, shard))
             if isinstance(message, Notice) and message.message.startswith("reloaded ") and self.on_reload:
                 await self.on_reload()
             return
         if isinstance(message, StateChange):
-            last = self.state_seq.get(message.bot)
+            last = self.state_seq.get((shard, message.bot))
             if last is not None and message.seq > last + 1:
                 await self._unrecovered(message.bot, f"{message.seq - last - 1} state change(s) before seq "
-                                        f"{message.seq} were lost on the tap", {"stream": "state"})
-            self.state_seq[message.bot] = message.seq
-            await self.hub.publish(to_json(message))
+                                        f"{message.seq} were lost on the tap", {"stream": "state"}, shard)
+            self.state_seq[(shard, message.bot)] = message.seq
+            await self.hub.publish(to_json(message, shard))
             return
         bot = message.bot
         seen = self.seen.get(bot)
         if seen is not None:
-            if message.pid == seen.pid:
+            if seen.same_worker(message, shard):
                 if message.seq <= seen.seq:
                     return  # already published (recovered from the history a moment ago)
                 if message.seq > seen.seq + 1:
-                    await self._recover(bot, seen, message)
+                    await self._recover(bot, seen, message, shard)
             elif message.seq > 0 or not seen.ended:
-                await self._recover(bot, seen, message)
-        self.seen[bot] = Seen(message.pid, message.seq, isinstance(message, Bye))
-        body = to_json(message)
+                await self._recover(bot, seen, message, shard)
+        self.seen[bot] = Seen(message.pid, message.seq, isinstance(message, Bye), shard)
+        body = to_json(message, shard)
         if isinstance(message, Event):
-            body["_cursor"] = Cursor(self.supervisor_pid, message.pid, message.seq, message.ts)
+            body["_cursor"] = Cursor(self.supervisor_pids.get(shard, 0), message.pid, message.seq, message.ts)
         await self.hub.publish(body)
 
-    async def _catch_up(self, bot: str) -> None:
+    async def _catch_up(self, bot: str, shard: int | None) -> None:
         seen = self.seen.get(bot)
         if seen is not None:
-            await self._recover(bot, seen, None)
+            await self._recover(bot, seen, None, shard)
 
-    async def _recover(self, bot: str, seen: Seen, upto: Message | None) -> None:
-        """Publish the history's events after ``seen`` and before ``upto`` (None: the end)."""
+    async def _recover(self, bot: str, seen: Seen, upto: Message | None, shard: int | None = None) -> None:
+        """Publish the history's events after ``seen`` and before ``upto`` (None: the end), from the
+        history of ``shard``: the shard whose tap showed the gap."""
         try:
-            entries = (await self.bridge.call("history", {"bot": bot}))["events"]
+            entries = (await self.bridge.call_shard(shard, "history", {"bot": bot}))["events"]
         except (ControlError, KeyError, TypeError) as exc:
-            await self._unrecovered(bot, f"the history could not be read ({exc})", self._range(seen, upto))
+            await self._unrecovered(bot, f"the history could not be read ({exc})", self._range(seen, upto), shard)
             return
         entries = [e for e in entries if isinstance(e, dict) and e.get("seq", -1) >= 0]
         start = None
@@ -160,7 +172,7 @@ class Ingest:
             if entry["pid"] == seen.pid and entry["seq"] <= seen.seq:
                 start = i
         cursor = self.cursors.get(bot)
-        same_supervisor = cursor is None or cursor.supervisor in (0, self.supervisor_pid)
+        same_supervisor = cursor is None or cursor.supervisor in (0, self.supervisor_pids.get(shard, 0))
         limit = self._history_limit(bot)
         if start is None:
             # the cursor's own entry is not there: complete only when nothing was evicted (the
@@ -177,11 +189,11 @@ class Ingest:
                     break
         if not complete:
             await self._unrecovered(bot, "the bot's history no longer holds the events after the last one "
-                                    "the gateway stored", self._range(seen, upto))
+                                    "the gateway stored", self._range(seen, upto), shard)
         for entry in after:
-            body = from_history(self.server, bot, entry)
-            body["_cursor"] = Cursor(self.supervisor_pid, entry["pid"], entry["seq"], entry["timestamp"])
-            self.seen[bot] = Seen(entry["pid"], entry["seq"])
+            body = from_history(self.server, bot, entry, shard)
+            body["_cursor"] = Cursor(self.supervisor_pids.get(shard, 0), entry["pid"], entry["seq"], entry["timestamp"])
+            self.seen[bot] = Seen(entry["pid"], entry["seq"], shard=shard)
             await self.hub.publish(body)
         if after:
             self.metrics.recovered.labels(bot).inc(len(after))
@@ -200,17 +212,21 @@ class Ingest:
             span["before"] = {"pid": upto.pid, "seq": upto.seq}
         return span
 
-    async def _unrecovered(self, bot: str, reason: str, data: dict[str, Any]) -> None:
+    async def _unrecovered(self, bot: str, reason: str, data: dict[str, Any], shard: int | None = None) -> None:
         self.metrics.unrecovered.labels(bot).inc()
         log.warning("bot %s: gap not recovered: %s", bot, reason)
-        await self.publish_gateway("gap-unrecovered", bot, {"reason": reason, **data})
+        await self.publish_gateway("gap-unrecovered", bot, {"reason": reason, **data}, shard)
 
-    async def publish_gateway(self, what: str, bot: str, data: dict[str, Any]) -> None:
-        """A gateway event (kind ``gateway``): on the stream and to webhooks that want ``gateway``."""
+    async def publish_gateway(self, what: str, bot: str, data: dict[str, Any], shard: int | None = None) -> None:
+        """A gateway event (kind ``gateway``): on the stream and to webhooks that want ``gateway``.
+        ``shard``: the shard the event is about (a gap on its tap), in a [cluster]."""
         now = time.time()
-        await self.hub.publish({"kind": "gateway", "server": self.server, "bot": bot, "pid": 0, "seq": 0,
-                                "ts": now, "type": "gateway", "event": what, "data": {"event": what, **data},
-                                "id": event_id(self.server, bot, "gateway", 0, now) + uuid.uuid4().hex[:8]})
+        body = {"kind": "gateway", "server": self.server, "bot": bot, "pid": 0, "seq": 0,
+                "ts": now, "type": "gateway", "event": what, "data": {"event": what, **data},
+                "id": event_id(self.server, bot, "gateway", 0, now, shard) + uuid.uuid4().hex[:8]}
+        if shard is not None:
+            body["shard"] = shard
+        await self.hub.publish(body)
 
     async def stop(self) -> None:
         for task in self._tasks.values():

@@ -3,6 +3,11 @@
 tap -> ingest (per bot, gap-filled) -> hub -> {outbox sink -> dispatcher, stream clients, pages}.
 ``reload`` re-reads the config file (on the supervisor's "reloaded" notice, on SIGHUP, or from
 the API) and re-applies the webhooks without touching queued deliveries.
+
+In a ``[cluster]`` (docs/cluster.md, "The gateway"): one tap reader per shard, control calls
+routed to each bot's shard (bridge.py), and the webhooks fed from the gateway's own shard only
+(``[gateway] webhooks_from = "shard"``, the default: one gateway per pod, each event delivered
+once fleet-wide) or from every shard (``"fleet"``: one gateway for the whole fleet).
 """
 
 from __future__ import annotations
@@ -11,7 +16,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import zmq.asyncio
+
+from protocol.cluster_config import ShardUnknown, resolve_shard
 from protocol.config import Config, ConfigError, load_config
+from protocol.fleet import endpoints
 
 from .bridge import ControlBridge
 from .envelope import DELIVERED_KINDS, webhook_envelope
@@ -44,6 +53,8 @@ class Gateway:
         self.metrics = GatewayMetrics()
         self.hub = EventHub()
         self.started = False
+        #: in a [cluster] with webhooks_from = "shard": the shard whose events go to the webhooks
+        self.shard = own_shard(config)
         #: called once started (main.py installs its SIGHUP handler there)
         self.on_started: Any = None
         # the rest needs a running loop: start()
@@ -59,19 +70,29 @@ class Gateway:
         await self.dispatcher.apply(config.gateway.webhooks)
         self.hub.add_sink(self._store)
         self.dispatcher.start()
-        self.tap = TapReader(config, self.ingest.on_message, self.ingest.on_welcome)
-        self.tap.start()
+        self.context = zmq.asyncio.Context()
+        self.taps = [TapReader(config, self.ingest.on_message, self.ingest.on_welcome, endpoint, shard, self.context)
+                     for shard, endpoint in endpoints(config, "tap")]
+        for tap in self.taps:
+            tap.start()
         self.started = True
+        if config.cluster is not None and not (config.cluster.peer_control and config.cluster.peer_tap):
+            log.warning("[cluster] without peer_control and peer_tap: this gateway sees only %s",
+                        "its own supervisor's bots" if not config.cluster.peer_tap else "its own supervisor's status")
         if self.on_started is not None:
             self.on_started(self)
-        log.info("gateway for %s: %d webhook endpoint(s), data in %s", self.server,
-                 len(config.gateway.webhooks), data_dir(config))
+        log.info("gateway for %s: %d webhook endpoint(s), data in %s%s", self.server,
+                 len(config.gateway.webhooks), data_dir(config),
+                 "" if len(self.taps) == 1 else f"; {len(self.taps)} shards, webhooks from "
+                 + ("every shard" if self.shard is None else f"shard {self.shard}"))
 
     async def _store(self, body: dict[str, Any]) -> None:
         """The hub's sink: store what webhooks want, and the bot's cursor, before anyone sees it."""
         kind = body.get("kind")
         if kind not in DELIVERED_KINDS and kind != "gateway":
             return
+        if self.shard is not None and body.get("shard", self.shard) != self.shard:
+            return  # another shard's event: that shard's own gateway delivers it
         cursor = body.pop("_cursor", None)
         envelope = webhook_envelope(body)
         endpoints = self.dispatcher.routes(body["bot"], envelope["type"])
@@ -93,15 +114,41 @@ class Gateway:
         return message
 
     def ready(self) -> dict[str, bool]:
-        return {"tap": self.started and self.tap.welcomed.is_set(), "outbox": self.started}
+        """What /readyz checks. In a [cluster]: the tap of the gateway's own shard (a gateway for the
+        whole fleet: any shard's), never every shard's: one shard down must not take every pod's
+        API out of its Service. Which shards answer is in /v1/status (``shards``)."""
+        taps = self.tap_states()
+        if self.shard is not None:
+            tap = taps.get(self.shard, False)
+        else:
+            tap = any(taps.values())
+        return {"tap": self.started and tap, "outbox": self.started}
+
+    def tap_states(self) -> dict[int | None, bool]:
+        """Per shard (None: the one supervisor): whether its tap has welcomed us."""
+        return {tap.shard: tap.welcomed.is_set() for tap in getattr(self, "taps", [])}
 
     async def stop(self) -> None:
         if not self.started:
             return
         self.started = False
-        await self.tap.stop()
+        for tap in self.taps:
+            await tap.stop()
         await self.ingest.stop()
         await self.outbox.drain()
         await self.dispatcher.stop()
         self.outbox.close()
         self.bridge.close()
+        self.context.term()
+
+
+def own_shard(config: Config) -> int | None:
+    """The shard whose events this gateway delivers (None: every shard's, or one host)."""
+    if config.cluster is None or config.gateway.webhooks_from == "fleet" or len(endpoints(config, "tap")) == 1:
+        return None
+    try:
+        return resolve_shard(config.cluster)
+    except ShardUnknown as exc:
+        raise ConfigError(config.path, "gateway.webhooks_from",
+                          f'"shard" needs the gateway\'s own shard: {exc} (or set webhooks_from = "fleet" '
+                          'for one gateway over every shard)') from None

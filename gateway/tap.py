@@ -3,6 +3,9 @@
 ZeroMQ reconnects by itself when the supervisor restarts; the supervisor's welcome message
 (sent when our subscription reaches it) tells us it has us, so ``on_welcome`` runs once per
 (re)connection: the ingest uses it to catch up from the bots' histories.
+
+In a ``[cluster]`` the gateway reads every shard's tap, one reader (one socket) per shard, so
+each message and each welcome is known to come from its shard (``shard``; None on one host).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import zmq.asyncio
 from protocol import ProtocolError, decode
 from protocol.curve import client_keys, secure_client
 from protocol.messages import Message
-from protocol.topics import WELCOME
+from protocol.topics import WELCOME, rejoin_quickly
 
 log = logging.getLogger("botvisor.gateway.tap")
 
@@ -27,13 +30,16 @@ YIELD_EVERY = 32
 
 
 class TapReader:
-    def __init__(self, config: Any, on_message: Callable[[Message], Awaitable[None]],
-                 on_welcome: Callable[[], Awaitable[None]]) -> None:
+    def __init__(self, config: Any, on_message: Callable[[Message, int | None], Awaitable[None]],
+                 on_welcome: Callable[[int | None], Awaitable[None]], endpoint: str | None = None,
+                 shard: int | None = None, context: zmq.asyncio.Context | None = None) -> None:
         self.config = config
         self.on_message = on_message
         self.on_welcome = on_welcome
-        self.endpoint = config.endpoint("tap")
-        self.context = zmq.asyncio.Context()
+        self.endpoint = endpoint or config.endpoint("tap")
+        self.shard = shard
+        self._own_context = context is None
+        self.context = context or zmq.asyncio.Context()
         self.welcomed = asyncio.Event()
         self.rejected = 0
         self.received = 0
@@ -44,8 +50,7 @@ class TapReader:
         sock = self.context.socket(zmq.SUB)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.RCVHWM, 1_000_000)
-        sock.setsockopt(zmq.RECONNECT_IVL, 50)
-        sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+        rejoin_quickly(sock)  # a restarted supervisor's first messages reach the webhooks too
         if self.endpoint.startswith("tcp://"):
             secure_client(sock, client_keys(self.config, self.endpoint))
         sock.setsockopt(zmq.SUBSCRIBE, b"")
@@ -54,7 +59,7 @@ class TapReader:
 
     def start(self) -> None:
         self._socket = self._connect()
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="tap")
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"tap {self.endpoint}")
 
     async def _run(self) -> None:
         assert self._socket is not None
@@ -72,7 +77,7 @@ class TapReader:
                 # a new supervisor (or the first): it has our subscription from now on
                 self.welcomed.set()
                 try:
-                    await self.on_welcome()
+                    await self.on_welcome(self.shard)
                 except Exception:
                     log.exception("catching up after the tap's welcome failed")
                 continue
@@ -87,7 +92,7 @@ class TapReader:
                 continue
             self.received += 1
             try:
-                await self.on_message(message)
+                await self.on_message(message, self.shard)
             except Exception:  # one bad message must not stop the feed
                 log.exception("handling %s from %s failed", type(message).__name__, message.bot)
 
@@ -100,4 +105,5 @@ class TapReader:
                 pass
         if self._socket is not None:
             self._socket.close(0)
-        self.context.term()
+        if self._own_context:
+            self.context.term()

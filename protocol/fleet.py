@@ -9,6 +9,7 @@ keys of [security] are used for every shard (they share one server key pair: doc
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -27,10 +28,17 @@ def endpoints(config: Config, role: str) -> list[tuple[int | None, str]]:
 
 def control_endpoint(config: Config, bot_id: str) -> str:
     """Where to send a control request about ``bot_id``: the control endpoint of its shard."""
+    return owner(config, bot_id)[1]
+
+
+def owner(config: Config, bot_id: str) -> tuple[int | None, str]:
+    """(shard, control endpoint) of the shard that runs ``bot_id`` (its pin, else the hashing);
+    one host: (None, its own)."""
     if config.cluster is None or not config.cluster.peer_control:
-        return config.endpoint("control")
+        return None, config.endpoint("control")
     bot: Any = next((b for b in config.bots if b.id == bot_id), bot_id)
-    return config.cluster.peers("control")[shard_of(bot, config.cluster.shards)]
+    k = shard_of(bot, config.cluster.shards)
+    return k, config.cluster.peers("control")[k]
 
 
 def _ask(config: Config, endpoint: str, timeout: float, command: str, args: dict[str, Any]) -> Any:
@@ -41,11 +49,19 @@ def _ask(config: Config, endpoint: str, timeout: float, command: str, args: dict
         return client.call(command, args)
 
 
-def fleet_status(config: Config, timeout: float = 2.0) -> dict[str, Any]:
-    """``{"server", "shards": [{shard, endpoint, pid | error}], "bots": [status + "shard"]}``."""
+#: how fleet_status asks one shard: (endpoint, timeout, command, args) -> result
+Ask = Callable[[str, float, str, dict[str, Any]], Any]
+
+
+def fleet_status(config: Config, timeout: float = 2.0, ask: Ask | None = None) -> dict[str, Any]:
+    """``{"server", "shards": [{shard, endpoint, reachable, pid | error}], "bots": [status + "shard"]}``.
+
+    ``ask``: how to reach a shard (the gateway passes its pool of clients); default a new client.
+    """
     targets = endpoints(config, "control")
+    call = ask or (lambda ep, t, command, args: _ask(config, ep, t, command, args))
     with ThreadPoolExecutor(max_workers=min(32, len(targets))) as pool:
-        futures = [pool.submit(_ask, config, ep, timeout, "status", {}) for _k, ep in targets]
+        futures = [pool.submit(call, ep, timeout, "status", {}) for _k, ep in targets]
         answers = []
         for (k, ep), future in zip(targets, futures):
             try:
@@ -55,9 +71,9 @@ def fleet_status(config: Config, timeout: float = 2.0) -> dict[str, Any]:
     shards, bots, seen = [], [], set()
     for k, ep, result, problem in answers:
         if result is None:
-            shards.append({"shard": k, "endpoint": ep, "error": problem})
+            shards.append({"shard": k, "endpoint": ep, "reachable": False, "error": problem})
             continue
-        shards.append({"shard": k, "endpoint": ep, "pid": result.get("pid")})
+        shards.append({"shard": k, "endpoint": ep, "reachable": True, "pid": result.get("pid")})
         for bot in result["bots"]:
             bot.setdefault("shard", k)
             seen.add(bot["bot_id"])

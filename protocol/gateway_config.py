@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from .schema import checked, in_range
+from .settings import listen_problem
 
 #: what a webhook's ``events`` may name besides the worker event types
 EXTRA_EVENT_TYPES = ("state", "gateway")
@@ -38,12 +39,6 @@ def _event_types(value: list[str]) -> str | None:
     known = {t.value for t in EventType} | set(EXTRA_EVENT_TYPES) | {"*"}
     bad = [t for t in value if t not in known]
     return f"unknown event type(s) {bad!r} (known: {', '.join(sorted(known))})" if bad else None
-
-
-def _listen(value: str) -> str | None:
-    from .config import _listen as check  # config.py imports this module: look it up late
-
-    return check(value)
 
 
 def _name(value: str) -> str | None:
@@ -98,7 +93,7 @@ class GatewaySettings:
     """``[gateway]``: the HTTP API, the live stream and the webhooks' outbox."""
 
     #: host:port the HTTP server binds (loopback by default: put a TLS proxy in front to expose it)
-    listen: str = checked(lambda v: _listen(v), default="127.0.0.1:8780")
+    listen: str = checked(listen_problem, default="127.0.0.1:8780")
     #: the outbox, dead letters and cursors (SQLite), relative to the config file
     data_dir: str = "gateway"
     #: the API keys' hashes; default ``<config name>.keys.json`` next to the config file
@@ -111,6 +106,10 @@ class GatewaySettings:
     command_timeout: float = checked(in_range(0.1, 3600), default=10.0)
     #: messages queued per live-stream client before it starts losing them (it sees the seq gaps)
     stream_queue: int = checked(in_range(10, 1_000_000), default=10_000)
+    #: in a [cluster], whose events go to the webhooks: "shard", those of the shard the gateway runs
+    #: beside (as in each StatefulSet pod: every event once, fleet-wide), or "fleet", every shard's
+    #: (one gateway for the whole fleet). Status, actions and the stream always cover every shard
+    webhooks_from: Literal["shard", "fleet"] = "shard"
     webhooks: list[WebhookConfig] = field(default_factory=list)
 
 

@@ -259,10 +259,10 @@ class Supervisor:
         self._install_signals()
         log.info("botvisor supervisor pid %d serving %d bot(s) as %r", self.pid, len(self.config.bots), self.server)
         self._start_metrics()
+        self._claim_cpu_share()  # first: a cluster starts its forkserver now, in the supervisor's group
         if self.cluster is not None:
             self.poller.add_fd(self.cluster.fd())
             self.cluster.start()
-        self._claim_cpu_share()
         self._start_fleet()
         self._schedule_health_check()
         self._trim_memory()

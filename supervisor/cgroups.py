@@ -31,6 +31,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,7 +89,13 @@ class CpuShare:
                             pid, self.workers, exc)
 
     def release(self) -> None:
-        """v1: the supervisor back where it was, and the groups it made removed (when empty)."""
+        """v1: the supervisor back where it was, with whatever else of ours is still in its group,
+        and the groups it made removed (when empty).
+
+        Besides the supervisor its group holds only what it started there: multiprocess's
+        resource tracker (started with the forkserver) lives until the supervisor has exited,
+        so left behind it kept the group from being removed at every stop.
+        """
         if not self.made or self.origin is None:
             return
         try:
@@ -96,6 +103,16 @@ class CpuShare:
         except OSError as exc:
             log.warning("could not leave %s: %s", self.supervisor, exc)
             return
+        try:
+            ours = (self.supervisor / "cgroup.procs").read_text().split()
+        except OSError:
+            ours = []
+        for pid in ours:
+            try:
+                _write(self.origin / "cgroup.procs", pid)
+            except OSError as exc:
+                if exc.errno != errno.ESRCH:  # one that exited meanwhile is gone anyway
+                    log.warning("could not move %s out of %s: %s", pid, self.supervisor, exc)
         _remove(self.made)
 
 
@@ -169,12 +186,6 @@ def _setup_v2(entries: dict[str, str], server: str) -> CpuShare:
 
 
 def _setup_v1(entries: dict[str, str], server: str) -> CpuShare:
-    # Opt-in: on v1 there is no delegation, so the groups go into the host's own cpu hierarchy
-    # beside everything else; and with them a restarted shard of the cluster tests
-    # (tests/test_cluster.py) published no state changes to a fleet tap, not yet understood.
-    if os.environ.get(ENV, "").strip().lower() not in ("1", "on", "yes", "true"):
-        raise Unavailable(f"cgroup v1: off unless ${ENV}=on (botvisor would make groups in the host's "
-                          "cpu hierarchy)")
     own = entries.get("cpu")
     mount = _v1_cpu_mount(MOUNTINFO.read_text()) if own is not None else None
     if own is None or mount is None:
@@ -243,10 +254,18 @@ def _remove(groups: tuple[Path, ...]) -> None:
             log.warning("left %s in place: %s", group, exc)
 
 
+#: the name of a group made by ``_setup_v1``: botvisor-<server>-<supervisor's pid>-<role>
+_GROUP = re.compile(r"botvisor-.+-(?P<pid>[0-9]+)-(?:supervisor|workers)")
+
+
 def _remove_stale(origin: Path) -> None:
     """Empty groups left by botvisor supervisors that died without releasing them (SIGKILL):
-    their pid is gone, and their workers died with them (a group still holding one stays)."""
-    for group in [*origin.glob("botvisor-*-supervisor"), *origin.glob("botvisor-*-workers")]:
-        pid = group.name.rsplit("-", 2)[-2]
-        if pid.isdigit() and int(pid) != os.getpid() and not Path(f"/proc/{pid}").exists():
+    their pid is gone, and their workers died with them (a group still holding one stays).
+    Only groups named as botvisor names its own, of a pid that no longer runs, are touched."""
+    for group in sorted(origin.glob("botvisor-*")):
+        named = _GROUP.fullmatch(group.name)
+        if named is None or not group.is_dir():
+            continue
+        pid = int(named["pid"])
+        if pid != os.getpid() and not Path(f"/proc/{pid}").exists():
             _remove((group,))

@@ -19,6 +19,7 @@ from typing import Any, Iterator
 import multiprocess
 import psutil
 
+from worker import go_runtime
 from worker.spec import WorkerSpec
 
 from . import cgroups
@@ -49,6 +50,7 @@ def worker_context(neonize: bool = False, apps: bool = False) -> Any:
     """The start method's context; the forkserver's preload is fixed by the first call."""
     global _context
     if _context is None:
+        go_runtime.configure()  # inherited by the forkserver, so by every neonize worker's Go runtime
         methods = multiprocess.get_all_start_methods()
         method = "forkserver" if "forkserver" in methods else "spawn"
         context = multiprocess.get_context(method)

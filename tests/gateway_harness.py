@@ -21,7 +21,9 @@ from typing import Any, Callable
 
 import httpx
 
-from .harness import REPO, Fleet, toml_value
+from bench.toml_writer import array_of_tables, table
+
+from .harness import REPO, Fleet
 
 SECRET = "test-secret-" + "x" * 20
 
@@ -144,15 +146,7 @@ class Receiver:
 
 
 def webhook_toml(hooks: list[dict[str, Any]], gateway: dict[str, Any]) -> str:
-    lines = ["[gateway]"] + [f"{k} = {toml_value(v)}" for k, v in gateway.items()]
-    for hook in hooks:
-        lines.append("[[gateway.webhooks]]")
-        lines += [f"{k} = {toml_value(v)}" for k, v in hook.items() if not isinstance(v, dict)]
-        for k, v in hook.items():
-            if isinstance(v, dict):
-                lines.append(f"[gateway.webhooks.{k}]")
-                lines += [f"{kk} = {toml_value(vv)}" for kk, vv in v.items()]
-    return "\n".join(lines) + "\n"
+    return "\n".join(table("gateway", gateway) + array_of_tables("gateway.webhooks", hooks)) + "\n"
 
 
 def hook(receiver: Receiver, **settings: Any) -> dict[str, Any]:

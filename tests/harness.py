@@ -7,6 +7,7 @@ fails. Waits synchronise on messages (a hello, a pid change), each bounded by a 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -21,44 +22,12 @@ from typing import Any, Callable, Iterable
 import psutil
 import zmq
 
+from bench.toml_writer import render_config
 from protocol import Hello, Message, decode
 from protocol.client import ControlClient
 from protocol.topics import WELCOME
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    raise TypeError(value)
-
-
-def render_config(supervisor: dict[str, Any], bots: list[dict[str, Any]], extra: str = "") -> str:
-    lines = ["[supervisor]"]
-    for key, value in supervisor.items():
-        if not isinstance(value, dict):
-            lines.append(f"{key} = {toml_value(value)}")
-    for key, value in supervisor.items():
-        if isinstance(value, dict):
-            lines.append(f"[supervisor.{key}]")
-            lines += [f"{k} = {toml_value(v)}" for k, v in value.items()]
-    for bot in bots:
-        lines.append("[[bots]]")
-        lines += [f"{k} = {toml_value(v)}" for k, v in bot.items() if not isinstance(v, dict)]
-        for key, value in bot.items():
-            if isinstance(value, dict):
-                lines.append(f"[bots.{key}]")
-                lines += [f"{k} = {toml_value(v)}" for k, v in value.items()]
-    return "\n".join(lines) + "\n" + extra
 
 
 #: the default heartbeat_timeout of test fleets (see Fleet.write)
@@ -243,6 +212,26 @@ def alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+
+
+def stop_embedded(supervisor: Any, thread: Any) -> None:
+    """End a Supervisor that runs on ``thread`` of the test's own process; its workers are
+    killed by pid should its shutdown not have stopped them."""
+    supervisor.shutdown()
+    thread.join(timeout=20)
+    for process in [c.process for c in supervisor.manager if c.process is not None]:
+        kill_pid(process.pid)
+
+
+def run_scenario(module: str, scenario: str, timeout: float) -> dict[str, Any]:
+    """``python -m module scenario`` in a fresh interpreter (scenarios that load Go or fill
+    queues must not share the test's process): the JSON result it prints last, without "error"."""
+    done = subprocess.run([sys.executable, "-m", module, scenario], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "error" not in result, result["error"]
+    return result
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.02) -> None:

@@ -6,18 +6,17 @@ with a real serialised protobuf, the QR through ``NewClient.__onQr`` and the log
 through the ctypes callback ``connect()`` builds. So the test fails when the backend subscribes
 to nothing (execute then finds no handler, and connect() would pass Go an empty list), when the
 QR hook is gone (neonize then prints the code to fd 1), or when a connect failure is handled as
-anything but what whatsmeow does. Prints one JSON object; ends with os._exit (neonize keeps a
-non-daemon thread).
+anything but what whatsmeow does. The operations' scenarios are in tests/neonize_op_scenarios.py;
+the driving (a backend, Go's calls) in tests/neonize_driver.py. Prints one JSON object; ends
+with os._exit (neonize keeps a non-daemon thread).
 """
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import json
 import logging
 import os
-import select
 import sys
 import tempfile
 import threading
@@ -26,69 +25,11 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
-from protocol.backoff import RestartPolicy
-from protocol.config import BotConfig, WhatsAppSettings
-from protocol.schema import to_mapping
-from worker.backends.base import BackendContext
+from protocol.config import WhatsAppSettings
+from tests.neonize_driver import go_event, go_string_callback, jid, make_backend, pump, refused_port, shape, silent_proxy
+from tests.neonize_op_scenarios import scenario_contract, scenario_offloop, scenario_operations  # noqa: F401 (run from here)
 
-
-def make_backend(proxy_port: int, bot_dir: Path | None = None, **bot: Any) -> tuple[Any, list]:
-    from worker.backends.neonize import NeonizeBackend
-
-    if bot_dir is None:
-        bot_dir = Path(tempfile.mkdtemp(prefix="neonize-scenario-")) / "bot_n1"
-        bot_dir.mkdir(mode=0o700)
-    emitted: list = []
-    config = BotConfig(id="n1", backend="neonize", proxy=f"http://127.0.0.1:{proxy_port}",
-                       backoff=RestartPolicy(initial=0.5, factor=2.0, max=10.0, jitter=0.0), **bot)
-    ctx = BackendContext(bot=config, bot_dir=bot_dir, emit=emitted.append, log=logging.getLogger("scenario"))
-    return NeonizeBackend(ctx), emitted
-
-
-def pump(backend: Any, until: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not until():
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise AssertionError("the backend did not get there in time")
-        select.select([backend.wakeup_fd()], [], [], min(left, 0.05))
-        backend.poll(time.monotonic())
-
-
-def go_event(client: Any, message: Any) -> None:
-    """Hand ``message`` to Python as neonize's Go event loop does (CallbackFunction)."""
-    from neonize.events import EVENT_TO_INT
-
-    raw = message.SerializePartialToString()  # Go sets every required field; the parser takes either
-    buffer = ctypes.create_string_buffer(raw, len(raw))
-    client.event.execute(0, ctypes.addressof(buffer), len(raw), EVENT_TO_INT[type(message)])
-
-
-def go_string_callback(fn: Any, text: bytes) -> None:
-    """Call ``fn`` the way Go calls the QR and login-status callbacks: func_string(uuid, text)."""
-    from neonize._binder import func_string
-
-    uuid, value = ctypes.create_string_buffer(b"n1"), ctypes.create_string_buffer(text)
-    func_string(fn)(ctypes.addressof(uuid), ctypes.addressof(value))
-
-
-def silent_proxy() -> Any:
-    from tests.test_neonize_worker import SilentProxy
-
-    return SilentProxy()
-
-
-def refused_port() -> int:
-    from tests.test_neonize_worker import refused_port as port
-
-    return port()
-
-
-def shape(data: Any) -> dict:
-    return {"event": type(data).__name__, **to_mapping(data)}
-
-
-# -- scenarios ------------------------------------------------------------------------------------
+# -- scenarios: events and the session -----------------------------------------------------------
 def scenario_dispatch() -> dict:
     """Every mapped event type, through Event.execute; and the subscription list connect() sends."""
     from neonize.events import EVENT_TO_INT
@@ -103,9 +44,6 @@ def scenario_dispatch() -> dict:
     backend.start(time.monotonic())
     client = backend.client
     subscribed = sorted(bytearray(list(client.event.list_func)))  # exactly what connect() passes to Go
-
-    def jid(user: str, server: str = "s.whatsapp.net") -> Any:
-        return pb.JID(User=user, Server=server, RawAgent=0, Device=0, Integrator=0, IsEmpty=False)
 
     chat = jid("15550001111")
     source = pb.MessageSource(Chat=chat, Sender=jid("15550001111"), IsFromMe=False, IsGroup=False)
@@ -289,217 +227,6 @@ def scenario_fds() -> dict:
     end = _end_of(backend, emitted, lambda: None)  # the 7th failed dial ends the life
     backend.stop()
     return {"counts": counts, "end": end}
-
-
-def scenario_contract() -> dict:
-    """tests/contract.py against the neonize backend (a session whatsmeow says is connected)."""
-    from neonize.proto import Neonize_pb2 as pb
-    from neonize.proto.waCommon.WACommon_pb2 import MessageKey
-    from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import (
-        ContextInfo,
-        ExtendedTextMessage,
-        Message,
-        ProtocolMessage,
-        ReactionMessage,
-    )
-
-    from protocol import BotStatus
-    from tests.contract import run_contract
-
-    proxy = silent_proxy()
-    backend, emitted = make_backend(proxy.port, whatsapp=WhatsAppSettings(media_max_mb=1))
-    backend.start(time.monotonic())
-    go_event(backend.client, pb.Connected(status=True))
-    pump(backend, lambda: backend.status is BotStatus.ONLINE)
-    counter = [0]
-
-    def jid(user: str, server: str = "s.whatsapp.net") -> Any:
-        return pb.JID(User=user, Server=server, RawAgent=0, Device=0, Integrator=0, IsEmpty=False)
-
-    def receive(kind: str, group: bool) -> Any:
-        counter[0] += 1
-        chat = jid("120363000000000001", "g.us") if group else jid("15550001111")
-        source = pb.MessageSource(Chat=chat, Sender=jid("15550001111"), IsFromMe=False, IsGroup=group)
-        info = pb.MessageInfo(MessageSource=source, ID=f"3EB0C{counter[0]}", Type="text", Timestamp=1_764_100_000_000)
-        first = "3EB0C1"
-        message = {
-            "text": Message(conversation="ping"),
-            "reply": Message(extendedTextMessage=ExtendedTextMessage(text="pong?", contextInfo=ContextInfo(
-                stanzaID=first, participant="15550001111@s.whatsapp.net", quotedMessage=Message(conversation="ping")))),
-            "reaction": Message(reactionMessage=ReactionMessage(key=MessageKey(ID=first), text="👍")),
-            "revoke": Message(protocolMessage=ProtocolMessage(type=ProtocolMessage.REVOKE, key=MessageKey(ID=first))),
-            "edit": Message(protocolMessage=ProtocolMessage(type=ProtocolMessage.MESSAGE_EDIT, key=MessageKey(ID=first),
-                                                            editedMessage=Message(conversation="ping!"))),
-        }[kind]
-        before = len(emitted)
-        go_event(backend.client, pb.Message(Info=info, Message=message))
-        pump(backend, lambda: len(emitted) > before)
-        return emitted[-1]
-
-    def set_online(online: bool) -> None:
-        backend.status = BotStatus.ONLINE if online else BotStatus.LOADING
-
-    result = run_contract(backend, receive, set_online)
-    backend.stop()
-    proxy.close()
-    return result
-
-
-def scenario_operations() -> dict:
-    """The operations on a real neonize client, with only the network edge replaced: upload and
-    SendMessage record what the backend built (protobufs), everything else is neonize's own
-    (BuildReaction runs in Go, build_edit / build_revoke in neonize's builder). Then the real
-    calls offline, to see whatsmeow's refusal reach the operator as that operation's error."""
-    from google.protobuf.json_format import MessageToDict
-    from neonize.proto import Neonize_pb2 as pb
-    from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import ImageMessage, Message
-
-    from protocol import BotStatus
-    from worker.commands import OPERATIONS
-
-    proxy = silent_proxy()
-    backend, emitted = make_backend(proxy.port)
-    backend.start(time.monotonic())
-    client = backend.client
-    go_event(client, pb.Connected(status=True))
-    pump(backend, lambda: backend.status is BotStatus.ONLINE)
-
-    def jid(user: str, server: str = "s.whatsapp.net") -> Any:
-        return pb.JID(User=user, Server=server, RawAgent=0, Device=0, Integrator=0, IsEmpty=False)
-
-    client.me = pb.Device(JID=jid("15559990000"))
-    alice = jid("15550001111")
-    source = pb.MessageSource(Chat=alice, Sender=alice, IsFromMe=False, IsGroup=False)
-    image = ImageMessage(mimetype="image/png", directPath="/v/x", mediaKey=b"k" * 32, fileLength=10)
-    for i, message in enumerate((Message(conversation="ping"), Message(imageMessage=image))):
-        info = pb.MessageInfo(MessageSource=source, ID=f"3EB0IN{i}", Type="text", Timestamp=1_764_100_000_000)
-        go_event(client, pb.Message(Info=info, Message=message))
-    pump(backend, lambda: len(backend.recent) >= 2)
-    offline: dict[str, str] = {}
-    for name, args in (("check_numbers", {"numbers": ["15550001111"]}), ("group_info", {"group": "1203@g.us"}),
-                       ("user_info", {"jids": ["15550001111"]}), ("subscribe_presence", {"jid": "15550001111"}),
-                       ("reject_call", {"call_id": "C1", "caller": "15550001111"}),
-                       ("download", {"message_id": "3EB0IN1"}), ("send", {"to": "15550001111", "text": "x"})):
-        try:
-            settled(backend, OPERATIONS[name](backend, args))
-            offline[name] = "ok"
-        except Exception as exc:
-            offline[name] = f"{type(exc).__name__}: {exc}"
-
-    sent: list[Any] = []
-
-    class Response:
-        def __init__(self, message: Any) -> None:
-            self.ID, self.Message = f"3EB0OUT{len(sent)}", message
-
-    def send_message(to: Any, message: Any, *a: Any, **k: Any) -> Response:
-        built = message if not isinstance(message, str) else Message(conversation=message)
-        sent.append({"to": f"{to.User}@{to.Server}", "message": MessageToDict(built)})
-        return Response(built)
-
-    def upload(data: bytes, media_type: Any = None) -> Any:
-        return pb.UploadResponse(url="https://mmg/x", DirectPath="/v/up", MediaKey=b"m" * 32,
-                                 FileEncSHA256=b"e" * 32, FileSHA256=b"s" * 32, FileLength=len(data))
-
-    client.send_message, client.upload = send_message, upload
-    photo = Path(tempfile.mkdtemp()) / "cat.png"
-    photo.write_bytes(b"\x89PNG" + b"\0" * 10)
-    replies = {}
-    for name, args in (
-            ("send", {"to": "15550001111", "text": "pong", "quote": "3EB0IN0", "mentions": ["15550002222"]}),
-            ("send_media", {"to": "15550001111", "kind": "image", "path": str(photo), "caption": "cat",
-                            "quote": "3EB0IN0"}),
-            ("send_media", {"to": "15550001111", "kind": "voice", "path": str(photo)}),
-            ("send_media", {"to": "15550001111", "kind": "document", "path": str(photo), "file_name": "c.png"}),
-            ("react", {"chat": "15550001111", "message_id": "3EB0IN0", "emoji": "👍"}),
-            ("edit", {"chat": "15550001111", "message_id": "3EB0OUT1", "text": "pong!"}),
-            ("revoke", {"chat": "15550001111", "message_id": "3EB0OUT1"})):
-        try:
-            replies[f"{name}{len(replies)}"] = settled(backend, OPERATIONS[name](backend, args))
-        except Exception as exc:
-            replies[f"{name}{len(replies)}"] = {"error": f"{type(exc).__name__}: {exc}"}
-    echoes = [shape(e) for e in emitted if getattr(e, "from_me", False)]
-    backend.stop()
-    proxy.close()
-    return {"offline": offline, "sent": sent, "replies": replies, "echoes": echoes}
-
-
-def settled(backend: Any, result: Any, timeout: float = 60.0) -> Any:
-    """An operation's result: a Pending (its call on the I/O thread) driven to its end."""
-    from worker.offload import Pending
-
-    return backend.io.wait(result, timeout) if isinstance(result, Pending) else result
-
-
-def scenario_offloop() -> dict:
-    """A slow upload and SendMessage (stand-ins for the network edge of a real client) run on the
-    worker's I/O thread, not the loop's: while they take their time the loop's thread keeps
-    coming round (each turn timed), and the result reaches the reply and the echo."""
-    from neonize.proto import Neonize_pb2 as pb
-
-    from protocol import BotStatus
-    from worker.commands import OPERATIONS
-    from worker.offload import Pending
-    from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import Message
-
-    proxy = silent_proxy()
-    backend, emitted = make_backend(proxy.port)
-    backend.start(time.monotonic())
-    client = backend.client
-    go_event(client, pb.Connected(status=True))
-    pump(backend, lambda: backend.status is BotStatus.ONLINE)
-    client.me = pb.Device(JID=pb.JID(User="15559990000", Server="s.whatsapp.net"))
-    loop_thread = threading.current_thread().name
-    calls: list[dict] = []
-    delay = 1.5
-
-    class Response:
-        def __init__(self, message: Any) -> None:
-            self.ID, self.Message = f"3EB0SLOW{len(calls)}", message
-
-    def send_message(to: Any, message: Any, *a: Any, **k: Any) -> Response:
-        time.sleep(delay)
-        calls.append({"call": "send_message", "thread": threading.current_thread().name})
-        return Response(message if not isinstance(message, str) else Message(conversation=message))
-
-    def upload(data: bytes, media_type: Any = None) -> Any:
-        time.sleep(delay)
-        calls.append({"call": "upload", "thread": threading.current_thread().name})
-        return pb.UploadResponse(url="https://mmg/x", DirectPath="/v/up", MediaKey=b"m" * 32,
-                                 FileEncSHA256=b"e" * 32, FileSHA256=b"s" * 32, FileLength=len(data))
-
-    def is_on_whatsapp(*numbers: str) -> list:
-        time.sleep(delay)
-        calls.append({"call": "is_on_whatsapp", "thread": threading.current_thread().name})
-        return [pb.IsOnWhatsAppResponse(Query=n, JID=pb.JID(User=n.lstrip("+"), Server="s.whatsapp.net"), IsIn=True)
-                for n in numbers]
-
-    client.send_message, client.upload, client.is_on_whatsapp = send_message, upload, is_on_whatsapp
-    photo = Path(tempfile.mkdtemp()) / "cat.png"
-    photo.write_bytes(b"\x89PNG" + b"\0" * 10)
-    results: dict[str, Any] = {}
-    for name, args in (("send", {"to": "15550001111", "text": "slow"}),
-                       ("send_media", {"to": "15550001111", "kind": "image", "path": str(photo)}),
-                       ("check_numbers", {"numbers": ["15550001111"]})):
-        began = time.monotonic()
-        result = OPERATIONS[name](backend, args)
-        returned_in = time.monotonic() - began
-        turns, longest = 0, 0.0
-        while isinstance(result, Pending) and not result.done():  # the loop's turns meanwhile
-            turn = time.monotonic()
-            select.select([backend.io.fd], [], [], 0.05)
-            backend.io.drain()
-            longest = max(longest, time.monotonic() - turn)
-            turns += 1
-            if time.monotonic() - began > 30:
-                raise AssertionError(f"{name} never finished")
-        value = result.result() if isinstance(result, Pending) else result
-        results[name] = {"pending": isinstance(result, Pending), "returned_in": returned_in, "turns": turns,
-                         "longest_turn": longest, "took": time.monotonic() - began, "value": value}
-    echoes = [e.id for e in emitted if getattr(e, "from_me", False)]
-    backend.stop()
-    proxy.close()
-    return {"loop_thread": loop_thread, "calls": calls, "results": results, "echoes": echoes, "delay": delay}
 
 
 SCENARIOS = {name[len("scenario_"):]: fn for name, fn in globals().items() if name.startswith("scenario_")}

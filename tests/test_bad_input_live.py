@@ -18,7 +18,7 @@ from protocol.control import decode_reply
 from protocol.signing import sign
 from supervisor.arbiter import Supervisor
 
-from .harness import kill_pid, wait_until
+from .harness import stop_embedded, wait_until
 from .malformed_messages import mutations, samples
 
 
@@ -33,10 +33,7 @@ def embedded(fleet_factory):
         wait_until(lambda: container.is_container_healthy(), 20, "b1 running")
         yield fleet, supervisor, container
     finally:
-        supervisor.shutdown()
-        thread.join(timeout=20)
-        for process in [c.process for c in supervisor.manager if c.process is not None]:
-            kill_pid(process.pid)  # only if shutdown failed
+        stop_embedded(supervisor, thread)
     assert not thread.is_alive()
 
 

@@ -12,6 +12,8 @@ import pytest
 
 from supervisor import cgroups
 
+from .cluster_fixtures import database, postgres  # noqa: F401 (fixtures)
+
 
 @pytest.fixture(autouse=True)
 def _fresh(monkeypatch):
@@ -89,14 +91,11 @@ V1_WRITABLE = V1 is not None and os.access(V1 / cgroups._own_cgroups(cgroups.PRO
     "cpu", "/").lstrip("/"), os.W_OK)
 
 
-@pytest.mark.skipif(not V1_WRITABLE, reason="needs a writable cgroup v1 cpu hierarchy (root on a v1 host)")
-def test_v1_is_off_unless_asked_for():
-    with pytest.raises(cgroups.Unavailable, match="BOTVISOR_CPU_SHARE=on"):
-        cgroups._setup_v1({"cpu": "/"}, "cgtest")
+NEEDS_V1 = pytest.mark.skipif(not V1_WRITABLE, reason="needs a writable cgroup v1 cpu hierarchy (root on a v1 host)")
 
 
-def test_v1_real_groups_hold_the_supervisor_and_a_worker_and_are_removed_at_release(monkeypatch):
-    monkeypatch.setenv(cgroups.ENV, "on")
+@NEEDS_V1
+def test_v1_real_groups_hold_the_supervisor_and_a_worker_and_are_removed_at_release():
     share = cgroups.setup("cgtest")
     assert share.version == 1 and share.made
     child = subprocess.Popen(["sleep", "30"])
@@ -114,9 +113,8 @@ def test_v1_real_groups_hold_the_supervisor_and_a_worker_and_are_removed_at_rele
     assert str(os.getpid()) in (share.origin / "cgroup.procs").read_text().split()
 
 
-@pytest.mark.skipif(not V1_WRITABLE, reason="needs a writable cgroup v1 cpu hierarchy (root on a v1 host)")
-def test_v1_empty_groups_of_a_dead_supervisor_are_removed_and_a_live_ones_kept(monkeypatch):
-    monkeypatch.setenv(cgroups.ENV, "on")
+@NEEDS_V1
+def test_v1_empty_groups_of_a_dead_supervisor_are_removed_and_a_live_ones_kept():
     # any server's: a killed supervisor of another configuration leaves its groups too
     origin = cgroups._v1_cpu_mount(cgroups.MOUNTINFO.read_text()) / cgroups._own_cgroups(
         cgroups.PROC_CGROUP.read_text())["cpu"].lstrip("/")
@@ -124,12 +122,76 @@ def test_v1_empty_groups_of_a_dead_supervisor_are_removed_and_a_live_ones_kept(m
     dead.wait()
     stale = origin / f"botvisor-other-{dead.pid}-workers"
     live = origin / f"botvisor-cgtest-{os.getppid()}-workers"
-    for group in (stale, live):
+    foreign = origin / f"botvisor-other-{dead.pid}-cache"  # not a name botvisor gives: not ours
+    for group in (stale, live, foreign):
         group.mkdir(exist_ok=True)
     try:
         cgroups.setup("cgtest")
-        assert not stale.exists() and live.exists()
+        assert not stale.exists() and live.exists() and foreign.exists()
     finally:
-        for group in (stale, live):
+        for group in (stale, live, foreign):
             if group.exists():
                 group.rmdir()
+
+
+def _groups_of(pid: int) -> str:
+    """The v1 cpu cgroup of ``pid``."""
+    return cgroups._own_cgroups(Path(f"/proc/{pid}/cgroup").read_text())["cpu"]
+
+
+def _helpers(supervisor_pid: int) -> dict[str, int]:
+    """The supervisor's forkserver and multiprocess resource tracker, by their command lines."""
+    import psutil
+
+    found = {}
+    for child in psutil.Process(supervisor_pid).children():
+        line = " ".join(child.cmdline())
+        if "forkserver" in line:
+            found["forkserver"] = child.pid
+        elif "resource_tracker" in line:
+            found["resource tracker"] = child.pid
+    return found
+
+
+@NEEDS_V1
+def test_v1_a_real_supervisor_keeps_its_forkserver_and_leaves_no_group_behind_at_a_stop(fleet_factory, launch):
+    import signal
+
+    from protocol import Hello
+
+    fleet = fleet_factory(["b1"])
+    service, tap = launch(fleet)
+    hello = tap.wait_for(lambda m: isinstance(m, Hello), what="b1's hello")
+    origin = cgroups._v1_cpu_mount(cgroups.MOUNTINFO.read_text()) / _groups_of(os.getpid()).lstrip("/")
+    supervisor = origin / f"botvisor-{fleet.server}-{service.pid}-supervisor"
+    workers = origin / f"botvisor-{fleet.server}-{service.pid}-workers"
+    helpers = _helpers(service.pid)
+    assert set(helpers) == {"forkserver", "resource tracker"}
+    held = (supervisor / "cgroup.procs").read_text().split()
+    assert {str(service.pid), *map(str, helpers.values())} <= set(held), "a replacement is forked at the supervisor's share"
+    assert (workers / "cgroup.procs").read_text().split() == [str(hello.pid)]
+    service.signal(signal.SIGTERM)
+    assert service.wait(20) == 0
+    # the resource tracker outlives the supervisor by a moment: its group went with the supervisor
+    assert not supervisor.exists() and not workers.exists(), service.log()[-2000:]
+    assert "left " not in service.log()
+
+
+@NEEDS_V1
+def test_v1_a_cluster_shard_starts_its_forkserver_in_the_supervisors_group(tmp_path, database):
+    """A shard starts its forkserver before its first bot (a handover's downtime): after the
+    supervisor has its group, or the forkserver ran at an ordinary process's share (v1) and made
+    the delegated group refuse the supervisor (v2: "holds other processes")."""
+    from bench.shards import LocalCluster
+
+    cluster = LocalCluster(tmp_path, database, ["c1"])
+    try:
+        shard = cluster.start(0, 1)
+        cluster.wait(lambda: cluster.running(0) == {"c1"}, 60, "c1 running")
+        assert shard.proc is not None
+        group = f"botvisor-{cluster.server}-{shard.proc.pid}-supervisor"
+        assert _groups_of(shard.proc.pid).endswith("/" + group)
+        helpers = _helpers(shard.proc.pid)
+        assert "forkserver" in helpers and _groups_of(helpers["forkserver"]) == _groups_of(shard.proc.pid)
+    finally:
+        cluster.close()

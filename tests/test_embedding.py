@@ -8,7 +8,7 @@ from protocol import ContainerState
 from protocol.config import load_config
 from supervisor.arbiter import Supervisor
 
-from .harness import alive, kill_pid, wait_until
+from .harness import alive, stop_embedded, wait_until
 
 
 def test_a_program_can_embed_the_supervisor_and_listen_to_its_containers(fleet_factory):
@@ -27,10 +27,7 @@ def test_a_program_can_embed_the_supervisor_and_listen_to_its_containers(fleet_f
         assert supervisor.manager.get_container_event_history("emb", 2)[-1].type == "message-upsert"
         pid = container.get_status().pid
     finally:
-        supervisor.shutdown()
-        thread.join(timeout=20)
-        for process in [c.process for c in supervisor.manager if c.process is not None]:
-            kill_pid(process.pid)  # only if shutdown failed
+        stop_embedded(supervisor, thread)
     assert not thread.is_alive()
     assert states[:2] == ["initializing", "running"] and states[-1] == "stopped"
     assert container.state is ContainerState.STOPPED

@@ -28,6 +28,16 @@ def fleet_tree(service) -> set[int]:
     return {p.pid for p in service.descendants()}
 
 
+def sigkill_supervisor(service, tree: set[int], within: float = 2.0) -> None:
+    """SIGKILL the supervisor: every process of ``tree`` must be gone ``within`` seconds."""
+    os.kill(service.pid, signal.SIGKILL)
+    service.wait(5)
+    killed_at = time.monotonic()
+    wait_until(lambda: not any(alive(p) for p in tree), timeout=5,
+               what=f"every process of the fleet to die: {[p for p in tree if alive(p)]}")
+    assert time.monotonic() - killed_at < within
+
+
 def online(tap, bot: str) -> None:
     tap.wait_for(lambda m: isinstance(m, Event) and m.bot == bot and m.type is EventType.CONNECTION_UPDATE
                  and m.data.connection == "open", timeout=15, what=f"{bot} online")
@@ -46,12 +56,7 @@ def test_a_stopped_worker_and_the_forkserver_die_with_a_sigkilled_supervisor(fle
     wait_until(lambda: psutil.Process(pids["stopped"]).status() == psutil.STATUS_STOPPED, 5, "the worker stopped")
     tree = fleet_tree(service)
     assert set(pids.values()) <= tree and len(tree) >= 4  # forkserver and resource tracker too
-    os.kill(service.pid, signal.SIGKILL)
-    service.wait(5)
-    killed_at = time.monotonic()
-    wait_until(lambda: not any(alive(p) for p in tree), timeout=5,
-               what=f"every process of the fleet to die: {[p for p in tree if alive(p)]}")
-    assert time.monotonic() - killed_at < 2.0
+    sigkill_supervisor(service, tree)
 
 
 def test_a_hung_worker_dies_with_a_sigkilled_supervisor(fleet_factory, launch):
@@ -67,12 +72,7 @@ def test_a_hung_worker_dies_with_a_sigkilled_supervisor(fleet_factory, launch):
             last = time.monotonic()
     assert alive(pid)
     tree = fleet_tree(service)
-    os.kill(service.pid, signal.SIGKILL)
-    service.wait(5)
-    killed_at = time.monotonic()
-    wait_until(lambda: not any(alive(p) for p in tree), timeout=5,
-               what=f"every process of the fleet to die: {[p for p in tree if alive(p)]}")
-    assert time.monotonic() - killed_at < 2.0
+    sigkill_supervisor(service, tree)
 
 
 def test_a_sigkilled_worker_takes_the_processes_it_started_with_it(fleet_factory, launch):
@@ -98,10 +98,7 @@ def test_a_sigkilled_supervisor_takes_the_workers_children_with_it(fleet_factory
     child = child_of(pids["parent"])
     os.kill(pids["stopped"], signal.SIGSTOP)
     tree = fleet_tree(service) | {child}
-    os.kill(service.pid, signal.SIGKILL)
-    service.wait(5)
-    wait_until(lambda: not any(alive(p) for p in tree), timeout=2,
-               what=f"every process of the fleet to die: {[p for p in tree if alive(p)]}")
+    sigkill_supervisor(service, tree)
 
 
 LEFTOVER = textwrap.dedent("""

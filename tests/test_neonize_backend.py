@@ -4,8 +4,6 @@ reactions: QR image, phone pairing, open, whatsmeow-owned reconnects, fatal erro
 
 from __future__ import annotations
 
-import logging
-import select
 import time
 from pathlib import Path
 
@@ -13,12 +11,11 @@ import pytest
 from neonize.proto import Neonize_pb2 as pb
 
 from protocol import ConnectionUpdate, CredsUpdate, ErrorEvent
-from protocol.config import BotConfig
-from supervisor.restart import RestartPolicy
-from worker.backends.base import BackendContext
 from worker.backends.neonize import NEONIZE_STORE, QR_FILE, NeonizeBackend, store_uri
 from worker.errors import BotCrash, FatalBotError
 
+from . import neonize_driver
+from .neonize_driver import pump
 from .test_neonize_worker import SilentProxy, refused_port
 
 
@@ -26,22 +23,7 @@ def make_backend(tmp_path: Path, monkeypatch, proxy_port: int, **bot) -> tuple[N
     monkeypatch.chdir(tmp_path)  # the backend moves the cwd into the bot's directory; undo it afterwards
     bot_dir = tmp_path / "bot dir #1"  # a space and a '#' must not cut the SQLite URI
     bot_dir.mkdir(mode=0o700)
-    emitted: list = []
-    config = BotConfig(id="n1", backend="neonize", proxy=f"http://127.0.0.1:{proxy_port}",
-                       backoff=RestartPolicy(initial=0.5, factor=2.0, max=10.0, jitter=0.0), **bot)
-    ctx = BackendContext(bot=config, bot_dir=bot_dir, emit=emitted.append, log=logging.getLogger("test.neonize"))
-    return NeonizeBackend(ctx), emitted
-
-
-def pump(backend: NeonizeBackend, until, timeout: float = 10.0, now: float | None = None) -> None:
-    """Run the backend's side of the worker loop (wait on its wakeup fd, poll) until ``until()``."""
-    deadline = time.monotonic() + timeout
-    while not until():
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise AssertionError("the backend did not get there in time")
-        select.select([backend.wakeup_fd()], [], [], min(left, 0.1))
-        backend.poll(time.monotonic() if now is None else now)
+    return neonize_driver.make_backend(proxy_port, bot_dir, **bot)
 
 
 def test_qr_codes_are_published_and_written_and_phone_pairing_starts_after_the_first(tmp_path, monkeypatch):

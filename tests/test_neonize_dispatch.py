@@ -5,24 +5,15 @@ client's lifetime, and the file descriptors a failed dial leaks."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
+from .harness import run_scenario
+
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parent.parent
 
 
 def run(scenario: str) -> dict:
-    done = subprocess.run([sys.executable, "-m", "tests.neonize_scenarios", scenario], cwd=REPO, capture_output=True,
-                          text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert "error" not in result, result["error"]
-    return result
+    return run_scenario("tests.neonize_scenarios", scenario, timeout=120)
 
 
 def test_every_mapped_event_arrives_through_neonizes_dispatch_and_is_subscribed():

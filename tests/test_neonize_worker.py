@@ -8,6 +8,7 @@ listener keeps a dial in flight (whatsmeow waits on it) for the SIGTERM and CPU 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -211,6 +212,10 @@ def test_whatsmeow_logs_reach_the_workers_log_at_the_bots_level_and_nothing_raw_
     service, tap = launch(fleet)
     for bot in ("loud", "quiet"):
         tap.wait_for(lambda m, bot=bot: isinstance(m, Bye) and m.bot == bot, timeout=20, what=f"{bot}'s bye")
+    # the forkserver preloaded neonize.utils.log (whose import starts the thread that carries
+    # these lines) yet forks from one thread: the log thread is the worker's own
+    forkservers = [p for p in psutil.Process(service.pid).children() if "forkserver" in " ".join(p.cmdline())]
+    assert [p.num_threads() for p in forkservers] == [1], "the forkserver must fork from a single thread"
     service.signal(signal.SIGTERM)
     assert service.wait(15) == 0
     dialing = "whatsmeow.Client.Socket: Dialing wss://web.whatsapp.com/ws/chat"
@@ -218,3 +223,19 @@ def test_whatsmeow_logs_reach_the_workers_log_at_the_bots_level_and_nothing_raw_
     assert dialing not in (tmp_path / "logs" / "quiet.log").read_text(), "Go must log at the bot's level"
     for line in service.log().splitlines():  # only the supervisor's own structured lines
         assert " bot=- pid=" in line, f"raw output reached the supervisor's stdout: {line!r}"
+
+
+@pytest.mark.parametrize("given, expected", [(None, "1"), ("2", "2")])
+def test_each_neonize_workers_go_runtime_runs_one_scheduler_thread_unless_the_operator_says_otherwise(
+        fleet_factory, launch, tmp_path, silent_proxy, given, expected):
+    # Go's schedtrace is the runtime's own word on its GOMAXPROCS, written to the worker's stderr
+    # (captured into its log); the silent proxy keeps the worker dialling meanwhile
+    fleet = fleet_factory([neonize_bot(silent_proxy.port)], log_dir=str(tmp_path / "logs"))
+    env = {"GODEBUG": "schedtrace=50"} | ({"GOMAXPROCS": given} if given else {})
+    service, _tap = launch(fleet, env=env)
+    log = tmp_path / "logs" / "n1.log"
+    wait_until(lambda: log.exists() and "gomaxprocs=" in log.read_text(), timeout=20, what="the Go runtime's schedtrace")
+    service.signal(signal.SIGTERM)
+    assert service.wait(15) == 0
+    seen = set(re.findall(r"gomaxprocs=(\d+)", log.read_text()))
+    assert seen == {expected}, seen

@@ -4,21 +4,11 @@ a fresh interpreter (tests/bus_scenarios.py says why)."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
-REPO = Path(__file__).resolve().parent.parent
+from .harness import run_scenario
 
 
 def run(scenario: str) -> dict:
-    done = subprocess.run([sys.executable, "-m", "tests.bus_scenarios", scenario], cwd=REPO, capture_output=True,
-                          text=True, timeout=60)
-    assert done.returncode == 0, done.stderr[-2000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert "error" not in result, result["error"]
-    return result
+    return run_scenario("tests.bus_scenarios", scenario, timeout=60)
 
 
 def test_a_full_queue_is_waited_on_without_spinning_then_counted_as_dropped():

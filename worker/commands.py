@@ -2,35 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any, Callable
 
+from . import wa_operations
+from .arguments import jid_arg, text_arg, to_jid
 from .backends.base import Backend
 from .errors import CommandError
 from .outbox import submit
 
 PRESENCES = ("available", "unavailable", "composing", "paused", "recording")
-_PHONE_NOISE = re.compile(r"[\s+().-]")
-
-
-def _text(args: dict[str, Any], key: str) -> str:
-    value = args.get(key)
-    if not isinstance(value, str) or not value:
-        raise CommandError(f"argument {key!r} must be a non-empty string")
-    return value
-
-
-def to_jid(value: str, key: str = "to") -> str:
-    """A full JID (``...@s.whatsapp.net``, ``...@g.us``) as given, or a phone number made one."""
-    if "@" in value:
-        user, _, server = value.rpartition("@")
-        if user and server:
-            return value
-    else:
-        digits = _PHONE_NOISE.sub("", value)
-        if digits.isdigit() and 6 <= len(digits) <= 20:
-            return f"{digits}@s.whatsapp.net"
-    raise CommandError(f"argument {key!r} must be a phone number with country code or a full JID, got {value!r}")
 
 
 def ping(backend: Backend, args: dict[str, Any]) -> Any:
@@ -38,24 +18,24 @@ def ping(backend: Backend, args: dict[str, Any]) -> Any:
 
 
 def send(backend: Backend, args: dict[str, Any]) -> Any:
-    text = _text(args, "text")
+    text = text_arg(args, "text")
     if len(text.encode()) > 65536:
         raise CommandError("text is over WhatsApp's 65536-byte limit")
-    to = to_jid(_text(args, "to"))
+    to = jid_arg(args, "to")
     extra = wa_operations.reply_args(backend, args)  # quote, mentions
     return submit(backend, "send", {"to": to, "text": text, **extra})
 
 
 def send_status(backend: Backend, args: dict[str, Any]) -> Any:
     """What became of an accepted send: its row in the bot's outbox."""
-    send_id = _text(args, "id")
+    send_id = text_arg(args, "id")
     if backend.outbox is None:
         raise CommandError("this bot has no outbox")
     return backend.outbox.lookup(send_id)
 
 
 def presence(backend: Backend, args: dict[str, Any]) -> Any:
-    value = _text(args, "presence")
+    value = text_arg(args, "presence")
     if value not in PRESENCES:
         raise CommandError(f"presence must be one of {', '.join(PRESENCES)}, got {value!r}")
     chat = args.get("chat")
@@ -69,7 +49,7 @@ def mark_read(backend: Backend, args: dict[str, Any]) -> Any:
     if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
         raise CommandError("argument 'message_ids' must be a non-empty list of strings")
     sender = args.get("sender")
-    chat = to_jid(_text(args, "chat"), "chat")
+    chat = jid_arg(args, "chat")
     given = to_jid(sender, "sender") if isinstance(sender, str) and sender else None
     return backend.mark_read(chat, ids, wa_operations.read_sender(backend, chat, ids, given))
 
@@ -98,11 +78,8 @@ OPERATIONS: dict[str, Callable[[Backend, dict[str, Any]], Any]] = {
     "mark_read": mark_read,
     "logout": logout,
     "backup": backup,
+    **wa_operations.OPERATIONS,
 }
-
-from . import wa_operations  # noqa: E402  (it uses to_jid above)
-
-OPERATIONS.update(wa_operations.OPERATIONS)
 
 
 def run(backend: Backend, name: str, args: dict[str, Any]) -> Any:

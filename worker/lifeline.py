@@ -47,7 +47,14 @@ def become_subreaper() -> bool:
 
 
 def set_title(title: str) -> None:
-    """What ``ps`` and ``top`` show for this process (instead of python3 -c ...)."""
+    """What ``ps`` and ``top`` show for this process (instead of python3 -c ...).
+
+    SPT_NOENV: by default setproctitle makes room for a long title by moving the environment
+    and writing over the area the kernel put it in. Go reads its environment from that area
+    (after argv), not from libc's ``environ``: a neonize worker's Go runtime then saw no
+    variable at all (GOMAXPROCS, GODEBUG, SSL_CERT_FILE...). The title fits in argv's own area
+    (``python -B -c from multiprocess.forkserver import main...`` is long)."""
+    os.environ.setdefault("SPT_NOENV", "1")  # read by setproctitle at its first call
     try:
         import setproctitle
     except ImportError:  # a missing optional nicety must not stop a bot

@@ -74,6 +74,7 @@ def preload() -> list[str]:
                         del sys.modules[partial]
     finally:
         sys.meta_path.remove(guard)
+    _stop_log_thread()
     return loaded
 
 
@@ -85,22 +86,30 @@ def complete() -> None:
     if spec is None:
         return
     delattr(package, _PENDING)
-    _revive_log_thread()
+    _start_log_thread()
     spec.loader.exec_module(package)
 
 
-def _revive_log_thread() -> None:
-    """neonize.utils.log starts a thread at import that hands whatsmeow's log lines to Python
-    logging; imported in the forkserver, that thread is not in the forked worker, and every Go
-    log line would wait in its queue for ever. Give the worker its own queue and thread."""
-    import queue
+# neonize.utils.log starts a thread at import that hands whatsmeow's log lines (queued by the Go
+# side's callback) to Python logging. A fork copies only the forking thread, so the forkserver
+# must hold no other (Python 3.12 warns about forking with threads): preload ends the thread
+# once the module is imported, and complete() starts the worker's own before Go can log.
+def _stop_log_thread() -> None:
+    log = sys.modules.get("neonize.utils.log")
+    thread = getattr(log, "_thread", None)
+    if thread is None or not thread.is_alive():
+        return
+    log._log_queue.put(None)  # _worker's sentinel (its shutdown_log_worker() puts one it ignores)
+    thread.join(5)
+
+
+def _start_log_thread() -> None:
     import threading
 
     log = sys.modules.get("neonize.utils.log")
     thread = getattr(log, "_thread", None)
-    if log is None or thread is None or thread.is_alive():
+    if thread is None or thread.is_alive():
         return
-    log._log_queue = queue.Queue()  # the forkserver's may have been mid-operation at fork
     log._thread = threading.Thread(target=log._worker, name="neonize-log", daemon=True)
     log._thread.start()
 

@@ -1,10 +1,11 @@
 """The WhatsApp operations beyond plain text (issue 13) and offline injection, by name.
 
-Each checks its arguments here, once for both backends, and names the bad one in its error;
-the WhatsApp work is the backend's method of the same name (worker/backends/neonize_ops.py,
-worker/backends/simulated_ops.py). Operations that send a message (``send`` with a quote or
-mentions, ``send_media``, ``react``, ``edit``, ``revoke``) go through the durable outbox
-(worker/outbox.py: stored, rate limited, sent in order, one WhatsApp id each).
+Each checks its arguments here (with worker/arguments.py), once for both backends, and names
+the bad one in its error; the WhatsApp work is the backend's method of the same name
+(worker/backends/neonize_ops.py, worker/backends/simulated_ops.py). Operations that send a
+message (``send`` with a quote or mentions, ``send_media``, ``react``, ``edit``, ``revoke``) go
+through the durable outbox (worker/outbox.py: stored, rate limited, sent in order, one WhatsApp
+id each).
 ``commands.OPERATIONS`` includes this table.
 """
 
@@ -15,8 +16,8 @@ from typing import Any, Callable
 
 from protocol.whatsapp import MEDIA_KINDS
 
+from .arguments import group_arg, jid_arg, optional_jid, optional_jids, optional_text, text_arg, to_jid
 from .backends.base import Backend
-from .commands import to_jid
 from .errors import CommandError
 from .outbox import submit
 
@@ -25,39 +26,6 @@ MAX_LOOKUPS = 50
 
 
 # -- argument checks ------------------------------------------------------------------------------
-def text_arg(args: dict[str, Any], key: str) -> str:
-    value = args.get(key)
-    if not isinstance(value, str) or not value:
-        raise CommandError(f"argument {key!r} must be a non-empty string")
-    return value
-
-
-def optional_text(args: dict[str, Any], key: str) -> str | None:
-    value = args.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value:
-        raise CommandError(f"argument {key!r} must be a non-empty string when given")
-    return value
-
-
-def jid_arg(args: dict[str, Any], key: str) -> str:
-    return to_jid(text_arg(args, key), key)
-
-
-def optional_jid(args: dict[str, Any], key: str) -> str | None:
-    value = optional_text(args, key)
-    return to_jid(value, key) if value is not None else None
-
-
-def group_arg(args: dict[str, Any], key: str = "group") -> str:
-    value = text_arg(args, key)
-    jid = value if "@" in value else f"{value}@g.us"
-    if not jid.endswith("@g.us") or not jid.split("@")[0]:
-        raise CommandError(f"argument {key!r} must be a group JID (...@g.us), got {value!r}")
-    return jid
-
-
 def list_arg(args: dict[str, Any], key: str) -> list[str]:
     value = args.get(key)
     if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
@@ -83,11 +51,9 @@ def reply_args(backend: Backend, args: dict[str, Any]) -> dict[str, Any]:
     extra: dict[str, Any] = {}
     if args.get("quote") is not None:
         extra["quote"] = known_message(backend, args, "quote")
-    if args.get("mentions") is not None:
-        mentions = args["mentions"]
-        if not isinstance(mentions, list) or not all(isinstance(m, str) and m for m in mentions):
-            raise CommandError("argument 'mentions' must be a list of phone numbers or JIDs")
-        extra["mentions"] = [to_jid(m, "mentions") for m in mentions]
+    mentions = optional_jids(args, "mentions")
+    if mentions is not None:
+        extra["mentions"] = mentions
     return extra
 
 

@@ -23,7 +23,7 @@ from bench.procs import alive
 from . import checks as c
 from .actions import Driver, Record
 from .fleet import FATAL_BOT, Fleet
-from .observe import CleanTap, RssSampler
+from .observe import CleanTap, ProcSampler, RssSampler
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -98,11 +98,13 @@ def kill_phase(fleet: Fleet, supervisor: subprocess.Popen[bytes], driver: Driver
         again.send_signal(signal.SIGTERM)
         code = again.wait(30)
         gone_by = time.monotonic() + 2.0  # the forkserver and resource tracker follow within moments
-        while (left := [p for p in tree if alive(p)] + [p.pid for p in c.fleet_processes()]) and \
-                time.monotonic() < gone_by:
+        children = c.started_children(fleet)  # of every worker of the soak, both supervisors'
+        while (left := [p for p in tree if alive(p)] + [p.pid for p in c.fleet_processes()]
+               + c.surviving_children(children, set())) and time.monotonic() < gone_by:
             time.sleep(0.02)
-        checks.append(c.Check("clean stop of the new supervisor", f"exit {code}, {len(left)} left", "exit 0, 0 left",
-                              code == 0 and not left))
+        checks.append(c.Check("clean stop of the new supervisor: nothing left",
+                              f"exit {code}, {len(left)} of {len(tree)} processes and {len(children)} children left"
+                              + (f" {left[:4]}" if left else ""), "exit 0, 0 left", code == 0 and not left))
     finally:
         kill_pids(tree_of(again.pid) | {again.pid})
         again.wait(5)
@@ -125,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     supervisor = None
     tap = CleanTap(fleet.endpoint("tap"))
     tap.start()
+    procs = ProcSampler(tap)
+    procs.start()
     log(f"seed {seed}, {args.duration:g} s, fleet in {fleet.root}")
     try:
         supervisor = fleet.start_supervisor(args.supervisor_wrapper)
@@ -141,22 +145,34 @@ def main(argv: list[str] | None = None) -> int:
         driver.finish()
         rss.close()
         log(f"chaos done: {dict(record.done)}; reloads {dict(record.reloads)}")
-        checks, _ = c.end_of_run(fleet, record, tap, rss, stats_before)
+        checks, _ = c.end_of_run(fleet, record, tap, procs, rss, stats_before)
+        procs.close()
+        for v in c.stale_verdicts(record, tap, procs):
+            log(f"stale verdict on a worker nobody stopped: {v.line(tap.started)}, machine I/O stalls "
+                f"{v.io_stalled:.1f} s ({v.reason}); "
+                + ("blocked on the disk" if v.on_disk else "UNEXPLAINED") + "; its timeline:\n"
+                + "\n".join(c.timeline(record, tap, procs, v.bot, v.at)))
         log("SIGKILL phase")
         checks += kill_phase(fleet, supervisor, Driver(fleet, seed + 1, Record()), record)
         print(c.table(seed, args.duration, checks))
+        print("\n" + c.rss_table(rss))
         print(f"\nactions: {dict(record.done)}; reloads: {dict(record.reloads)}; "
               f"forged {record.forged_sent}, garbage {record.garbage_sent}; clean tap read {tap.messages} messages")
         if args.json:
             args.json.write_text(json.dumps({"seed": seed, "duration": args.duration,
                                              "checks": [vars(x) for x in checks], "actions": record.done,
-                                             "rss": rss.samples}, indent=1))
+                                             "rss": rss.samples, "started": tap.started,
+                                             "stale_verdicts": tap.stale_verdicts, "stopped": sorted(record.stopped),
+                                             "saturation": record.saturation, "aimed": record.aimed,
+                                             "timeline": tap.timeline, "proc_states": procs.samples,
+                                             "io_pressure": procs.io_pressure}, indent=1))
         return 0 if all(x.ok for x in checks) else 1
     finally:
         if supervisor is not None:
             kill_pids(tree_of(supervisor.pid) | {supervisor.pid})
             supervisor.wait(5)
         kill_pids({p.pid for p in c.fleet_processes()})
+        procs.close()
         tap.close()
         if not args.keep:
             fleet.cleanup()

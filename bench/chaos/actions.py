@@ -19,11 +19,14 @@ import zmq
 from protocol import BotStatus, Heartbeat, encode
 from protocol.control import Request, decode_reply, encode_request
 
-from .fleet import FATAL_BOT, SERVER, TIMEOUT, Fleet
+from .fleet import FATAL_BOT, NICE, REPO, SERVER, TIMEOUT, Fleet
 from .observe import FORGED_PID
 
-#: a busy bot: spins at the workers' own priority (bots.nice, 10 below the supervisor)
-HOG = "import os; os.nice(10)\nwhile 1: pass"
+#: a busy bot: spins at the workers' own priority. Like a worker it leads its own session and
+#: lowers that session's autogroup by bots.nice (worker/priority.py): with autogroup scheduling
+#: a plain os.nice(10) in the driver's session weighed as the driver's group, nice 0, and with
+#: two of them spinning a worker's start (hello to first heartbeat) took 2-3 times as long
+HOG = f"from worker.priority import lower_priority; lower_priority({NICE})\nwhile 1: pass"
 
 
 @dataclass
@@ -44,6 +47,11 @@ class Record:
     saturation: tuple[float, float] | None = None
     reloads: Counter[str] = field(default_factory=Counter)
     session_pids: set[int] = field(default_factory=set)
+    #: (monotonic, action, bot, pid) of every action aimed at one worker
+    aimed: list[tuple[float, str, str, int]] = field(default_factory=list)
+
+    def aim(self, action: str, bot: str, pid: int) -> None:
+        self.aimed.append((time.monotonic(), action, bot, pid))
 
 
 class Driver:
@@ -54,7 +62,7 @@ class Driver:
         self.context = zmq.Context()
         self.pids: dict[str, int] = {}
         self._pids_at = 0.0
-        self._continue_at: list[tuple[float, int]] = []
+        self._continue_at: list[tuple[float, str, int]] = []
         self._added: list[str] = []
         self._hogs: list[subprocess.Popen[bytes]] = []
         self.lazy = self.context.socket(zmq.SUB)  # a tap that never reads, for the whole run
@@ -89,7 +97,7 @@ class Driver:
     def finish(self) -> None:
         """Continue nobody more; whatever is still stopped is the supervisor's to replace."""
         self.stop_hogs()
-        for _, pid in self._continue_at:
+        for _, _, pid in self._continue_at:
             self.record.left_stopped.add(pid)
         self._continue_at.clear()
         self.lazy.close(0)
@@ -115,18 +123,20 @@ class Driver:
         bot = self.rng.choice(sorted(pids))
         return bot, pids[bot]
 
-    def _signal(self, pid: int, sig: int) -> bool:
+    def _signal(self, bot: str, pid: int, sig: int) -> bool:
         try:
             os.kill(pid, sig)
-            return True
         except ProcessLookupError:
+            self.record.aim(f"{signal.Signals(sig).name} (no such process)", bot, pid)
             return False
+        self.record.aim(signal.Signals(sig).name, bot, pid)
+        return True
 
     def _continue_due(self, now: float) -> None:
-        due = [(t, p) for t, p in self._continue_at if t <= now]
-        self._continue_at = [(t, p) for t, p in self._continue_at if t > now]
-        for _, pid in due:
-            self._signal(pid, signal.SIGCONT)
+        due = [entry for entry in self._continue_at if entry[0] <= now]
+        self._continue_at = [entry for entry in self._continue_at if entry[0] > now]
+        for _, bot, pid in due:
+            self._signal(bot, pid, signal.SIGCONT)
 
     def in_saturation(self) -> bool:
         return bool(self._hogs)
@@ -141,18 +151,18 @@ class Driver:
         self.record.status_latency.append((started, time.monotonic() - started, self.in_saturation()))
 
     def kill_worker(self) -> None:
-        if (victim := self._victim()) and self._signal(victim[1], signal.SIGKILL):
+        if (victim := self._victim()) and self._signal(*victim, signal.SIGKILL):
             self.record.done["sigkill"] += 1
 
     def stop_worker(self) -> None:
         victim = self._victim()
-        if not victim or not self._signal(victim[1], signal.SIGSTOP):
+        if not victim or not self._signal(*victim, signal.SIGSTOP):
             return
         pid = victim[1]
         self.record.stopped.add(pid)
         self.record.done["sigstop"] += 1
         if self.rng.random() < 0.5:  # continued before (or after) it is judged stale
-            self._continue_at.append((time.monotonic() + self.rng.uniform(0.2, TIMEOUT * 1.5), pid))
+            self._continue_at.append((time.monotonic() + self.rng.uniform(0.2, TIMEOUT * 1.5), victim[0], pid))
             self.record.done["sigcont"] += 1
         else:
             self.record.left_stopped.add(pid)
@@ -166,8 +176,9 @@ class Driver:
         sock.setsockopt(zmq.LINGER, 0)
         sock.connect(self.fleet.endpoint("control"))
         sock.send(encode_request(Request(uuid.uuid4().hex, "backup", {"bot": bot})))
+        self.record.aim("backup requested", bot, pid)
         time.sleep(self.rng.uniform(0.0, 0.03))
-        if self._signal(pid, signal.SIGKILL):
+        if self._signal(bot, pid, signal.SIGKILL):
             self.record.done["sigkill_in_backup"] += 1
         sock.close(0)
 
@@ -186,6 +197,7 @@ class Driver:
         elif kind == "change":
             bot = self.rng.choice([b for b in entries if b["id"].startswith("b")])
             bot["simulated"]["message_rate"] = 0.0 if bot["simulated"].get("message_rate") else 1.0
+            self.record.aim("reload: config changed", bot["id"], 0)
         if kind == "invalid":
             self.fleet.write(self.rng.choice(['[[bots]]\nid = "../x"\n', "[supervisor\n",
                                               "[supervisor]\nheartbeat_interval = nan\n"]))
@@ -263,7 +275,8 @@ class Driver:
 
     # -- CPU saturation ------------------------------------------------------------------
     def start_hogs(self) -> None:
-        self._hogs = [subprocess.Popen([sys.executable, "-c", HOG]) for _ in range(os.cpu_count() or 2)]
+        self._hogs = [subprocess.Popen([sys.executable, "-c", HOG], cwd=REPO, start_new_session=True)
+                      for _ in range(os.cpu_count() or 2)]
         self.record.saturation = (time.monotonic(), 0.0)
         self.record.done["hogs"] = len(self._hogs)
 

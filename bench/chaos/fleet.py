@@ -12,14 +12,21 @@ from pathlib import Path
 from typing import Any
 
 from protocol.client import ControlClient
+from protocol.config import SupervisorSettings
+
+from ..toml_writer import render_config
 
 REPO = Path(__file__).resolve().parents[2]
-SERVER = "chaos"
+#: the driver's pid in it: the checks find this fleet's workers by title (botvisor worker
+#: <server>/<bot>), and two soaks on one machine (CI beside a by-hand run) must not count each other's
+SERVER = f"chaos{os.getpid()}"
 HEARTBEAT = 0.5
 TIMEOUT = 2.0  # heartbeat_timeout: a stopped worker is judged stale after this
 BACKOFF = {"initial": 0.1, "factor": 2.0, "max": 2.0, "jitter": 0.2, "reset_after": 5.0,
            "max_restarts": 100000, "restart_window": 60.0}
 FATAL_BOT = "fatal"
+#: the workers' nice below the supervisor (the default; the soak's busy processes take it too)
+NICE = SupervisorSettings().nice
 
 
 def bots() -> list[dict[str, Any]]:
@@ -41,28 +48,11 @@ def bots() -> list[dict[str, Any]]:
     return found
 
 
-def toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def render(root: Path, run_dir: Path, entries: list[dict[str, Any]]) -> str:
-    lines = ["[supervisor]", f"server_name = {toml_value(SERVER)}", f"auth_dir = {toml_value(str(root / 'auth'))}",
-             f"run_dir = {toml_value(str(run_dir))}", f"heartbeat_interval = {HEARTBEAT}",
-             f"heartbeat_timeout = {TIMEOUT}", "start_interval = 0.02", "stop_timeout = 1.0",
-             "command_timeout = 2.0", "tap_queue = 1000", "event_history = 50", "[supervisor.backoff]"]
-    lines += [f"{k} = {toml_value(v)}" for k, v in BACKOFF.items()]
-    for bot in entries:
-        lines.append("[[bots]]")
-        lines += [f"{k} = {toml_value(v)}" for k, v in bot.items() if not isinstance(v, dict)]
-        for key, value in bot.items():
-            if isinstance(value, dict):
-                lines.append(f"[bots.{key}]")
-                lines += [f"{k} = {toml_value(v)}" for k, v in value.items()]
-    return "\n".join(lines) + "\n"
+    return render_config({"server_name": SERVER, "auth_dir": str(root / "auth"), "run_dir": str(run_dir),
+                          "heartbeat_interval": HEARTBEAT, "heartbeat_timeout": TIMEOUT, "start_interval": 0.02,
+                          "stop_timeout": 1.0, "command_timeout": 2.0, "tap_queue": 1000, "event_history": 50,
+                          "backoff": BACKOFF}, entries)
 
 
 @dataclass

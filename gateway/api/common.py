@@ -48,6 +48,14 @@ async def control(gateway: Gateway, command: str, args: dict[str, Any] | None = 
         raise from_control(exc) from None
 
 
+async def control_for(gateway: Gateway, bot: str, command: str, args: dict[str, Any] | None = None) -> Any:
+    """``command`` on the supervisor that runs ``bot`` (in a [cluster], its shard's)."""
+    try:
+        return await gateway.bridge.call_for(bot, command, args)
+    except ControlError as exc:
+        raise from_control(exc) from None
+
+
 async def bot_call(gateway: Gateway, bot: str, command: str, args: dict[str, Any] | None = None,
                    timeout: float | None = None) -> Any:
     try:

@@ -1,4 +1,9 @@
-"""Fleet and bot status, start/stop/restart (control ``status``, ``start``, ``stop``, ``restart``)."""
+"""Fleet and bot status, start/stop/restart (control ``status``, ``start``, ``stop``, ``restart``).
+
+In a [cluster], ``/v1/status`` is every shard's status merged (each bot with its ``shard``; a
+``shards`` list with ``reachable`` per shard; the bots of a shard that does not answer listed
+with state ``unknown``), and a bot's routes go to the shard that runs it (gateway/bridge.py).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ from fastapi import APIRouter, Request
 from protocol import codes
 
 from ..errors import ApiError
-from .common import ERRORS, BotId, Caller, control, gateway_of
+from .common import ERRORS, BotId, Caller, control, control_for, gateway_of
 
 router = APIRouter(prefix="/v1", tags=["fleet"], responses=ERRORS)
 
@@ -26,7 +31,7 @@ async def fleet_status(request: Request, caller: Caller) -> dict[str, Any]:
 
 
 async def one_status(request: Request, bot: str) -> dict[str, Any]:
-    status = await control(gateway_of(request), "status")
+    status = await control_for(gateway_of(request), bot, "status")
     for entry in status.get("bots", []):
         if entry.get("bot_id") == bot:
             return entry

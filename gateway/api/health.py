@@ -21,9 +21,15 @@ async def healthz() -> dict[str, str]:
 @router.get("/readyz", summary="Connected to the supervisor's tap, outbox open",
             responses={503: {"description": "not ready yet (the body says what is missing)"}})
 async def readyz(request: Request) -> JSONResponse:
-    checks = gateway_of(request).ready()
+    gateway = gateway_of(request)
+    checks = gateway.ready()
     ready = all(checks.values())
-    return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+    body: dict[str, Any] = {"ready": ready, "checks": checks}
+    taps = gateway.tap_states()
+    if taps and None not in taps:  # a [cluster]: which shards' taps have welcomed us (not part of ready: docs/http.md)
+        body["shards"] = {str(k): welcomed for k, welcomed in taps.items()}
+        body["webhooks_from"] = "fleet" if gateway.shard is None else gateway.shard
+    return JSONResponse(body, status_code=200 if ready else 503)
 
 
 @router.get("/metrics", summary="Prometheus metrics of the gateway (text format)",

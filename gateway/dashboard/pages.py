@@ -105,7 +105,8 @@ async def _fleet(request: Request, who: Visitor, template: str, fragment: bool =
     rows = await fleet_rows(request, who)
     query = views.FleetQuery.parse(request.query_params)
     return page(request, template, who, fragment=fragment, rows=query.apply(rows), total=len(rows),
-                counts=views.counts(rows), query=query, states=views.STATES)
+                counts=views.counts(rows), query=query, states=views.STATES,
+                clustered=gateway_of(request).bridge.clustered)
 
 
 # -- one bot -------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ SORTS: dict[str, Any] = {
     "heartbeat": lambda r: (r.heartbeat_age if r.heartbeat_age is not None else float("inf"), r.id),
     "memory": lambda r: (r.rss or 0, r.id),
     "lost": lambda r: (r.events_lost, r.id),
+    "shard": lambda r: (r.shard if r.shard is not None else -1, r.id),
 }
 
 
@@ -44,6 +45,8 @@ class FleetRow:
     events_lost: int
     reason: str | None
     healthy: bool
+    #: the shard that runs it, in a [cluster] (None on one host)
+    shard: int | None = None
 
 
 def parse_iso(value: str | None) -> float | None:
@@ -67,7 +70,7 @@ def fleet_row(entry: dict[str, Any], pairing: bool, now: float | None = None) ->
         heartbeat_ts=heartbeat if running else None,
         heartbeat_age=max(0.0, now - heartbeat) if heartbeat and running else None,
         rss=entry.get("rss"), events_lost=int(entry.get("events_lost") or 0), reason=entry.get("reason"),
-        healthy=bool(entry.get("is_healthy")))
+        healthy=bool(entry.get("is_healthy")), shard=entry.get("shard"))
 
 
 @dataclass(frozen=True, slots=True)

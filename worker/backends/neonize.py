@@ -103,7 +103,7 @@ def store_uri(bot_dir: Path) -> str:
 
 
 def parse_jid(value: str) -> Any:
-    """A neonize JID from ``user@server`` (commands.to_jid already normalised phone numbers)."""
+    """A neonize JID from ``user@server`` (arguments.to_jid already normalised phone numbers)."""
     user, _, server = value.rpartition("@")
     return build_jid(user, server or "s.whatsapp.net")
 

@@ -30,8 +30,9 @@ from protocol import (
 )
 from protocol.whatsapp import MEDIA_KINDS
 
+from ..arguments import group_arg, jid_arg, optional_jids, optional_text, text_arg, to_jid
 from ..atomic import write_atomic
-from ..commands import PRESENCES, to_jid
+from ..commands import PRESENCES
 from ..errors import CommandError
 from ..recent import RecentMessages
 
@@ -61,38 +62,6 @@ class MessageIds:
     def next(self, prefix: str = "SIM") -> str:
         self.count += 1
         return f"{prefix}{self.life:06d}{self.count:08d}"
-
-
-def _str(args: dict[str, Any], key: str, default: str | None = None) -> str:
-    value = args.get(key, default)
-    if not isinstance(value, str) or not value:
-        raise CommandError(f"argument {key!r} must be a non-empty string")
-    return value
-
-
-def _opt_str(args: dict[str, Any], key: str) -> str | None:
-    value = args.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise CommandError(f"argument {key!r} must be a string, got {type(value).__name__}")
-    return value
-
-
-def _jids(args: dict[str, Any], key: str) -> list[str] | None:
-    value = args.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise CommandError(f"argument {key!r} must be a list of JIDs or phone numbers")
-    return [to_jid(v, key) for v in value]
-
-
-def group_jid(value: str, key: str = "group") -> str:
-    jid = value if "@" in value else f"{value}@g.us"
-    if not jid.endswith("@g.us") or not jid.split("@")[0]:
-        raise CommandError(f"argument {key!r} must be a group JID (...@g.us), got {value!r}")
-    return jid
 
 
 def media_from_file(kind: str, path: str, *, mimetype: str | None = None, file_name: str | None = None,
@@ -139,20 +108,22 @@ class Injector:
         if kind == "group":
             return self._group(args, ts)
         if kind == "history-sync":
-            return HistorySync(sync_type=_str(args, "sync_type", "RECENT"), conversations=int(args.get("conversations", 1)),
+            return HistorySync(sync_type=text_arg(args, "sync_type", "RECENT"),
+                               conversations=int(args.get("conversations", 1)),
                                messages=int(args.get("messages", 1)), progress=args.get("progress"))
-        sender = to_jid(_str(args, "from"), "from")
+        sender = jid_arg(args, "from")
         group = args.get("group")
-        chat = group_jid(_str(args, "group"), "group") if group else sender
+        chat = group_arg(args) if group else sender
         if kind == "receipt":
             return self._receipt(args, chat, sender, ts)
         if kind == "call":
             state = args.get("state", "offer")
             if state not in CALL_STATES:
                 raise CommandError(f"argument 'state' must be one of {', '.join(CALL_STATES)}, got {state!r}")
-            return CallUpdate(call_id=_opt_str(args, "call_id") or self.ids.next("SIMCALL"), caller=sender,
-                              state=state, timestamp=ts, is_video=bool(args.get("video", False)),
-                              is_group=bool(group), reason=_opt_str(args, "reason"))
+            call_id = optional_text(args, "call_id", empty=True) or self.ids.next("SIMCALL")
+            return CallUpdate(call_id=call_id, caller=sender, state=state, timestamp=ts,
+                              is_video=bool(args.get("video", False)), is_group=bool(group),
+                              reason=optional_text(args, "reason", empty=True))
         if kind == "presence":
             presence = args.get("presence", "available")
             if presence not in PRESENCES:
@@ -160,41 +131,42 @@ class Injector:
             return PresenceUpdate(jid=sender, presence=presence, chat=chat if group else None,
                                   last_seen=None if presence == "available" else ts)
         base = MessageUpsert(id=self.ids.next(), chat=chat, sender=sender, timestamp=ts, from_me=False,
-                             push_name=_opt_str(args, "push_name") or "Simulated", is_group=bool(group),
-                             sender_alt=_opt_str(args, "sender_alt"))
+                             push_name=optional_text(args, "push_name", empty=True) or "Simulated",
+                             is_group=bool(group), sender_alt=optional_text(args, "sender_alt", empty=True))
         if kind == "message":
             return self._message(base, args)
-        target = self.recent.require(_str(args, "target"), "target").message
+        target = self.recent.require(text_arg(args, "target"), "target").message
         if kind == "reaction":
             emoji = args.get("emoji", "")
             if not isinstance(emoji, str):
                 raise CommandError("argument 'emoji' must be a string ('' takes a reaction back)")
             return replace(base, kind="reaction", message_type="reaction", target_id=target.id, emoji=emoji)
         if kind == "edit":
-            return replace(base, kind="edit", message_type="text", target_id=target.id, text=_str(args, "text"))
+            return replace(base, kind="edit", message_type="text", target_id=target.id, text=text_arg(args, "text"))
         return replace(base, kind="revoke", message_type="revoke", target_id=target.id)
 
     def _message(self, base: MessageUpsert, args: dict[str, Any]) -> MessageUpsert:
-        text = _opt_str(args, "text")
+        text = optional_text(args, "text", empty=True)
         quoted = None
         if args.get("quote"):
-            seen = self.recent.get(_str(args, "quote"))
+            seen = self.recent.get(text_arg(args, "quote"))
             quoted = (Quoted(id=seen.message.id, sender=seen.message.sender, text=seen.message.text,
                              message_type=seen.message.message_type)
-                      if seen else Quoted(id=_str(args, "quote")))
+                      if seen else Quoted(id=text_arg(args, "quote")))
         media = None
         spec = args.get("media")
         if spec is not None:
             if not isinstance(spec, dict):
                 raise CommandError("argument 'media' must be a map with 'kind' and 'path'")
-            media, data = media_from_file(_str(spec, "kind"), _str(spec, "path"), mimetype=_opt_str(spec, "mimetype"),
-                                          file_name=_opt_str(spec, "file_name"), key="media.path")
+            media, data = media_from_file(text_arg(spec, "kind"), text_arg(spec, "path"),
+                                          mimetype=optional_text(spec, "mimetype", empty=True),
+                                          file_name=optional_text(spec, "file_name", empty=True), key="media.path")
             media = self.upload(base.id, media, data)
-        link = _opt_str(args, "link")
+        link = optional_text(args, "link", empty=True)
         if text is None and media is None:
             raise CommandError("argument 'text' must be a non-empty string (or give 'media')")
         return replace(base, text=text, message_type=media.kind if media else "text", quoted=quoted, media=media,
-                       mentions=_jids(args, "mentions"), link_preview=LinkPreview(url=link) if link else None)
+                       mentions=optional_jids(args, "mentions"), link_preview=LinkPreview(url=link) if link else None)
 
     def _receipt(self, args: dict[str, Any], chat: str, sender: str, ts: float) -> ReceiptUpdate:
         rtype = args.get("type", "delivered")
@@ -210,14 +182,14 @@ class Injector:
         action = args.get("action", "join")
         if action not in GROUP_ACTIONS:
             raise CommandError(f"argument 'action' must be one of {', '.join(GROUP_ACTIONS)}, got {action!r}")
-        participants = _jids(args, "participants")
+        participants = optional_jids(args, "participants")
         if action in ("join", "leave", "promote", "demote") and not participants:
             raise CommandError(f"argument 'participants' must list who is concerned by {action!r}")
         actor = args.get("from")
         value = args.get("value")
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise CommandError("argument 'value' must be an integer")
-        return GroupUpdate(group=group_jid(_str(args, "group")), action=action, timestamp=ts,
+        return GroupUpdate(group=group_arg(args), action=action, timestamp=ts,
                            actor=to_jid(actor, "from") if isinstance(actor, str) and actor else None,
-                           participants=participants, subject=_opt_str(args, "subject"),
-                           description=_opt_str(args, "description"), value=value)
+                           participants=participants, subject=optional_text(args, "subject", empty=True),
+                           description=optional_text(args, "description", empty=True), value=value)
