@@ -119,11 +119,11 @@ class Context:
     # -- acting as the bot -------------------------------------------------------------
     def call(self, operation: str, **args: Any) -> Any:
         """Run any worker operation by name (``send``, ``presence``, ``mark_read``, ``send_media``, ...)."""
-        return self._run(self._op(operation, args))
+        return self._action(operation, args)
 
     def send(self, to: str, text: str, **extra: Any) -> Any:
         """Send ``text`` to a chat (a JID or a phone number with country code)."""
-        return self._run(self._op("send", {"to": to, "text": text, **extra}))
+        return self._action("send", {"to": to, "text": text, **extra})
 
     def reply(self, text: str, *, quote: bool = True, **extra: Any) -> Any:
         """Answer in the message's chat, quoting it (when the backend can quote)."""
@@ -132,13 +132,13 @@ class Context:
         if quote and "quote" not in args:  # quoted when the backend still knows the message
             args["quote"] = message.id
             args["quote_if_known"] = True
-        return self._run(self._op("send", args))
+        return self._action("send", args)
 
     def react(self, emoji: str) -> Any:
         """React to the message with ``emoji`` (an empty string removes the reaction)."""
         message = self._need_message("react")
-        return self._run(self._op("react", {"chat": message.chat, "message_id": message.id, "emoji": emoji,
-                                            "sender": message.sender}))
+        return self._action("react", {"chat": message.chat, "message_id": message.id, "emoji": emoji,
+                                       "sender": message.sender})
 
     def mark_read(self) -> Any:
         """Mark the message read (blue ticks)."""
@@ -146,7 +146,7 @@ class Context:
         args = {"chat": message.chat, "message_ids": [message.id]}
         if getattr(message, "is_group", False):
             args["sender"] = message.sender
-        return self._run(self._op("mark_read", args))
+        return self._action("mark_read", args)
 
     def typing(self, seconds: float = 1.0) -> Any:
         """Show "typing..." in the chat for ``seconds``, then stop."""
@@ -171,6 +171,13 @@ class Context:
 
     async def _op(self, name: str, args: dict[str, Any]) -> Any:
         return await self._services.call_async(name, args)
+
+    def _action(self, name: str, args: dict[str, Any]) -> Any:
+        """One operation: in an async handler the operation's future itself (under way already; no
+        task around it), in a plain function its result."""
+        if self._services.in_loop():
+            return self._services.call_async(name, args)
+        return self._run(self._op(name, args))
 
     def _run(self, coro: Any) -> Any:
         services = self._services

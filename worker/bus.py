@@ -40,6 +40,9 @@ SEND_WAIT_S = 1.0
 #: the first pause between two tries while the queue is full, doubled up to the second
 FULL_QUEUE_PAUSE_S = 0.001
 MAX_FULL_QUEUE_PAUSE_S = 0.064
+#: send flags as plain ints: or-ing zmq's Flag members builds a new enum member per frame
+_MORE = int(zmq.SNDMORE) | int(zmq.NOBLOCK)
+_LAST = int(zmq.NOBLOCK)
 
 
 class EventBus:
@@ -76,11 +79,16 @@ class EventBus:
                       MAX_PAYLOAD_BYTES)
             self.dropped += 1  # its seq is spent: the supervisor counts the gap
             return False
-        frames = [topic, payload, sign(self.secret, topic, payload)]
+        signature = sign(self.secret, topic, payload)
+        send = self.socket.send
         deadline, pause = time.monotonic() + SEND_WAIT_S, FULL_QUEUE_PAUSE_S
         while True:
             try:
-                self.socket.send_multipart(frames, zmq.NOBLOCK)
+                # three frames, as send_multipart sends them: only the first can find the queue
+                # full (ZeroMQ counts whole messages against the high-water mark)
+                send(topic, _MORE)
+                send(payload, _MORE)
+                send(signature, _LAST)
                 return True
             except zmq.Again:
                 pass

@@ -187,6 +187,8 @@ class WorkerLoop:
                 next_beat = next_beat_after(now, interval, phase)
             wake_at = min(t for t in (next_beat, backend_due, outbox_due, app_due) if t is not None)
             timeout_ms = max(0, int((wake_at - now) * 1000) + 1)
+            if self.app is not None:
+                self.app.flush()  # the app's thread is woken as this loop goes to wait (worker/app/mailbox.py)
             ready = dict(poller.poll(timeout_ms))
             if signal_fd in ready:
                 self._on_signals()

@@ -58,9 +58,19 @@ def submit(backend: Backend, op: str, args: dict[str, Any]) -> Any:
     return backend.outbox.submit(op, args, time.monotonic())
 
 
+#: random bytes for send ids, drawn from the OS in blocks (one getrandom per 512 sends, not one
+#: per send); emptied in a forked child so no two processes hand out the same ids
+_random_ids = bytearray()
+os.register_at_fork(after_in_child=_random_ids.clear)
+
+
 def new_send_id() -> str:
     """16 hex digits, random: unique across restarts, bots and a deleted outbox file."""
-    return secrets.token_hex(8)
+    if not _random_ids:
+        _random_ids.extend(secrets.token_bytes(4096))
+    chunk = _random_ids[-8:]
+    del _random_ids[-8:]
+    return chunk.hex()
 
 
 class Outbox:

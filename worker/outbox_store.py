@@ -11,6 +11,13 @@ A row moves ``queued -> sending -> sent | failed``; ``sending`` is written, with
 counted, *before* the backend is called, so a worker that dies mid-attempt leaves a row that
 says so (worker/outbox.py decides what a new worker does with it). Finished rows are kept, the
 newest ``KEEP_FINISHED``, so a late lookup of a send id still finds its outcome.
+
+Cost per send, which is on the worker's loop: two small commits. The table has no index on
+``state`` (an earlier one is dropped): the only queries by state read a table of at most
+``KEEP_FINISHED`` + ``outbox_max`` rows once per worker start or once per hundred sends, and
+each commit would have had to rewrite index pages for it too (measured in a bare sqlite3 loop
+of these statements: 81-91 -> 64 µs of CPU per send). The write-ahead log is checkpointed on a
+thread (worker/checkpointer.py), not inside a send's commit.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
+
+from .checkpointer import Checkpointer
 
 OUTBOX_FILE = "outbox.sqlite3"
 #: finished rows kept for lookups; older ones are deleted
@@ -42,7 +51,7 @@ CREATE TABLE IF NOT EXISTS sends (
     result     TEXT,                               -- the backend's answer (JSON), once sent
     reason     TEXT                                -- why it failed
 );
-CREATE INDEX IF NOT EXISTS sends_pending ON sends (state, seq);
+DROP INDEX IF EXISTS sends_pending;
 """
 
 
@@ -84,6 +93,7 @@ class OutboxStore:
             self.db.executescript(SCHEMA)
             self.db.execute(f"PRAGMA synchronous={sync.upper()}")
             self.db.execute("SELECT count(*) FROM sends").fetchone()
+            self.checkpointer = Checkpointer(self.db, self.path, sync)
         except sqlite3.DatabaseError as exc:
             try:
                 self.db.close()
@@ -98,6 +108,7 @@ class OutboxStore:
         self._finished_since_prune = 0
 
     def close(self) -> None:
+        self.checkpointer.close()
         self.db.close()
 
     # -- reading -------------------------------------------------------------------------------
@@ -135,16 +146,19 @@ class OutboxStore:
             "INSERT INTO sends (id, op, args, message_id, state, attempts, created_at, updated_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (send_id, op, json.dumps(args, separators=(",", ":")), message_id, state, attempts, now, now))
+        self.checkpointer.committed()
         return Entry(int(cursor.lastrowid or 0), send_id, op, args, message_id, state, attempts, now)
 
     def start_attempt(self, entry: Entry) -> None:
         entry.state, entry.attempts = "sending", entry.attempts + 1
         self.db.execute("UPDATE sends SET state = 'sending', attempts = ?, updated_at = ? WHERE seq = ?",
                         (entry.attempts, time.time(), entry.seq))
+        self.checkpointer.committed()
 
     def requeue(self, entry: Entry) -> None:
         entry.state = "queued"
         self.db.execute("UPDATE sends SET state = 'queued', updated_at = ? WHERE seq = ?", (time.time(), entry.seq))
+        self.checkpointer.committed()
 
     def finish(self, entry: Entry, state: str, *, message_id: str | None = None,
                result: dict[str, Any] | None = None, reason: str | None = None) -> None:
@@ -155,6 +169,7 @@ class OutboxStore:
             "UPDATE sends SET state = ?, message_id = ?, result = ?, reason = ?, updated_at = ? WHERE seq = ?",
             (state, entry.message_id, json.dumps(result, default=str) if result is not None else None, reason,
              time.time(), entry.seq))
+        self.checkpointer.committed()
         self._finished_since_prune += 1
         if self._finished_since_prune >= 100:
             self._finished_since_prune = 0

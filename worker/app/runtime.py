@@ -22,6 +22,7 @@ import concurrent.futures
 import functools
 import itertools
 import logging
+import selectors
 import threading
 import time
 import traceback
@@ -35,6 +36,8 @@ from botvisor.app import Bot, Handler, matching
 from botvisor.context import Context, HandlerError, Services
 from botvisor.state import STATE_FILE, StateDB
 from protocol.events import EVENT_OF_DATA, ErrorEvent, EventType
+
+from .mailbox import Mailbox
 
 #: lines of traceback an error event carries (the bot's log has all of it)
 TRACEBACK_LINES = 12
@@ -60,6 +63,32 @@ def _settle(result: asyncio.Future[Any], done: concurrent.futures.Future[Any]) -
         result.set_exception(exc)
     else:
         result.set_result(done.result())
+
+
+def _resolve(result: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
+    if result.cancelled():
+        return
+    if error is not None:
+        result.set_exception(error)
+    else:
+        result.set_result(value)
+
+
+#: submit(name, args, settle): run an operation, then call settle(value, error) on any thread
+Submit = Callable[[str, dict[str, Any], Callable[[Any, "BaseException | None"], None]], None]
+
+
+class _WaitHookSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
+    """The app loop's selector, telling the runtime before each select whether the loop is about
+    to wait (a timeout other than 0) or only looking between two busy turns."""
+
+    def __init__(self, before_select: Callable[[bool], None]) -> None:
+        super().__init__()
+        self._before_select = before_select
+
+    def select(self, timeout: float | None = None) -> Any:
+        self._before_select(timeout is None or timeout > 0)
+        return super().select(timeout)
 
 
 def short_traceback(exc: BaseException) -> str:
@@ -89,12 +118,19 @@ class Clock:
 class AppRuntime:
     def __init__(self, bot: Bot, *, bot_id: str, app_config: dict[str, Any] | None, bot_dir: Path | None,
                  handler_timeout: float, call: Callable[[str, dict[str, Any]], concurrent.futures.Future[Any]],
-                 emit: Callable[[Any], None], log: logging.Logger, clock: Clock | None = None) -> None:
+                 emit: Callable[[Any], None], log: logging.Logger, clock: Clock | None = None,
+                 submit: Submit | None = None) -> None:
         self.bot, self.bot_id, self.timeout = bot, bot_id, handler_timeout
         self.emit, self.log = emit, log
         self.clock = clock or Clock()
         self.db = StateDB(bot_dir / STATE_FILE, self.clock.time) if bot_dir is not None else None
-        self.loop = asyncio.new_event_loop()
+        #: events and operation results for the app's loop, from other threads (one wakeup a batch)
+        self.inbox = Mailbox()
+        #: called on the app's thread before each select: True when the loop is about to wait
+        self.before_wait: Callable[[bool], None] | None = None
+        self.loop = asyncio.SelectorEventLoop(_WaitHookSelector(self._before_select))
+        self.loop.add_reader(self.inbox.fd, self.inbox.drain)
+        self._submit = submit
         self.pool = concurrent.futures.ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix=f"app-{bot_id}")
         self._call = call
         self.services = Services(bot_id=bot_id, config=freeze(dict(app_config or {})), log=log, db=self.db,
@@ -111,8 +147,6 @@ class AppRuntime:
         self._pending = 0  # events handed over and not finished: the test kit waits for 0
         self._pending_lock = threading.Lock()
         self._idle = threading.Condition(self._pending_lock)
-        self._inbox: deque[Callable[[], None]] = deque()
-        self._wake_pending = False
 
     # -- lifecycle (called from the worker's main thread) ------------------------------
     def start(self) -> None:
@@ -150,21 +184,20 @@ class AppRuntime:
         self._post(functools.partial(self._route, str(event_type), data))
 
     def _post(self, fn: Callable[[], None]) -> None:
-        """Run ``fn`` on the app's loop (from any thread): one wakeup per batch, not per call. Each
-        wakeup is a write to the loop's self-pipe, and with it a handover of the GIL between threads."""
-        self._inbox.append(fn)
-        if not self._wake_pending:
-            self._wake_pending = True
-            self.loop.call_soon_threadsafe(self._take_inbox)
+        """Run ``fn`` on the app's loop (from any thread), through the inbox (worker/app/mailbox.py)."""
+        self.inbox.post(fn)
 
-    def _take_inbox(self) -> None:
-        self._wake_pending = False  # before draining: a call posted from now on schedules a new wakeup
-        while self._inbox:
-            self._inbox.popleft()()
+    def _before_select(self, waiting: bool) -> None:
+        if self.before_wait is not None:
+            self.before_wait(waiting)
 
     def _call_async(self, name: str, args: dict[str, Any]) -> asyncio.Future[Any]:
-        """An operation from a coroutine: its result comes back through ``_post`` (batched)."""
+        """An operation from a coroutine: its result comes back through the inbox (batched)."""
         result: asyncio.Future[Any] = self.loop.create_future()
+        if self._submit is not None:  # the worker: straight to its loop and back, no thread-safe Future
+            self._submit(name, args, lambda value, error: self._post(functools.partial(_resolve, result, value,
+                                                                                       error)))
+            return result
         done = self._call(name, args)
         done.add_done_callback(lambda f: self._post(functools.partial(_settle, result, f)))
         return result

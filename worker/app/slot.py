@@ -10,7 +10,6 @@ more than twice ``handler_timeout``, ends the worker as fatal (the bot is ``fail
 from __future__ import annotations
 
 import functools
-import os
 import sys
 import threading
 import time
@@ -21,47 +20,12 @@ from typing import Any, Callable
 from protocol.config import BotConfig
 
 from ..errors import FatalBotError
+from .mailbox import Mailbox
 
 #: seconds a thread may hold the GIL while another waits for it (CPython's default: 0.005)
 SWITCH_INTERVAL = 0.001
 #: events kept while the app loads (a bot flooded during its import drops the oldest)
 EARLY_EVENTS = 10_000
-
-
-class Bridge:
-    """Closures from any thread, run by the main loop when its poller sees ``fd`` (a pipe: each
-    submit writes a byte; deque.append is atomic, so no lock)."""
-
-    def __init__(self) -> None:
-        self._r, self._w = os.pipe()
-        os.set_blocking(self._r, False)
-        os.set_blocking(self._w, False)
-        self._queue: deque[Callable[[], None]] = deque()
-
-    @property
-    def fd(self) -> int:
-        return self._r
-
-    def submit(self, fn: Callable[[], None]) -> None:
-        self._queue.append(fn)  # deque.append is atomic: no lock needed
-        try:
-            os.write(self._w, b"\0")
-        except BlockingIOError:
-            pass  # the pipe is full of wakeups already: the loop will drain the queue
-
-    def drain(self) -> None:
-        try:
-            while os.read(self._r, 4096):
-                pass
-        except BlockingIOError:
-            pass
-        while self._queue:
-            self._queue.popleft()()
-
-    def close(self) -> None:
-        os.close(self._r)
-        os.close(self._w)
-
 
 
 def _one_malloc_arena() -> None:
@@ -78,7 +42,9 @@ def _one_malloc_arena() -> None:
 class AppSlot:
     def __init__(self, bot: BotConfig, bot_dir: Path, backend: Any, emit: Callable[[Any], None]) -> None:
         self.bot, self.bot_dir, self.backend, self._emit = bot, bot_dir, backend, emit
-        self.bridge = Bridge()
+        #: the app's operations and events for the main loop (the app's thread holds its wakeups)
+        self.bridge = Mailbox()
+        self._main_thread = threading.get_ident()
         self.app: Any = None  # worker.app.host.WorkerApp once loaded
         self._early: deque[Any] = deque(maxlen=EARLY_EVENTS)
         self._since = time.monotonic()
@@ -99,9 +65,15 @@ class AppSlot:
 
             app = WorkerApp(self.bot, self.bot_dir, self.backend, self._emit, self.bridge)
         except BaseException as exc:  # noqa: BLE001 - reported by the main loop, which ends the worker
-            self.bridge.submit(functools.partial(self._failed, exc))
+            self.bridge.post(functools.partial(self._failed, exc))
             return
-        self.bridge.submit(lambda: self._loaded(app))
+        # Each side wakes the other only when it is about to wait itself (worker/app/mailbox.py):
+        # the main loop flushes the app's inbox before it polls, the app's loop the bridge before
+        # it selects.
+        app.runtime.inbox.hold_for(self._main_thread)
+        app.runtime.before_wait = self.bridge.flush
+        self.bridge.post(lambda: self._loaded(app))
+        self.bridge.hold_for(threading.get_ident())
         app.runtime.run_here()  # this thread becomes the app's loop: one thread, one malloc arena
 
     def _failed(self, exc: BaseException) -> None:
@@ -125,6 +97,12 @@ class AppSlot:
 
     def drain(self) -> None:
         self.bridge.drain()
+
+    def flush(self) -> None:
+        """The main loop is about to poll: wake the app's loop for what this turn gave it."""
+        app = self.app
+        if app is not None:
+            app.runtime.inbox.flush()
 
     def check(self, now: float) -> float:
         if self.app is not None:

@@ -8,8 +8,9 @@ every transmission observable: each one is a JSON line in ``simulated-deliveries
 test can check across SIGKILLs and restarts that every send went under one id and that no
 receiver saw a message twice.
 
-Lines are appended with one ``write`` on an O_APPEND descriptor: a killed worker leaves whole
-lines (the kernel keeps what was written; no fsync, a simulation need not survive power loss).
+Lines are appended with one ``write`` on an O_APPEND descriptor, opened at the first delivery
+and kept open (one system call per delivery, not three): a killed worker leaves whole lines (the
+kernel keeps what was written; no fsync, a simulation need not survive power loss).
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ class Deliveries:
         earlier = read_deliveries(bot_dir)
         self.ids = {d["message_id"] for d in earlier}
         self.count = len(earlier)
+        self._fd: int | None = None
+        self._pid = os.getpid()
 
     def record(self, message_id: str, op: str, to: str, **content: Any) -> bool:
         """Record one transmission; True when the receiver sees a new message (its id is new)."""
@@ -44,10 +47,13 @@ class Deliveries:
         self.ids.add(message_id)
         self.count += 1
         line = {"message_id": message_id, "op": op, "to": to, **content, "duplicate": not new, "ts": time.time(),
-                "pid": os.getpid()}
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, (json.dumps(line, separators=(",", ":")) + "\n").encode())
-        finally:
-            os.close(fd)
+                "pid": self._pid}
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        os.write(self._fd, (json.dumps(line, separators=(",", ":")) + "\n").encode())
         return new
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

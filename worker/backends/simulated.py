@@ -155,6 +155,10 @@ class SimulatedBackend(SimulatedOperations, Backend):
         self._failures_left = self.knobs.reconnect_failures
         self._redial_at = now + retry_in
 
+    def stop(self) -> None:
+        self.deliveries.close()
+        super().stop()
+
     # -- the loop's entry point --------------------------------------------------------
     def poll(self, now: float) -> float | None:
         since_start = now - self.started_at
