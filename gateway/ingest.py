@@ -72,7 +72,7 @@ class Ingest:
         self.cursors = cursors
         self.seen: dict[str, Seen] = {b: Seen(c.pid, c.seq) for b, c in cursors.items()}
         self.state_seq: dict[tuple[int | None, str], int] = {}
-        #: per shard (None: the one supervisor): the pid of the supervisor that last welcomed us
+        #: per shard (None: the one supervisor): the run (`instance`) of the supervisor that last welcomed us
         self.supervisor_pids: dict[int | None, int] = {}
         self._queues: dict[str, asyncio.Queue[Any]] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -105,7 +105,8 @@ class Ingest:
             log.warning("tap of %s welcomed but status failed (%s): no catch-up",
                         "the supervisor" if shard is None else f"shard {shard}", exc)
             return
-        self.supervisor_pids[shard] = int(status.get("pid") or 0)
+        # which run of the supervisor: its pid repeats in a container, its instance does not
+        self.supervisor_pids[shard] = int(status.get("instance") or status.get("pid") or 0)
         for bot in status.get("bots", []):
             bot_id = bot.get("bot_id")
             if bot_id in self.cursors:

@@ -63,6 +63,9 @@ class Supervisor(Relay, FleetRuntime):
             self.cluster = ClusterMember(self, config)
             self.config = config = self.cluster.local(config)
         self.pid = os.getpid()
+        #: this run of the supervisor, for clients that outlive it: in a container the pid is the
+        #: same after every restart (often 1); 53 bits, so a JSON client reads it exactly
+        self.instance = int.from_bytes(os.urandom(7), "big") >> 3
         self.timers = Timers()
         self.manager = BotManager(self, self.server)
         self.secrets: dict[str, bytes] = {}

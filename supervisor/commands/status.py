@@ -47,5 +47,6 @@ def execute(supervisor: Any, request: Request, answer: Any) -> None:
         if cluster is not None:  # its shard, its lease token and the seconds left on it
             plain.update(cluster.lease_info(container.bot.id))
         statuses.append(plain)
-    answer(ok(request.id, {"server": supervisor.server, "pid": supervisor.pid, "bots": statuses,
+    answer(ok(request.id, {"server": supervisor.server, "pid": supervisor.pid, "instance": supervisor.instance,
+                           "bots": statuses,
                            "stats": snapshot(supervisor.stats)}))
