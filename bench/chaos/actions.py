@@ -27,6 +27,8 @@ from .observe import FORGED_PID
 #: a plain os.nice(10) in the driver's session weighed as the driver's group, nice 0, and with
 #: two of them spinning a worker's start (hello to first heartbeat) took 2-3 times as long
 HOG = f"from worker.priority import lower_priority; lower_priority({NICE})\nwhile 1: pass"
+#: bots the reloads may have added at once (the soak's fleet stays at its size plus at most this)
+MAX_ADDED = 4
 
 
 @dataclass
@@ -184,14 +186,19 @@ class Driver:
 
     def reload(self) -> None:
         kind = self.rng.choice(["add", "remove", "change", "invalid"])
+        # the fleet stays within MAX_ADDED bots of its size: each bot with a full history costs
+        # the supervisor about 180 KiB, so a fleet that grew by reloads (a walk that can only
+        # drift up from zero added) would read as the supervisor's RSS growing
+        if kind == "add" and len(self._added) >= MAX_ADDED:
+            kind = "remove"
+        elif kind == "remove" and not self._added:
+            kind = "add"
         entries = self.fleet.entries
         if kind == "add":
             bot_id = f"x{len(self._added) + sum(self.record.reloads.values())}"
             entries.append({"id": bot_id, "simulated": {"seed": len(entries)}})
             self._added.append(bot_id)
         elif kind == "remove":
-            if not self._added:
-                return
             gone = self._added.pop(self.rng.randrange(len(self._added)))
             entries[:] = [b for b in entries if b["id"] != gone]
         elif kind == "change":
