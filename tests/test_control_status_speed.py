@@ -44,6 +44,7 @@ class FakeSupervisor:
         self.config = config
         self.server = config.supervisor.server_name
         self.pid = os.getpid()
+        self.instance = 1
         self.stats: dict[str, int] = {}
         self.timers = Timers()
         self.manager = BotManager(self, self.server)
