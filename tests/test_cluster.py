@@ -214,6 +214,16 @@ def test_a_shard_cut_off_from_postgres_stops_its_bots_before_its_leases_expire(
         proxy.stop()
 
 
+def _ended(pid: int) -> bool:
+    """Gone or a zombie; asked in one call (a check then a look can see it die in between)."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 def test_a_wedged_shard_cut_off_from_postgres_still_kills_its_workers_before_expiry(
         tmp_path: Path, postgres: PostgresServer, database: str) -> None:
     """The loop cannot run its timers (SIGUSR1 wedges it, a debug hook): the backstop thread kills."""
@@ -241,8 +251,7 @@ def test_a_wedged_shard_cut_off_from_postgres_still_kills_its_workers_before_exp
             deadline = time.monotonic() + 15
             while len(gone) < len(pids) and time.monotonic() < deadline:
                 for bot, pid in pids.items():
-                    if bot not in gone and not psutil.pid_exists(pid) or (
-                            bot not in gone and psutil.Process(pid).status() == psutil.STATUS_ZOMBIE):
+                    if bot not in gone and _ended(pid):
                         gone[bot] = time.time()
                 time.sleep(0.01)
             assert set(gone) == set(pids), "workers outlived their leases while the loop was wedged"
