@@ -60,6 +60,13 @@ class Seen:
     def same_worker(self, message: Message, shard: int | None) -> bool:
         return message.pid == self.pid and (shard == self.shard or self.shard is None)
 
+    def gap_before(self, message: Message, shard: int | None) -> bool:
+        """Did events come between this and ``message`` that the tap did not carry? (A new worker
+        starts at seq 0; an old one that said bye has nothing after it.)"""
+        if self.same_worker(message, shard):
+            return message.seq > self.seq + 1
+        return message.seq > 0 or not self.ended
+
 
 class Ingest:
     def __init__(self, server: str, hub: EventHub, bridge: ControlBridge, metrics: GatewayMetrics,
@@ -151,11 +158,7 @@ class Ingest:
         if isinstance(message, StateChange) or message.bot == SUPERVISOR_BOT:
             return False
         seen = self.seen.get(message.bot)
-        if seen is None:
-            return False
-        if seen.same_worker(message, shard):  # the same tests as _handle's, which recovers
-            return message.seq > seen.seq + 1
-        return message.seq > 0 or not seen.ended
+        return seen is not None and seen.gap_before(message, shard)
 
     async def _handle(self, message: Message, shard: int | None = None) -> None:
         if isinstance(message, Notice) or message.bot == SUPERVISOR_BOT:
@@ -174,12 +177,9 @@ class Ingest:
         bot = message.bot
         seen = self.seen.get(bot)
         if seen is not None:
-            if seen.same_worker(message, shard):
-                if message.seq <= seen.seq:
-                    return  # already published (recovered from the history a moment ago)
-                if message.seq > seen.seq + 1:
-                    await self._recover(bot, seen, message, shard)
-            elif message.seq > 0 or not seen.ended:
+            if seen.same_worker(message, shard) and message.seq <= seen.seq:
+                return  # already published (recovered from the history a moment ago)
+            if seen.gap_before(message, shard):
                 await self._recover(bot, seen, message, shard)
         self.seen[bot] = Seen(message.pid, message.seq, isinstance(message, Bye), shard)
         body = to_json(message, shard)
