@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,35 @@ def _all_running(subject: Botvisor, timeout: float) -> None:
     wait_until(running, timeout, f"{subject.n} bots running", interval=0.2)
 
 
+@dataclass
+class SinkWindow:
+    """A measured window: a sink on the supervisor's tap, started once every bot runs (and
+    ``hold`` seconds after ``started``) and past its warmup, and the supervisor's CPU from then."""
+
+    sink: Any
+    log: Path
+    supervisor: psutil.Process
+    cpu0: float
+    t0: float
+
+    @classmethod
+    def open(cls, subject: Botvisor, root: Path, reaper: Reaper, started: float, hold: float | None,
+             warmup: float, duration: float) -> SinkWindow:
+        subject.tap.close()  # the sink is the tap here; the bench's own would only compete for CPU
+        subject.tap = None
+        _all_running(subject, 60 + subject.n * 0.2)
+        if hold is not None:
+            time.sleep(max(0.0, started + hold - time.monotonic()))
+        log = root / "sink.log"
+        sink = _sink(reaper, subject.endpoint("tap"), log, warmup, duration)
+        time.sleep(warmup)
+        proc = psutil.Process(subject.pid)
+        return cls(sink, log, proc, sum(proc.cpu_times()[:2]), time.monotonic())
+
+    def supervisor_cpu_pct(self) -> float:
+        return (sum(self.supervisor.cpu_times()[:2]) - self.cpu0) / (time.monotonic() - self.t0) * 100
+
+
 def botvisor_run(root: Path, n: int, rate_per_worker: float, reaper: Reaper, warmup: float, duration: float,
                  profile_seconds: float = 0.0, hold: float | None = None,
                  heartbeat_interval: float = 30.0) -> dict[str, Any]:
@@ -71,18 +101,9 @@ def botvisor_run(root: Path, n: int, rate_per_worker: float, reaper: Reaper, war
     try:
         started = time.monotonic()
         subject.start()
-        subject.tap.close()  # the sink is the tap here; the bench's own would only compete for CPU
-        subject.tap = None
-        _all_running(subject, 60 + n * 0.2)
-        if hold is not None:
-            time.sleep(max(0.0, started + hold - time.monotonic()))
-        sink_log = root / "sink.log"
-        sink = _sink(reaper, subject.endpoint("tap"), sink_log, warmup, duration)
-        time.sleep(warmup)
-        proc = psutil.Process(subject.pid)
-        c0, t0 = sum(proc.cpu_times()[:2]), time.monotonic()
-        out = _sink_result(sink, sink_log, warmup + duration + 30)
-        out["supervisor_cpu_pct"] = (sum(proc.cpu_times()[:2]) - c0) / (time.monotonic() - t0) * 100
+        window = SinkWindow.open(subject, root, reaper, started, hold, warmup, duration)
+        out = _sink_result(window.sink, window.log, warmup + duration + 30)
+        out["supervisor_cpu_pct"] = window.supervisor_cpu_pct()
         status = _status(subject, timeout=60)  # flat out, the supervisor answers late
         out["events_lost"] = sum(b["events_lost"] for b in status["bots"])
         out["tap_dropped"] = status["stats"].get("tap_dropped", 0)

@@ -20,10 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from . import configs
-from .eventpath import FLAT_OUT_PER_WORKER, _all_running, _sink, _sink_result, _status, relay_run
+from .eventpath import FLAT_OUT_PER_WORKER, SinkWindow, _sink_result, _status, relay_run
 from .procs import Reaper, install_signal_handlers
 from .subjects import Botvisor
 
@@ -48,15 +46,7 @@ def busy_fleet(root: Path, n: int, reaper: Reaper, seconds: float, share: bool, 
         else:
             os.environ[ENV] = saved
     try:
-        subject.tap.close()  # the sink is the tap here
-        subject.tap = None
-        _all_running(subject, 60 + n * 0.2)
-        time.sleep(max(0.0, started + hold - time.monotonic()))
-        sink_log = root / "sink.log"
-        sink = _sink(reaper, subject.endpoint("tap"), sink_log, warmup, seconds)
-        time.sleep(warmup)
-        proc = psutil.Process(subject.pid)
-        c0, t0 = sum(proc.cpu_times()[:2]), time.monotonic()
+        window = SinkWindow.open(subject, root, reaper, started, hold, warmup, seconds)
         rtts = []
         for _ in range(STATUS_CALLS):  # spread over the measured window
             begin = time.perf_counter()
@@ -66,8 +56,8 @@ def busy_fleet(root: Path, n: int, reaper: Reaper, seconds: float, share: bool, 
             except Exception:
                 rtts.append(float("inf"))
             time.sleep(max(0.0, seconds / STATUS_CALLS - (time.perf_counter() - begin)))
-        out = _sink_result(sink, sink_log, warmup + seconds + 30)
-        out["supervisor_cpu_pct"] = (sum(proc.cpu_times()[:2]) - c0) / (time.monotonic() - t0) * 100
+        out = _sink_result(window.sink, window.log, warmup + seconds + 30)
+        out["supervisor_cpu_pct"] = window.supervisor_cpu_pct()
         status = _status(subject, timeout=60)
         out["events_lost"] = sum(b["events_lost"] for b in status["bots"])
         out["status_rtt_median"] = statistics.median(rtts)
