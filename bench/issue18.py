@@ -83,13 +83,7 @@ def run(args: argparse.Namespace, reaper: Reaper, work: Path) -> dict[str, Any]:
         except Exception as exc:  # the other parts still count
             out[name] = {"error": f"{type(exc).__name__}: {exc}"}
 
-    if "hotpath" in parts:
-        attempt("hotpath", lambda: {
-            "runs": [dict(hotpath.run(args.hotpath_events, 200, mode), load=_load()) for mode in ("handler", "socket")],
-            "instructions": hotpath.instructions(args.instruction_events, 200) if args.instructions else None,
-            "decoders": hotpath.decoders(200), "decoders_load": _load()})
-    if "share" in parts:
-        attempt("share", lambda: share.run(sizes, args.seconds, reaper, work / "share"))
+    # the parts that the machine's load moves most come first, before the busy-fleet runs load it
     if "idle" in parts:
         attempt("idle", lambda: {f"{hb:g}": idle(work / f"idle{hb:g}", args.n, hb, args.idle, reaper)
                                  for hb in (1.0, 30.0)})
@@ -97,6 +91,13 @@ def run(args: argparse.Namespace, reaper: Reaper, work: Path) -> dict[str, Any]:
         attempt("latency", lambda: {f"{hb:g}": dict(eventpath.botvisor_run(
             work / f"latency{hb:g}", args.n, eventpath.LATENCY_RATE / args.n, reaper, 1.0, args.seconds,
             heartbeat_interval=hb), load=_load()) for hb in (30.0, 1.0)})
+    if "hotpath" in parts:
+        attempt("hotpath", lambda: {
+            "runs": [hotpath.run(args.hotpath_events, 200, mode) for mode in ("handler", "socket")],  # with their load
+            "instructions": hotpath.instructions(args.instruction_events, 200) if args.instructions else None,
+            "decoders": hotpath.decoders(200), "decoders_load": _load()})
+    if "share" in parts:
+        attempt("share", lambda: share.run(sizes, args.seconds, reaper, work / "share"))
     if "neonize" in parts and args.neonize_n:
         attempt("neonize", lambda: neonize_fleet(work / "neonize", args.neonize_n, reaper))
     out["load_end"] = _load()
@@ -190,10 +191,10 @@ def main(argv: list[str] | None = None) -> int:
             results = run(args, reaper, Path(tmp))
     finally:
         reaper.kill_all()
+    if args.json:  # first: a table that cannot be rendered must not lose the figures
+        args.json.write_text(json.dumps(results, indent=1, default=str))
     text = render(results, args.n)
     print(text)
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1, default=str))
     if args.out:
         args.out.write_text(text + "\n")
     return 0

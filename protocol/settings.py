@@ -178,6 +178,9 @@ class SupervisorSettings:
     stop_timeout: float = checked(in_range(0, 3600), default=10.0)
     #: seconds between starting two bots, so a fleet does not stampede WhatsApp on boot
     start_interval: float = checked(in_range(0, 3600), default=0.1)
+    #: workers of a heavy backend (neonize) loading it at the same time, the rest waiting their
+    #: turn after their hello (worker/start_gate.py); 0: one per CPU
+    start_concurrency: int = checked(in_range(0, 4096), default=0)
     #: seconds a worker command (send, logout, ...) may take before the operator gets an error
     command_timeout: float = checked(in_range(0.01, 3600), default=10.0)
     messages_per_minute: float = checked(in_range(0.01, 6_000_000), default=6.0)

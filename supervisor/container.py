@@ -284,12 +284,15 @@ class BotContainer(MessageIntake):
         self.next_restart_at = None
         self._last_error = None
         self._next_seq = 0
-        self._last_seen = self.clock()  # the hello must come within the heartbeat timeout
+        self._last_seen = self.clock()
         self._started_at = self.clock()
         self.connection_attempts = 0
         self.bot_status = BotStatus.LOADING
         try:
             self.process = self.runtime.spawn(self)
+            # the hello must come within the heartbeat timeout of the fork, not of the request:
+            # the first spawn waits for the forkserver's own start (seconds, with neonize preloaded)
+            self._last_seen = self.clock()
         except Exception as exc:  # e.g. fork failed, or the forkserver died: a crash at birth
             log.exception("bot %s: could not start its worker", self.bot.id)
             self.bot_status = BotStatus.OFFLINE

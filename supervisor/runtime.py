@@ -16,6 +16,8 @@ from protocol import SUPERVISOR_BOT, ContainerState, Notice, StateChange, encode
 from protocol.config import ConfigError, load_config
 from protocol.signing import new_secret
 from worker.spec import WorkerSpec
+from worker.start_gate import DIRECTORY as START_GATE
+from worker.start_gate import default_slots
 
 from . import health
 from .appcheck import broken_apps, changed_apps
@@ -45,7 +47,8 @@ class FleetRuntime:
             events_endpoint=self.config.endpoint("events"), commands_endpoint=self.config.endpoint("commands"),
             secret=secret, supervisor_pid=self.pid, log_dir=self.config.log_dir,
             log_max_bytes=self.config.supervisor.log_max_bytes, log_backups=self.config.supervisor.log_backups,
-            subscribe_timeout=bot.stale_after,
+            subscribe_timeout=bot.stale_after, start_gate=self.config.run_dir / START_GATE,
+            start_slots=self.config.supervisor.start_concurrency or default_slots(),
         )
         if bot.user is not None or bot.group is not None:
             self._hand_over_bot_dir(bot)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import select
 import signal
 import socket
 import time
@@ -20,14 +21,14 @@ from typing import Any
 
 import zmq
 
-from protocol import ErrorEvent, exit_codes
+from protocol import BotStatus, ErrorEvent, exit_codes
 from protocol.control import decode_request, encode_reply, ok
 from protocol.control import error as error_reply
 from protocol.errors import ProtocolError
 
 from . import ban
 from . import commands as worker_commands
-from .backends.base import Backend, BackendContext, load_backend
+from .backends.base import HEAVY_START, Backend, BackendContext, load_backend
 from .botdir import PRIVATE_UMASK, lock_bot_dir, prepare_bot_dir
 from .bus import EventBus
 from .errors import CommandError, WorkerExit
@@ -40,6 +41,7 @@ from .outbox import Outbox
 from .ratelimit import TokenBucket
 from .recovery import check_worker_start
 from .spec import WorkerSpec
+from .start_gate import HOLD_MAX, StartGate
 
 VERSION = "0.1.0"
 log = logging.getLogger("botvisor.worker")
@@ -117,6 +119,10 @@ class WorkerLoop:
         self.commands.connect(spec.commands_endpoint)
         self.backend: Backend | None = None
         self.stop_reason: str | None = None
+        #: the fleet's start gate, for a backend whose start is heavy (opened as the supervisor's
+        #: user: the run dir is not the bot user's)
+        self.gate = (StartGate(spec.start_gate, spec.start_slots, spec.bot_id)
+                     if spec.start_gate is not None and spec.bot.backend in HEAVY_START else None)
         self.app: Any = None  # worker.app.slot.AppSlot when the bot has an app (docs/apps.md)
 
     @property
@@ -148,6 +154,10 @@ class WorkerLoop:
         self._lock_fd = lock_bot_dir(spec.bot_dir, spec.supervisor_pid)
         check_worker_start(spec.bot_dir, spec.bot, self.bus.event)  # corrupt store: restore or exit 78
         ban.check(spec.bot_dir)  # still banned: end at once, as the ban said
+        if self.gate is not None and not self._take_start_slot():
+            self.bus.bye(self.stop_reason, exit_codes.OK)  # told to stop while waiting its turn
+            return exit_codes.OK
+        gate_until = time.monotonic() + HOLD_MAX
         ctx = BackendContext(bot=spec.bot, bot_dir=spec.bot_dir, emit=self._emit,
                              log=logging.getLogger(f"botvisor.backend.{spec.bot.backend}"))
         self.backend = backend = load_backend(spec.bot.backend)(ctx)
@@ -178,6 +188,9 @@ class WorkerLoop:
             if backend_due is not None and now >= backend_due:
                 backend_due = backend.poll(now)
                 now = time.monotonic()
+            if self.gate is not None and (backend.start_settled or now >= gate_until):
+                self.gate.release()  # the next worker's turn
+                self.gate = None
             outbox_due = outbox.flush(now)  # rate-limited sends whose turn has come
             if self.app is not None:
                 app_due = self.app.check(now)  # a stuck app ends the worker (crash): it is replaced
@@ -211,6 +224,37 @@ class WorkerLoop:
         backend.stop()
         self.bus.bye(self.stop_reason, exit_codes.OK)
         return exit_codes.OK
+
+    def _take_start_slot(self) -> bool:
+        """Wait for a slot of the start gate, heartbeating (status loading) meanwhile; False when
+        told to stop first. The supervisor's end ends the worker, as in the loop."""
+        assert self.gate is not None
+        if self.gate.try_take():
+            return True
+        log.info("waiting for a start slot (%d workers load at once)", len(self.gate.fds))
+        waited_from = time.monotonic()
+        taken_fd = self.gate.wait_fd()
+        watched = [taken_fd, self.signal_sock.fileno()]
+        if self.supervisor_fd is not None:
+            watched.append(self.supervisor_fd)
+        interval, phase = self.spec.bot.heartbeat_interval, beat_phase(self.spec.bot.id)
+        next_beat = time.monotonic()
+        while True:
+            now = time.monotonic()
+            if now >= next_beat:
+                self.bus.heartbeat(BotStatus.LOADING, 0)
+                next_beat = next_beat_after(now, interval, phase)
+            ready, _, _ = select.select(watched, [], [], max(0.0, next_beat - now))
+            if self.signal_sock.fileno() in ready:
+                self._on_signals()
+                if self.stop_reason is not None:
+                    return False
+            if self.supervisor_fd is not None and self.supervisor_fd in ready:
+                log.error("the supervisor is gone; exiting")
+                os._exit(exit_codes.CRASH)
+            if taken_fd in ready:
+                log.info("start slot taken after %.2f s", time.monotonic() - waited_from)
+                return True
 
     def _emit(self, data: Any) -> None:
         self.bus.event(data)

@@ -27,6 +27,10 @@ class WorkerSpec:
     #: before it is lost); the supervisor passes the bot's heartbeat_timeout, its own deadline
     #: for that hello, since a loaded supervisor can take seconds to attach a new worker
     subscribe_timeout: float = 5.0
+    #: the fleet's start gate (worker/start_gate.py): its directory and how many slots; None
+    #: (a worker run by hand): no gate
+    start_gate: Path | None = None
+    start_slots: int = 1
 
     @property
     def bot_id(self) -> str:

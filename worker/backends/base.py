@@ -73,6 +73,11 @@ class Backend(ABC):
         when this backend cannot send under a chosen id (then WhatsApp's own id is known once sent)."""
         return None
 
+    @property
+    def start_settled(self) -> bool:
+        """The heavy part of starting is over: the first connection attempt has an outcome."""
+        return self.status is not BotStatus.LOADING
+
     @abstractmethod
     def start(self, now: float) -> None:
         """Begin connecting (never block)."""
@@ -150,6 +155,12 @@ class Backend(ABC):
 
         raise CommandError(f"simulate needs the simulated backend; this bot runs {self.name} (a real session "
                            "receives only what WhatsApp sends)")
+
+
+#: the backends whose start takes real CPU (neonize: the Go runtime, the store, the first dial),
+#: so a fleet's workers take turns at it behind the start gate (worker/start_gate.py); named
+#: here, not on the class, because importing neonize is itself the heaviest part
+HEAVY_START = frozenset({"neonize"})
 
 
 def load_backend(name: str) -> type[Backend]:

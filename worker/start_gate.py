@@ -1,0 +1,94 @@
+"""The fleet's start gate: at most ``slots`` workers load a heavy backend at the same time.
+
+A neonize worker's start is heavy: importing neonize loads the Go library and starts its
+runtime, and the client opens its store and dials (about 0.2 CPU-s on this class of machine).
+At a fleet's start, 1,000 of them loading at once compete with each other and with the forks
+still to come, so the last workers' hellos wait behind everyone's Go runtime, and every load
+runs slower for the cache and memory it fights over (bench/ISSUE18-notes.md, §6-7). Behind the
+gate the cheap part (fork, hello, heartbeats) is done for the whole fleet first, and the loads
+follow ``slots`` at a time, each at full speed.
+
+A slot is a file in the supervisor's run dir held with ``flock``: the kernel lets go of it when
+its worker ends, however it ends, so a slot is never lost to a crash or a SIGKILL, and no
+process has to hand slots out. A worker takes any free slot at once; with none free it waits
+for one (``crc32(bot id) % slots``, so waiters spread over the slots) on a thread, while its
+main thread keeps sending heartbeats (a waiting worker is alive, not stale) and still ends
+on SIGTERM or when its supervisor does (worker/main.py). The slot is given back when the load
+is over: the backend left ``loading`` (its first dial ended or its session opened), or at
+most ``HOLD_MAX`` seconds after it was taken.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import threading
+import zlib
+from pathlib import Path
+
+#: the directory of slot files inside run_dir
+DIRECTORY = "start-gate"
+#: the longest one worker holds a slot (a dial that hangs must not hold up the fleet)
+HOLD_MAX = 10.0
+
+
+def default_slots() -> int:
+    """One load at a time per CPU the supervisor may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+class StartGate:
+    """This worker's view of the slots (opened before the worker drops to its bot's user)."""
+
+    def __init__(self, directory: Path, slots: int, bot_id: str) -> None:
+        directory.mkdir(mode=0o700, exist_ok=True)
+        self.fds = [os.open(directory / f"slot-{i}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                    for i in range(slots)]
+        self.preferred = zlib.crc32(bot_id.encode()) % slots
+        self.held: int | None = None
+        self._ready_r: int | None = None
+        self._ready_w: int | None = None
+
+    def try_take(self) -> bool:
+        """Take a free slot without waiting (the preferred one first)."""
+        order = self.fds[self.preferred:] + self.fds[:self.preferred]
+        for fd in order:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                if exc.errno in (errno.EAGAIN, errno.EACCES):
+                    continue
+                raise
+            self.held = fd
+            return True
+        return False
+
+    def wait_fd(self) -> int:
+        """Start waiting for the preferred slot on a thread; the fd returned becomes readable once
+        it is held (and the thread is done)."""
+        self._ready_r, self._ready_w = os.pipe2(os.O_CLOEXEC)
+        fd = self.fds[self.preferred]
+
+        def wait() -> None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self.held = fd
+            os.write(self._ready_w, b"!")  # type: ignore[arg-type]
+
+        # a daemon thread: a worker told to stop while it waits ends without it
+        threading.Thread(target=wait, name="start-gate", daemon=True).start()
+        return self._ready_r
+
+    def release(self) -> None:
+        """Give the slot back and close every slot file (a worker takes a slot once per life).
+        Called only once a slot is held: a worker stopped while it waits just exits."""
+        if self.held is not None:
+            fcntl.flock(self.held, fcntl.LOCK_UN)
+            self.held = None
+        for fd in [*self.fds, self._ready_r, self._ready_w]:
+            if fd is not None:
+                os.close(fd)
+        self.fds, self._ready_r, self._ready_w = [], None, None
