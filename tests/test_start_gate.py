@@ -2,8 +2,8 @@
 
 The unit half holds slots from another real process (flock is per open file, so a holder in
 this process would do too, but a SIGKILLed holder is the case that matters). The neonize half
-runs the real backend behind a silent proxy: a dial through it hangs, so the first worker keeps
-its slot and the second must wait, heartbeating, until the first is gone.
+runs the real backend with the one slot held by another process (another heavy start under
+way): the workers must wait for it, heartbeating, and load once it is free.
 """
 
 from __future__ import annotations
@@ -82,45 +82,48 @@ def _connecting(m, pid=None) -> bool:
 
 
 @pytest.mark.slow
-def test_with_one_slot_the_second_neonize_worker_waits_heartbeating_stops_cleanly_and_loads_when_the_first_dies(
+def test_neonize_workers_wait_for_a_slot_heartbeating_stop_cleanly_while_waiting_and_load_once_it_is_free(
         fleet_factory, launch, silent_proxy):  # noqa: F811 - the fixture
     bots = [neonize_bot(silent_proxy.port, id="n1"), neonize_bot(silent_proxy.port, id="n2")]
     # heartbeats judged after 1 s: a waiting worker that stopped heartbeating would be replaced
     fleet = fleet_factory(bots, start_concurrency=1, heartbeat_timeout=1.0, backoff={"initial": 0.1, "jitter": 0.0})
-    service, tap = launch(fleet)
-    hellos = {}
-    for _ in range(2):
-        m = _first(tap, lambda m: isinstance(m, Hello) and m.bot not in hellos, 20, "both hellos")
-        hellos[m.bot] = m.pid
-    loading = _first(tap, _connecting, 30, "one worker dialling")
-    holder = loading.bot
-    waiter = "n2" if holder == "n1" else "n1"
-    waiter_pid = hellos[waiter]
+    gate_dir = fleet.run_dir / "start-gate"
+    gate_dir.mkdir(parents=True, mode=0o700)
+    holder = hold([gate_dir / "slot-0"])  # another heavy start under way: the one slot is taken
+    try:
+        service, tap = launch(fleet)
+        hellos = {}
+        for _ in range(2):
+            m = _first(tap, lambda m: isinstance(m, Hello) and m.bot not in hellos, 20, "both hellos")
+            hellos[m.bot] = m.pid
 
-    # the window (a measuring window, not a synchronisation): the dial through the silent proxy
-    # hangs, so the holder keeps the slot (up to HOLD_MAX, 10 s) and the waiter must not load
-    beats_before = sum(1 for m in tap.seen if isinstance(m, Heartbeat) and m.pid == waiter_pid)
-    end = time.monotonic() + 3.0
-    while time.monotonic() < end:
-        tap.read(0.1)
-    beats = sum(1 for m in tap.seen if isinstance(m, Heartbeat) and m.pid == waiter_pid) - beats_before
-    assert not [m for m in tap.seen if _connecting(m, waiter_pid)], "the waiter loaded neonize beside the holder"
-    assert beats >= 5, f"a waiting worker heartbeats (status loading): {beats} in 3 s at 0.2 s"
-    assert not [m for m in tap.seen if isinstance(m, StateChange) and m.bot == waiter
-                and m.state is not ContainerState.RUNNING and m.state is not ContainerState.INITIALIZING], \
-        "the waiting worker was judged stale or restarted"
-    assert "waiting for a start slot (1 workers load at once)" in (fleet.root / "supervisor.log").read_text()
-    unhealthy = [m.reason for m in tap.seen if isinstance(m, StateChange) and "unhealthy" in (m.reason or "")]
-    assert not unhealthy, f"a worker was judged stale (the first spawn waits for the forkserver): {unhealthy}"
+        # a measuring window, not a synchronisation: while the slot is held nobody loads neonize
+        end = time.monotonic() + 3.0
+        while time.monotonic() < end:
+            tap.read(0.1)
+        assert not [m for m in tap.seen if _connecting(m)], "a worker loaded neonize without a slot"
+        for bot, pid in hellos.items():
+            beats = sum(1 for m in tap.seen if isinstance(m, Heartbeat) and m.pid == pid)
+            assert beats >= 5, f"{bot} waiting heartbeats (status loading): {beats} in 3 s at 0.2 s"
+        unhealthy = [m.reason for m in tap.seen if isinstance(m, StateChange) and "unhealthy" in (m.reason or "")]
+        assert not unhealthy, f"a waiting worker was judged stale (or the first one, whose spawn waited for the " \
+                              f"forkserver): {unhealthy}"
+        assert "waiting for a start slot (1 workers load at once)" in (fleet.root / "supervisor.log").read_text()
 
-    asked = time.monotonic()  # a worker told to stop while it waits ends at once, cleanly
-    service.control("stop", {"bots": [waiter]})
-    stopped = _first(tap, lambda m: isinstance(m, StateChange) and m.bot == waiter
-                     and m.state is ContainerState.STOPPED, 10, "the waiter stopped")
-    assert stopped.last_exit == "exit 0 (ok)" and time.monotonic() - asked < 2.0, stopped
-    service.control("start", {"bots": [waiter]})
-    again = _first(tap, lambda m: isinstance(m, Hello) and m.bot == waiter and m.pid != waiter_pid, 20,
-                   "the waiter's new worker")
+        asked = time.monotonic()  # a worker told to stop while it waits ends at once, cleanly
+        service.control("stop", {"bots": ["n2"]})
+        stopped = _first(tap, lambda m: isinstance(m, StateChange) and m.bot == "n2"
+                         and m.state is ContainerState.STOPPED, 10, "n2 stopped")
+        assert stopped.last_exit == "exit 0 (ok)" and time.monotonic() - asked < 2.0, stopped
 
-    os.kill(loading.pid, signal.SIGKILL)  # the holder dies mid-dial: the slot goes to the one waiting for it
-    _first(tap, lambda m: _connecting(m, again.pid), 30, "the waiter's worker loading once the holder died")
+        holder.send_signal(signal.SIGKILL)  # the other start is over (however it ended): n1's turn
+        holder.wait(5)
+        _first(tap, lambda m: _connecting(m, hellos["n1"]), 30, "n1 loading once the slot is free")
+        service.control("start", {"bots": ["n2"]})  # and a start with the slot free does not wait
+        again = _first(tap, lambda m: isinstance(m, Hello) and m.bot == "n2" and m.pid != hellos["n2"], 20,
+                       "n2's new worker")
+        _first(tap, lambda m: _connecting(m, again.pid), 30, "n2 loading")
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait(5)

@@ -41,7 +41,7 @@ from .outbox import Outbox
 from .ratelimit import TokenBucket
 from .recovery import check_worker_start
 from .spec import WorkerSpec
-from .start_gate import HOLD_MAX, StartGate
+from .start_gate import StartGate
 
 VERSION = "0.1.0"
 log = logging.getLogger("botvisor.worker")
@@ -157,7 +157,6 @@ class WorkerLoop:
         if self.gate is not None and not self._take_start_slot():
             self.bus.bye(self.stop_reason, exit_codes.OK)  # told to stop while waiting its turn
             return exit_codes.OK
-        gate_until = time.monotonic() + HOLD_MAX
         ctx = BackendContext(bot=spec.bot, bot_dir=spec.bot_dir, emit=self._emit,
                              log=logging.getLogger(f"botvisor.backend.{spec.bot.backend}"))
         self.backend = backend = load_backend(spec.bot.backend)(ctx)
@@ -181,6 +180,9 @@ class WorkerLoop:
         interval, phase = spec.bot.heartbeat_interval, beat_phase(spec.bot.id)
         now = time.monotonic()
         backend.start(now)
+        if self.gate is not None:  # loaded, its first dial under way (network, not CPU): the next one's turn
+            self.gate.release()
+            self.gate = None
         next_beat = now
         backend_due: float | None = now
         while self.stop_reason is None:
@@ -188,9 +190,6 @@ class WorkerLoop:
             if backend_due is not None and now >= backend_due:
                 backend_due = backend.poll(now)
                 now = time.monotonic()
-            if self.gate is not None and (backend.start_settled or now >= gate_until):
-                self.gate.release()  # the next worker's turn
-                self.gate = None
             outbox_due = outbox.flush(now)  # rate-limited sends whose turn has come
             if self.app is not None:
                 app_due = self.app.check(now)  # a stuck app ends the worker (crash): it is replaced

@@ -1,7 +1,7 @@
 """The fleet's start gate: at most ``slots`` workers load a heavy backend at the same time.
 
 A neonize worker's start is heavy: importing neonize loads the Go library and starts its
-runtime, and the client opens its store and dials (about 0.2 CPU-s on this class of machine).
+runtime (0.27-0.30 CPU-s on this class of machine; the first dial after it costs 0.02).
 At a fleet's start, 1,000 of them loading at once compete with each other and with the forks
 still to come, so the last workers' hellos wait behind everyone's Go runtime, and every load
 runs slower for the cache and memory it fights over (bench/ISSUE18-notes.md, §6-7). Behind the
@@ -13,9 +13,9 @@ its worker ends, however it ends, so a slot is never lost to a crash or a SIGKIL
 process has to hand slots out. A worker takes any free slot at once; with none free it waits
 for one (``crc32(bot id) % slots``, so waiters spread over the slots) on a thread, while its
 main thread keeps sending heartbeats (a waiting worker is alive, not stale) and still ends
-on SIGTERM or when its supervisor does (worker/main.py). The slot is given back when the load
-is over: the backend left ``loading`` (its first dial ended or its session opened), or at
-most ``HOLD_MAX`` seconds after it was taken.
+on SIGTERM or when its supervisor does (worker/main.py). The slot is given back as soon as the
+backend is loaded and its first dial started: the dial waits on the network, not the CPU, and
+holding the slot through it would make a fleet's start as slow as its slowest DNS answers.
 """
 
 from __future__ import annotations
@@ -29,8 +29,6 @@ from pathlib import Path
 
 #: the directory of slot files inside run_dir
 DIRECTORY = "start-gate"
-#: the longest one worker holds a slot (a dial that hangs must not hold up the fleet)
-HOLD_MAX = 10.0
 
 
 def default_slots() -> int:

@@ -161,11 +161,6 @@ class NeonizeBackend(NeonizePairing, NeonizeOperations, Backend):
         self._push(_DialEnded(error))
 
     # -- lifecycle ------------------------------------------------------------------------------
-    @property
-    def start_settled(self) -> bool:
-        # a QR on show also ends the start: pairing waits for a person, not for the CPU
-        return self.status is not BotStatus.LOADING or self._qr_at is not None
-
     def wakeup_fd(self) -> int | None:
         return self._wake_r
 
