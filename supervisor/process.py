@@ -131,6 +131,13 @@ def _main_module_hidden() -> Iterator[None]:
             main.__file__ = saved  # type: ignore[union-attr]
 
 
+def _mp_children() -> set[Any]:
+    """multiprocess's set of the processes it polls at every start (and joins at exit)."""
+    from multiprocess import process as mp_process
+
+    return mp_process._children  # type: ignore[attr-defined,no-any-return]
+
+
 class WorkerProcess:
     """One worker process: its pid, its exit sentinel and its process group."""
 
@@ -148,6 +155,11 @@ class WorkerProcess:
         with _live_lock, _main_module_hidden():
             self._process.start()
             _live.add(self._process.pid)
+            # Process.start() first polls every child it has started and not seen end (its
+            # _children), each poll a selector of its own: O(fleet) per start, O(fleet^2) to
+            # start one. 1,000 starts took 17 s, most of it there (py-spy). The supervisor
+            # watches its workers' sentinels itself; multiprocess need not track them.
+            _mp_children().discard(self._process)
         self.pid = self._process.pid
         cgroups.place(self.pid)  # into the workers' low-weight group, when there is one
         self.sentinel = self._process.sentinel
