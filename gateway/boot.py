@@ -11,6 +11,7 @@ any other request waits for it, bounded by BUILD_TIMEOUT, then gets 503.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -78,6 +79,10 @@ class StagedApp:
                 self.on_built(None)
             return
         self.app = builder.result()
+        # what the imports and the app built live as long as the process: out of the
+        # collector's sight, a full collection scans only what came since. Full collections
+        # took 42-85 ms of the loop at 1,000 events/s, each a backlog the webhooks then drain
+        gc.freeze()
         self._built.set()
         if self.on_built is not None:
             self.on_built(self.app)

@@ -169,3 +169,36 @@ def test_a_lane_re_reading_the_table_while_a_delivery_commits_does_not_send_it_a
         receiver.stop()
     ids = [r.headers["botvisor-event-id"] for r in receiver.accepted()]
     assert ids == ["evt_b_0", "evt_b_1"], ids
+
+
+def test_a_receivers_cookies_are_never_sent_back(tmp_path):
+    # each delivery stands alone: a session cookie set by a receiver (or a proxy in front of it)
+    # must not ride along on the next event, to it or to anyone sharing its host
+    receiver = Receiver(lambda n, r: (200, {"Set-Cookie": "session=abc123; Path=/"}, 0.0)).start()
+
+    async def scenario() -> None:
+        outbox = Outbox(tmp_path / "o.sqlite3", 1000)
+
+        async def notify(*_):
+            return None
+
+        dispatcher = Dispatcher(outbox, GatewayMetrics(), notify, tmp_path)
+        # by name: a cookie jar refuses cookies from a bare IP address anyway
+        url = receiver.url.replace("127.0.0.1", "localhost")
+        await dispatcher.apply([WebhookConfig(url=url, name="r", secret=SECRET)])
+        dispatcher.start()
+        try:
+            for i in range(3):
+                await outbox.write(envelope("b0", i), ["r"], None)
+            await until(lambda: len(receiver.accepted()) == 3, 30, "3 deliveries")
+        finally:
+            await dispatcher.stop()
+            outbox.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        receiver.stop()
+    got = receiver.accepted()
+    assert [r.json["seq"] for r in got] == [0, 1, 2]
+    assert not [r.headers["cookie"] for r in got if "cookie" in r.headers], "a receiver's cookie was sent back"

@@ -69,7 +69,8 @@ class Endpoint:
         self.client = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=config.concurrency, force_close=False),
             timeout=aiohttp.ClientTimeout(total=config.timeout), headers={"User-Agent": USER_AGENT},
-            auto_decompress=False)
+            # a receiver's cookies are never sent back: each delivery stands alone
+            cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False)
         metrics = self.dispatcher.metrics
         #: the metrics' children, looked up once rather than per delivery
         self._attempts = {r: metrics.attempts.labels(self.name, r) for r in ("2xx", "3xx", "4xx", "5xx", "timeout",
