@@ -165,3 +165,16 @@ def test_pairing_by_phone_number_shows_one_pair_code_after_the_first_qr(tmp_path
         assert len(codes) == 1 and len(codes[0]) == 9 and codes[0][4] == "-"
         first_qr = next(i for i, e in enumerate(emitted) if getattr(e, "qr", None))
         assert next(i for i, e in enumerate(emitted) if getattr(e, "pair_code", None)) == first_qr + 1
+
+
+def test_the_sends_a_simulated_bot_remembers_are_bounded_the_newest_kept(bot, monkeypatch):
+    # a bot replying for days would otherwise keep every reply: the newest SENT_KEPT stay
+    from worker.backends import simulated
+
+    monkeypatch.setattr(simulated, "SENT_KEPT", 5)
+    backend = SimulatedBackend(bot[0].ctx)  # made with the small bound
+    backend.start(time.monotonic())
+    backend.poll(time.monotonic() + 1)
+    for i in range(8):
+        op(backend, "send", to=ALICE, text=f"reply {i}")
+    assert [s["text"] for s in backend.sent] == [f"reply {i}" for i in range(3, 8)]

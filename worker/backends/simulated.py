@@ -15,6 +15,7 @@ import random
 import subprocess
 import sys
 import time
+from collections import deque
 from typing import Any
 
 from protocol import (
@@ -42,6 +43,8 @@ from .simulated_ops import SimulatedGroups, SimulatedOperations
 SESSION_FILE = "creds.json"
 #: messages generated in one poll at most, so heartbeats keep flowing at any rate
 MAX_BATCH = 256
+#: sends the backend remembers for tests (SimulatedBackend.sent), newest kept
+SENT_KEPT = 10_000
 PRESENCES = ("available", "unavailable", "composing", "paused")
 
 
@@ -85,8 +88,9 @@ class SimulatedBackend(SimulatedOperations, Backend):
         #: [bots.simulated] script entries still to play, by ``at`` (seconds after open)
         self._script: list[dict[str, Any]] = sorted(self.knobs.script, key=lambda e: e["at"])
         self._script_at: float | None = None
-        #: what the bot "sent", oldest first, as plain dicts (op, to, text/..., message_id), for tests
-        self.sent: list[dict[str, Any]] = []
+        #: what the bot "sent" lately, oldest first, as plain dicts (op, to, text/..., message_id),
+        #: for tests; bounded: a simulated bot replying for days must not grow without end
+        self.sent: deque[dict[str, Any]] = deque(maxlen=SENT_KEPT)
         self.deliveries = Deliveries(ctx.bot_dir)
 
     # -- lifecycle ---------------------------------------------------------------------
