@@ -127,9 +127,7 @@ class AppTester:
         """A new app runtime and session on the same directory; ``crash``: no on_stop, as after SIGKILL."""
         if crash and self.runtime is not None:
             runtime, self.runtime = self.runtime, None
-            runtime.loop.call_soon_threadsafe(runtime.loop.stop)
-            if runtime.db is not None:
-                runtime.db.close()
+            runtime.abandon()
         self.stop()
         self.start()
 

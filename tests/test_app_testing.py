@@ -250,3 +250,26 @@ def test_a_reply_to_a_message_the_backend_forgot_goes_out_unquoted():
         known = t.say("hello")
         run_for_app(t.backend, "send", {**args, "quote": known.id, "quote_if_known": True})
         assert t.sent[-1].get("quote") == known.id, "a message it knows is quoted"
+
+
+def test_restarting_an_app_in_the_kit_frees_its_loop_and_files_and_it_still_answers():
+    import os
+
+    bot = Bot()
+
+    @bot.on_message(filters.startswith("still"))
+    def echo(ctx):
+        ctx.reply("answered")
+
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    with AppTester(bot) as t:
+        t.restart()  # the first restart's one-time costs (imports, pools) out of the count
+        before = open_fds()
+        for i in range(10):
+            t.restart(crash=bool(i % 2))  # on request and as after a SIGKILL
+        grown = open_fds() - before
+        t.say("still here")
+        assert t.replies()[-1] == "answered"
+    assert grown <= 2, f"{grown} file descriptors more after 10 restarts: each left its loop behind"

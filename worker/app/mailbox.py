@@ -45,6 +45,7 @@ class Mailbox:
         self._r, self._w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._queue: deque[Callable[[], None]] = deque()  # append/popleft are atomic: no lock
         self._armed = False
+        self._closed = False
         self._held_since: float | None = None
         #: the thread whose posts hold their wakeup until it calls ``flush`` (None: nobody holds)
         self.holder: int | None = None
@@ -58,7 +59,9 @@ class Mailbox:
         self.holder = thread_id
 
     def post(self, fn: Callable[[], None]) -> None:
-        """Run ``fn`` on the reader's thread (from any thread)."""
+        """Run ``fn`` on the reader's thread (from any thread); dropped once closed (no reader)."""
+        if self._closed:
+            return
         self._queue.append(fn)
         if self.holder is not None and threading.get_ident() == self.holder:
             if not self._armed:
@@ -91,5 +94,8 @@ class Mailbox:
             queue.popleft()()
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         os.close(self._r)
         os.close(self._w)

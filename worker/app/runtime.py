@@ -168,9 +168,19 @@ class AppRuntime:
             done.result(timeout)
         except (concurrent.futures.TimeoutError, Exception) as exc:
             self.log.warning("on_stop did not finish: %s", exc or "timed out")
+        self.abandon()
+
+    def abandon(self) -> None:
+        """End the app's loop without its on_stop hooks (what a SIGKILL does), and free what it held."""
+        if self.loop.is_closed():
+            return
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(1.0)
         self.pool.shutdown(wait=False, cancel_futures=True)
+        if not self._thread.is_alive():  # a handler still blocking the app's thread keeps them
+            self.loop.remove_reader(self.inbox.fd)
+            self.loop.close()  # its selector and self-pipe: a test kit restarting an app leaked them
+            self.inbox.close()
         if self.db is not None:
             self.db.close()
 

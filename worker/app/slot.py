@@ -120,4 +120,5 @@ class AppSlot:
         """On the way out: stop the app's loop thread (its blocked handlers die with the process)."""
         if self.app is not None:
             loop = self.app.runtime.loop
-            loop.call_soon_threadsafe(loop.stop)
+            if not loop.is_closed():  # stop() closed it when the app's thread ended
+                loop.call_soon_threadsafe(loop.stop)
