@@ -121,7 +121,7 @@ def execute_webhooks(args: argparse.Namespace) -> int:
     if not path.exists():
         print(f"botvisor: no outbox at {path} (has the gateway run?)", file=sys.stderr)
         return EXIT_FAILURE
-    store = Store(path, config.gateway.outbox_limit)
+    store = Store(path, config.gateway.outbox_limit, config.gateway.outbox_sync)
     try:
         command = args.webhooks_command
         if command == "retry":

@@ -62,7 +62,7 @@ class Gateway:
     async def start(self) -> None:
         config = self.config
         self.bridge = ControlBridge(config, timeout=config.gateway.command_timeout)
-        self.outbox = Outbox(data_dir(config) / FILE, config.gateway.outbox_limit)
+        self.outbox = Outbox(data_dir(config) / FILE, config.gateway.outbox_limit, config.gateway.outbox_sync)
         cursors = await self.outbox.read(self.outbox.reader.cursors)
         self.ingest = Ingest(self.server, self.hub, self.bridge, self.metrics, cursors)
         self.ingest.on_reload = self.reload

@@ -102,6 +102,10 @@ class GatewaySettings:
     max_body_bytes: int = checked(in_range(1024, 1 << 30), default=1024 * 1024)
     #: deliveries kept in the outbox (pending + dead); past it the oldest dead letters go first
     outbox_limit: int = checked(in_range(100, 100_000_000), default=1_000_000)
+    #: "full": each commit fsynced before its deliveries are attempted (survives a power cut);
+    #: "normal": survives a gateway crash or SIGKILL and a clean reboot, and a power cut may lose
+    #: the last commits; a commit no longer waits on the disk (docs/webhooks.md, "The outbox")
+    outbox_sync: Literal["full", "normal"] = "full"
     #: seconds the gateway waits for a control command (status, send, ...) beyond the worker's own timeout
     command_timeout: float = checked(in_range(0.1, 3600), default=10.0)
     #: messages queued per live-stream client before it starts losing them (it sees the seq gaps)

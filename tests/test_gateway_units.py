@@ -118,6 +118,26 @@ def test_two_webhooks_may_not_share_a_name(tmp_path):
         load_config(path)
 
 
+def test_outbox_sync_reaches_sqlite_and_a_bad_value_is_refused_naming_it(tmp_path):
+    from protocol.config import ConfigError, load_config
+
+    path = tmp_path / "b.toml"
+    path.write_text('[gateway]\noutbox_sync = "normal"\n')
+    sync = load_config(path).gateway.outbox_sync
+    store = Store(tmp_path / "o.sqlite3", 1000, sync)
+    default = Store(tmp_path / "p.sqlite3", 1000)
+    try:  # SQLite's synchronous: 1 NORMAL, 2 FULL
+        assert store.db.execute("PRAGMA synchronous").fetchone()[0] == 1
+        assert default.db.execute("PRAGMA synchronous").fetchone()[0] == 2, "full is the default"
+    finally:
+        store.close()
+        default.close()
+    path.write_text('[gateway]\noutbox_sync = "fast"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.key == "gateway.outbox_sync" and "must be one of" in str(info.value), str(info.value)
+
+
 def _update(pid: int, **data: object) -> dict:
     return {"kind": "event", "bot": "b", "pid": pid, "type": "connection-update",
             "data": {"connection": "connecting", **data}}

@@ -138,12 +138,14 @@ def test_429_retry_after_is_honoured(stack, fleet_factory):
     assert second.at - first.at >= 1.9, f"retried after {second.at - first.at:.2f} s, Retry-After said 2"
 
 
-def test_receiver_down_and_gateway_sigkilled_still_gets_every_event_in_order(stack, fleet_factory):
+@pytest.mark.parametrize("sync", ["full", "normal"])  # a SIGKILL loses nothing under either
+def test_receiver_down_and_gateway_sigkilled_still_gets_every_event_in_order(stack, fleet_factory, sync):
     # b1 talks the whole time: while the receiver is down, while the gateway is dead, after
     fleet = fleet_factory([chatty("b1", 60, rate=20.0), chatty("b2", 60, rate=20.0)], event_history=1000)
     receiver = stack.receiver()
     receiver.stop()  # down from the start: deliveries queue in the outbox
-    port = configure(fleet, [hook(receiver, events=[MSG], retry={"initial": 0.2, "max": 0.5, "attempts": 1000})])
+    port = configure(fleet, [hook(receiver, events=[MSG], retry={"initial": 0.2, "max": 0.5, "attempts": 1000})],
+                     outbox_sync=sync)
     service = stack.supervisor(fleet)
     gw = stack.gateway(fleet, port)
     stack.start_bots(service)

@@ -54,6 +54,8 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
 """
 
 FILE = "outbox.sqlite3"
+#: [gateway] outbox_sync -> SQLite's synchronous (in WAL mode NORMAL fsyncs only at checkpoints)
+SYNC = {"full": "FULL", "normal": "NORMAL"}
 #: writes queued before a writer waits for its commit (back-pressure)
 BACKLOG = 5000
 #: seconds between attempts to commit a batch that failed
@@ -96,11 +98,12 @@ class Cursor:
     ts: float
 
 
-def connect(path: Path) -> sqlite3.Connection:
+def connect(path: Path, sync: str = "full") -> sqlite3.Connection:
+    """The outbox's database; ``sync`` is [gateway] outbox_sync (SQLite's ``synchronous``)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     db = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=FULL")
+    db.execute(f"PRAGMA synchronous={SYNC[sync]}")
     db.execute("PRAGMA busy_timeout=10000")
     db.executescript(SCHEMA)
     return db
@@ -117,10 +120,10 @@ COLUMNS = ("id, endpoint, event_id, bot, type, body, state, attempts, next_at, c
 class Store:
     """The synchronous operations, each one transaction (the CLI uses these directly)."""
 
-    def __init__(self, path: Path, limit: int = 1_000_000) -> None:
+    def __init__(self, path: Path, limit: int = 1_000_000, sync: str = "full") -> None:
         self.path = path
         self.limit = limit
-        self.db = connect(path)
+        self.db = connect(path, sync)
         #: rows in the table, as far as this connection knows (recounted before the bound acts)
         self._total = self.db.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0]
 
@@ -309,11 +312,11 @@ class Outbox:
     dead letters) use a second connection on a second thread: in WAL mode they never wait for
     the writer."""
 
-    def __init__(self, path: Path, limit: int) -> None:
+    def __init__(self, path: Path, limit: int, sync: str = "full") -> None:
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="outbox-write")
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="outbox-read")
-        self.store: Store = self._writer.submit(Store, path, limit).result()
-        self.reader: Store = self._reader.submit(Store, path, limit).result()
+        self.store: Store = self._writer.submit(Store, path, limit, sync).result()
+        self.reader: Store = self._reader.submit(Store, path, limit, sync).result()
         self._ops: list[tuple[str, tuple[Any, ...], asyncio.Future[Any] | None]] = []
         self._flushing = False
         #: the timer that commits outcomes queued alone (OUTCOME_DELAY)
