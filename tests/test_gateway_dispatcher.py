@@ -4,6 +4,7 @@ under load, rows handed to lanes without re-reading the table, and re-queued dea
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 
@@ -18,6 +19,24 @@ from .gateway_harness import SECRET, Receiver, independent_verify
 def envelope(bot: str, i: int) -> dict:
     return {"id": f"evt_{bot}_{i}", "server": "t", "bot": bot, "type": "message-upsert",
             "timestamp": time.time(), "seq": i, "pid": 1, "data": {"n": i}}
+
+
+@contextlib.asynccontextmanager
+async def dispatching(tmp_path, url: str, limit: int = 100_000):
+    """An outbox and a dispatcher delivering it to one endpoint ``r`` at ``url``, stopped after."""
+    outbox = Outbox(tmp_path / "o.sqlite3", limit)
+
+    async def notify(*_):
+        return None
+
+    dispatcher = Dispatcher(outbox, GatewayMetrics(), notify, tmp_path)
+    await dispatcher.apply([WebhookConfig(url=url, name="r", secret=SECRET)])
+    dispatcher.start()
+    try:
+        yield outbox
+    finally:
+        await dispatcher.stop()
+        outbox.close()
 
 
 async def until(condition, timeout: float, what: str) -> None:
@@ -86,15 +105,7 @@ def test_a_dead_letter_queued_again_is_found_and_delivered(tmp_path):
     receiver = Receiver(lambda n, r: (state["status"], {}, 0.0)).start()
 
     async def scenario() -> None:
-        outbox = Outbox(tmp_path / "o.sqlite3", 100_000)
-
-        async def notify(*_):
-            return None
-
-        dispatcher = Dispatcher(outbox, GatewayMetrics(), notify, tmp_path)
-        await dispatcher.apply([WebhookConfig(url=receiver.url, name="r", secret=SECRET)])
-        dispatcher.start()
-        try:
+        async with dispatching(tmp_path, receiver.url) as outbox:
             for i in range(3):
                 await outbox.write(envelope("b", i), ["r"], None)
             await until(lambda: len(outbox.reader.dead()) == 3, 10, "3 dead letters")
@@ -104,9 +115,6 @@ def test_a_dead_letter_queued_again_is_found_and_delivered(tmp_path):
             await until(lambda: len(receiver.accepted()) == 3, 10, "the 3 newer events")
             assert await outbox.run(outbox.store.retry) == 3
             await until(lambda: len(receiver.accepted()) == 6, 10, "the 3 re-queued ones too")
-        finally:
-            await dispatcher.stop()
-            outbox.close()
 
     try:
         asyncio.run(scenario())
@@ -177,23 +185,11 @@ def test_a_receivers_cookies_are_never_sent_back(tmp_path):
     receiver = Receiver(lambda n, r: (200, {"Set-Cookie": "session=abc123; Path=/"}, 0.0)).start()
 
     async def scenario() -> None:
-        outbox = Outbox(tmp_path / "o.sqlite3", 1000)
-
-        async def notify(*_):
-            return None
-
-        dispatcher = Dispatcher(outbox, GatewayMetrics(), notify, tmp_path)
         # by name: a cookie jar refuses cookies from a bare IP address anyway
-        url = receiver.url.replace("127.0.0.1", "localhost")
-        await dispatcher.apply([WebhookConfig(url=url, name="r", secret=SECRET)])
-        dispatcher.start()
-        try:
+        async with dispatching(tmp_path, receiver.url.replace("127.0.0.1", "localhost")) as outbox:
             for i in range(3):
                 await outbox.write(envelope("b0", i), ["r"], None)
             await until(lambda: len(receiver.accepted()) == 3, 30, "3 deliveries")
-        finally:
-            await dispatcher.stop()
-            outbox.close()
 
     try:
         asyncio.run(scenario())
