@@ -1,4 +1,4 @@
-"""`status` at 200 bots: the command handler as the supervisor runs it, with real psutil samples.
+"""`status` at 200 bots: the command handler as the supervisor runs it, with real /proc samples.
 
 A measurement, not a timed assertion (the machine is shared): it prints the time per status
 call, and asserts only that every bot is reported.
@@ -18,22 +18,22 @@ from protocol.config import parse_config
 from protocol.control import Request, encode_reply
 from supervisor.commands import dispatch
 from supervisor.manager import BotManager
+from supervisor.process import ResourceSampler
 from supervisor.timers import Timers
 
 BOTS = 200
 
 
 class SampledProcess:
-    """A worker process as the container sees it, sampling a real process with psutil."""
+    """A worker process as the container sees it, sampling a real process as WorkerProcess does."""
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self.sentinel = -1
-        self._psutil = psutil.Process(pid)
+        self._sampler = ResourceSampler(pid)
 
     def resources(self) -> tuple[int, float]:
-        with self._psutil.oneshot():
-            return self._psutil.memory_info().rss, self._psutil.cpu_percent(None)
+        return self._sampler.sample()
 
     def signal_tree(self, sig: int) -> None:
         pass
@@ -86,3 +86,23 @@ def test_status_of_200_running_bots(tmp_path: Path, capsys):
     with capsys.disabled():
         print(f"\nstatus at {BOTS} bots (handler + msgpack encode): median {statistics.median(timings) * 1000:.1f} ms, "
               f"max {max(timings) * 1000:.1f} ms, reply {len(replies[-1])} bytes")
+
+
+def test_a_workers_rss_and_cpu_match_what_psutil_reads():
+    import threading
+
+    sampler, reference = ResourceSampler(os.getpid()), psutil.Process()
+    before, started = reference.cpu_times(), time.monotonic()
+    rss, cpu = sampler.sample()
+    assert cpu == 0.0, "the first sample has nothing to compare with"
+    assert abs(rss - reference.memory_info().rss) < 0.05 * rss, (rss, reference.memory_info().rss)
+    stop = time.monotonic() + 0.5
+    spin = threading.Thread(target=lambda: [None for _ in iter(lambda: time.monotonic() < stop, False)])
+    spin.start()  # a busy thread for half a second (as much of a core as the machine gives it)
+    spin.join()
+    _, cpu = sampler.sample()
+    after, wall = reference.cpu_times(), time.monotonic() - started
+    expected = 100 * ((after.user + after.system) - (before.user + before.system)) / wall
+    assert expected > 5, "the busy thread got no CPU at all: nothing to compare"
+    assert abs(cpu - expected) < 10, f"{cpu} % CPU read, psutil's times say {expected:.1f} %"
+    assert ResourceSampler(2 ** 22 + 12345).sample() == (0, 0.0), "a process that is gone reports nothing"
