@@ -118,7 +118,8 @@ def render(r: dict[str, Any], n: int) -> str:
     for run_ in hp.get("runs", []):
         us = run_["us_per_event"]
         text.append(_row(f"hot path < 15 µs CPU per event ({run_['mode']} mode, process incl. ZeroMQ's I/O thread)",
-                         f"{us:.1f} µs (loop thread {run_['loop_us_per_event']:.1f} µs)", us / 15, us < 15, run_["load"]))
+                         f"{us:.1f} µs (loop thread {run_['loop_us_per_event']:.1f} µs)", us / 15, us < 15,
+                         "/".join(f"{x:.1f}" for x in run_["load"])))
     if hp.get("instructions"):
         text.append(_row("hot path: instructions per event (callgrind)", f"{hp['instructions']:,.0f}", None, None, ""))
     for size, res in r.get("share", {}).items():
