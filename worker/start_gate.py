@@ -1,7 +1,7 @@
 """The fleet's start gate: at most ``slots`` workers load a heavy backend at the same time.
 
 A neonize worker's start is heavy: importing neonize loads the Go library and starts its
-runtime (0.27-0.30 CPU-s on this class of machine; the first dial after it costs 0.02).
+runtime (0.21-0.30 CPU-s here; the first dial after it 0.01-0.02: bench/neonize_start.py).
 At a fleet's start, 1,000 of them loading at once compete with each other and with the forks
 still to come, so the last workers' hellos wait behind everyone's Go runtime, and every load
 runs slower for the cache and memory it fights over (bench/ISSUE18-notes.md, §6-7). Behind the

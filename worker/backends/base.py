@@ -153,9 +153,9 @@ class Backend(ABC):
 
 
 #: the backends whose start takes real CPU (importing neonize loads the Go library and starts
-#: its runtime: 0.27-0.30 CPU-s, against 0.02 for the first dial), so a fleet's workers take
-#: turns at it behind the start gate (worker/start_gate.py); named here, not on the class,
-#: because importing the class is the heavy part
+#: its runtime: 0.21-0.30 CPU-s, the first dial 0.01-0.02; bench/neonize_start.py), so a
+#: fleet's workers take turns at it behind the start gate (worker/start_gate.py); named here,
+#: not on the class, because importing the class is the heavy part
 HEAVY_START = frozenset({"neonize"})
 
 
