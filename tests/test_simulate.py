@@ -68,7 +68,7 @@ def test_sent_records_what_the_bot_sent_as_plain_dicts(tmp_path):
     emitted: list = []
     backend = online_backend(tmp_path, emitted)
     reply = backend.send_text("15550001111@s.whatsapp.net", "pong")
-    assert backend.sent == [{"op": "send", "to": "15550001111@s.whatsapp.net", "text": "pong",
+    assert list(backend.sent) == [{"op": "send", "to": "15550001111@s.whatsapp.net", "text": "pong",
                              "message_id": reply["id"], "timestamp": reply["timestamp"]}]
     assert emitted[-1].from_me and emitted[-1].id == reply["id"]
     chosen = backend.send_text("15550001111@s.whatsapp.net", "again", message_id="3EB0CHOSEN")

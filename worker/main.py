@@ -121,8 +121,12 @@ class WorkerLoop:
         self.stop_reason: str | None = None
         #: the fleet's start gate, for a backend whose start is heavy (opened as the supervisor's
         #: user: the run dir is not the bot user's)
-        self.gate = (StartGate(spec.start_gate, spec.start_slots, spec.bot_id)
-                     if spec.start_gate is not None and spec.bot.backend in HEAVY_START else None)
+        self.gate: StartGate | None = None
+        if spec.start_gate is not None and spec.bot.backend in HEAVY_START:
+            try:
+                self.gate = StartGate(spec.start_gate, spec.start_slots, spec.bot_id)
+            except OSError as exc:  # the bot matters more than the queue: start without it
+                log.warning("no start gate (%s): loading without waiting for a slot", exc)
         self.app: Any = None  # worker.app.slot.AppSlot when the bot has an app (docs/apps.md)
 
     @property
@@ -242,6 +246,7 @@ class WorkerLoop:
             now = time.monotonic()
             if now >= next_beat:
                 self.bus.heartbeat(BotStatus.LOADING, 0)
+                self.bus.drain_subscriptions()
                 next_beat = next_beat_after(now, interval, phase)
             ready, _, _ = select.select(watched, [], [], max(0.0, next_beat - now))
             if self.signal_sock.fileno() in ready:
