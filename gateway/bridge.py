@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import queue
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -24,8 +25,14 @@ from protocol.fleet import endpoints, fleet_status, owner
 
 #: control calls in flight at once
 POOL = 8
-#: seconds the fleet's status waits for each shard: a shard that is down delays every fleet view by this
+#: seconds the fleet's status waits for each shard: a shard that is down delays a fleet view by this
 FLEET_TIMEOUT = 2.0
+#: a shard that did not answer in FLEET_TIMEOUT is then asked with DOWN_TIMEOUT, and with the
+#: full timeout again once every DOWN_RECHECK seconds: a shard down costs every fleet view (the
+#: dashboard's, each few seconds) a quarter of a second, not two, and one slow but alive is
+#: still found within DOWN_RECHECK
+DOWN_TIMEOUT = 0.25
+DOWN_RECHECK = 10.0
 
 
 class ControlBridge:
@@ -36,6 +43,9 @@ class ControlBridge:
         self._clients: dict[str, queue.SimpleQueue[ControlClient]] = {}
         self._size = size
         self._made = 0
+        #: shard endpoint -> when it last failed to answer a full-timeout ask (``clock``)
+        self._down: dict[str, float] = {}
+        self.clock = time.monotonic
 
     @property
     def clustered(self) -> bool:
@@ -68,8 +78,21 @@ class ControlBridge:
             return self._per_shard(command, args, bots, timeout)
         if command == "status":
             return fleet_status(self.config, min(FLEET_TIMEOUT, self.timeout if timeout is None else timeout),
-                                ask=lambda ep, t, c, a: self._call_at(ep, c, a, t))
+                                ask=self._ask_shard)
         raise ValueError(f"{command!r} names no bot: in a [cluster] the gateway cannot tell which shard to ask")
+
+    def _ask_shard(self, endpoint: str, timeout: float, command: str, args: dict[str, Any]) -> Any:
+        """One shard's part of a fleet-wide call, with a short timeout while it is known down."""
+        failed_at = self._down.get(endpoint)
+        full = failed_at is None or self.clock() - failed_at >= DOWN_RECHECK
+        try:
+            result = self._call_at(endpoint, command, args, timeout if full else min(timeout, DOWN_TIMEOUT))
+        except Exception:
+            if full:
+                self._down[endpoint] = self.clock()
+            raise
+        self._down.pop(endpoint, None)
+        return result
 
     def _on_shard(self, bot: str, command: str, args: dict[str, Any], timeout: float | None) -> Any:
         k, endpoint = owner(self.config, bot)

@@ -157,3 +157,40 @@ def test_pairing_keeps_the_lifes_pair_code_across_qr_refreshes_and_never_lends_i
         assert pairing_step(known, {"kind": "state", "bot": "b", "state": state}) is None
         assert pairing_step(known, {"kind": "event", "bot": "b", "type": "state", "data": {"state": state}}) is None
     assert pairing_step(known, {"kind": "state", "bot": "b", "state": "initializing"}) is known
+
+
+def test_a_shard_that_did_not_answer_is_asked_briefly_until_its_recheck():
+    # a shard down cost every fleet view (the dashboard's, every few seconds) the full 2 s
+    from types import SimpleNamespace
+
+    from gateway import bridge
+    from protocol.client import NotRunning
+
+    ask = bridge.ControlBridge(SimpleNamespace(cluster=None), timeout=10)
+    now, up, timeouts = [100.0], [False], []
+
+    def call_at(endpoint, command, args, timeout):
+        timeouts.append(timeout)
+        if not up[0]:
+            raise NotRunning(f"{endpoint} does not answer")
+        return {"bots": []}
+
+    ask._call_at = call_at
+    ask.clock = lambda: now[0]
+
+    def fleet_view():
+        return ask._ask_shard("ipc://shard-1", bridge.FLEET_TIMEOUT, "status", {})
+
+    for _ in range(3):
+        with pytest.raises(NotRunning):
+            fleet_view()
+    assert timeouts == [bridge.FLEET_TIMEOUT, bridge.DOWN_TIMEOUT, bridge.DOWN_TIMEOUT]
+    now[0] += bridge.DOWN_RECHECK  # once in a while the full wait again: a slow shard is not taken for dead
+    with pytest.raises(NotRunning):
+        fleet_view()
+    assert timeouts[-1] == bridge.FLEET_TIMEOUT
+    up[0] = True  # back: its first answer ends the short asks
+    assert fleet_view() == {"bots": []} and timeouts[-1] == bridge.DOWN_TIMEOUT
+    fleet_view()
+    assert timeouts[-1] == bridge.FLEET_TIMEOUT
+    ask._executor.shutdown()
