@@ -27,15 +27,19 @@ GONE = ("stopping", "stopped", "backoff", "failed")
 
 @dataclass(frozen=True, slots=True)
 class Filter:
-    """Bot globs and types (event types, ``state``, kinds such as ``heartbeat``); empty: all."""
+    """Bot globs, types (event types, ``state``, kinds such as ``heartbeat``) and shards; empty: all."""
 
     bots: tuple[str, ...] = ()
     types: tuple[str, ...] = ()
     allowed: Callable[[str], bool] | None = None
+    #: in a [cluster]: only what these shards' taps carried (empty: every shard)
+    shards: tuple[int, ...] = ()
 
     def matches(self, body: dict[str, Any]) -> bool:
         bot = body.get("bot", "")
         if self.allowed is not None and body.get("kind") != "notice" and not self.allowed(bot):
+            return False
+        if self.shards and body.get("shard") not in self.shards:
             return False
         if self.bots and not any(fnmatch.fnmatchcase(bot, g) for g in self.bots):
             return False

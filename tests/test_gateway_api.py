@@ -279,6 +279,16 @@ def test_the_stream_refuses_a_missing_key(env):
     assert info.value.rcvd.code == 4401
 
 
+def test_the_stream_refuses_a_shard_that_is_not_a_number_naming_it(env):
+    from websockets.exceptions import ConnectionClosed
+
+    key = env["keys"]["admin"]
+    with connect(f"ws://127.0.0.1:{env['gw'].port}/v1/stream?shard=one&key={key}") as ws:
+        with pytest.raises(ConnectionClosed) as info:
+            ws.recv(5)
+    assert info.value.rcvd.code == 4400 and "shard" in info.value.rcvd.reason and "'one'" in info.value.rcvd.reason
+
+
 def test_the_openapi_document_validates_and_the_docs_page_needs_no_cdn(env):
     from openapi_spec_validator import validate
 

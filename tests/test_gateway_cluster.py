@@ -163,13 +163,18 @@ def test_the_gateway_shows_routes_and_streams_every_shard_and_reports_a_dead_one
         mine = next(b for b, s in plan.items() if s == 0)
         assert client.get(f"/v1/bots/{other}").json()["shard"] == 1
         stream = Stream(gw.base, key, "&type=state")
+        one = Stream(gw.base, key, "&type=state&shard=1")  # only what shard 1's tap carried
         try:
             restarted(gw, key, cluster, other, 1)  # an action on a bot shard 0's gateway does not run
             restarted(gw, key, cluster, mine, 0)
             wait_until(lambda: {m["bot"] for m in stream.messages if m.get("state") == "running"} >= {other, mine},
                        30, "both restarts on the stream")
+            wait_until(lambda: any(m["bot"] == other and m.get("state") == "running" for m in one.messages), 30,
+                       "shard 1's restart on its own stream")
         finally:
             stream.close()
+            one.close()
+        assert one.messages and {m["shard"] for m in one.messages} == {1}, "shard=1 carries shard 1 only"
         for m in stream.messages:
             assert m["shard"] == plan[m["bot"]], m
         for bot in (other, mine):

@@ -1,7 +1,8 @@
 """``WS /v1/stream``: the tap's messages as JSON, filtered by bot and type, with their seq.
 
 Query: ``bot`` and ``type`` (repeatable; globs for bots; types are event types, ``state``,
-kinds such as ``heartbeat``, or ``gateway``), ``key`` (or the Authorization header). Each
+kinds such as ``heartbeat``, or ``gateway``), ``shard`` (repeatable, in a [cluster]: what those
+shards' taps carried), ``key`` (or the Authorization header). Each
 message is the tap's message with ``kind``, ``bot``, ``pid`` and ``seq`` (per worker, from 0)
 and an ``id`` for events. A client that was too slow is told with ``dropped`` (how many
 messages it lost so far) on the next message, and can fetch them from the history.
@@ -20,8 +21,9 @@ from ..hub import Filter
 
 router = APIRouter(tags=["stream"])
 
-#: WebSocket close code for an authentication failure (4000-4999 are the application's)
+#: WebSocket close codes (4000-4999 are the application's): an authentication failure, a bad query
 CLOSE_UNAUTHORIZED = 4401
+CLOSE_BAD_REQUEST = 4400
 
 
 @router.websocket("/v1/stream")
@@ -34,14 +36,22 @@ async def stream(websocket: WebSocket) -> None:
         return
     gateway = websocket.app.state.gateway
     params = websocket.query_params
-    filt = Filter(tuple(params.getlist("bot")), tuple(params.getlist("type")), caller.sees)
+    shards = params.getlist("shard")
+    bad = next((v for v in shards if not v.isdigit()), None)
+    if bad is not None:
+        await websocket.accept()
+        await websocket.close(code=CLOSE_BAD_REQUEST, reason=f"shard must be a shard number, got {bad!r}"[:120])
+        return
+    filt = Filter(tuple(params.getlist("bot")), tuple(params.getlist("type")), caller.sees,
+                  tuple(int(v) for v in shards))
     await websocket.accept()
     sub = gateway.hub.subscribe(filt, gateway.config.gateway.stream_queue)
     reported = 0
     closed = asyncio.ensure_future(_closed(websocket))
     try:
         await websocket.send_text(json.dumps({"kind": "hello", "filter": {"bot": list(filt.bots),
-                                                                            "type": list(filt.types)}}))
+                                                                            "type": list(filt.types),
+                                                                            "shard": list(filt.shards)}}))
         while True:
             getter = asyncio.ensure_future(sub.get())
             done, _ = await asyncio.wait({getter, closed}, return_when=asyncio.FIRST_COMPLETED)
