@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from protocol import ContainerState, Event, EventType, Heartbeat, Hello, StateChange
+from protocol.client import ControlError
 from worker.start_gate import StartGate
 
 from .test_neonize_worker import neonize_bot, silent_proxy  # noqa: F401 - the fixture
@@ -109,6 +110,12 @@ def test_neonize_workers_wait_for_a_slot_heartbeating_stop_cleanly_while_waiting
         assert not unhealthy, f"a waiting worker was judged stale (or the first one, whose spawn waited for the " \
                               f"forkserver): {unhealthy}"
         assert "waiting for a start slot (1 workers load at once)" in (fleet.root / "supervisor.log").read_text()
+
+        # a command meanwhile is answered at once, not run minutes later after the caller gave up
+        asked = time.monotonic()
+        with pytest.raises(ControlError, match="waits for its turn to load neonize"):
+            service.control("send", {"bot": "n1", "to": "15550001111@s.whatsapp.net", "text": "hi"})
+        assert time.monotonic() - asked < 5.0, "answered by the waiting worker, not by the command timeout"
 
         asked = time.monotonic()  # a worker told to stop while it waits ends at once, cleanly
         service.control("stop", {"bots": ["n2"]})

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import select
 import signal
 import socket
 import time
@@ -230,16 +229,21 @@ class WorkerLoop:
 
     def _take_start_slot(self) -> bool:
         """Wait for a slot of the start gate, heartbeating (status loading) meanwhile; False when
-        told to stop first. The supervisor's end ends the worker, as in the loop."""
+        told to stop first. The supervisor's end ends the worker, as in the loop. A command that
+        comes meanwhile is answered at once that the bot is not loaded yet (run later, after an
+        operator's timeout, it would surprise them)."""
         assert self.gate is not None
         if self.gate.try_take():
             return True
-        log.info("waiting for a start slot (%d workers load at once)", len(self.gate.fds))
+        slots = len(self.gate.fds)
+        log.info("waiting for a start slot (%d workers load at once)", slots)
         waited_from = time.monotonic()
         taken_fd = self.gate.wait_fd()
-        watched = [taken_fd, self.signal_sock.fileno()]
-        if self.supervisor_fd is not None:
-            watched.append(self.supervisor_fd)
+        poller = zmq.Poller()
+        for fd in (taken_fd, self.signal_sock.fileno(), self.supervisor_fd):
+            if fd is not None:
+                poller.register(fd, zmq.POLLIN)
+        poller.register(self.commands, zmq.POLLIN)
         interval, phase = self.spec.bot.heartbeat_interval, beat_phase(self.spec.bot.id)
         next_beat = time.monotonic()
         while True:
@@ -248,7 +252,7 @@ class WorkerLoop:
                 self.bus.heartbeat(BotStatus.LOADING, 0)
                 self.bus.drain_subscriptions()
                 next_beat = next_beat_after(now, interval, phase)
-            ready, _, _ = select.select(watched, [], [], max(0.0, next_beat - now))
+            ready = dict(poller.poll(max(0, int((next_beat - now) * 1000) + 1)))
             if self.signal_sock.fileno() in ready:
                 self._on_signals()
                 if self.stop_reason is not None:
@@ -256,9 +260,25 @@ class WorkerLoop:
             if self.supervisor_fd is not None and self.supervisor_fd in ready:
                 log.error("the supervisor is gone; exiting")
                 os._exit(exit_codes.CRASH)
+            if self.commands in ready:
+                self._refuse_commands(f"bot {self.spec.bot_id} is starting: it waits for its turn to load "
+                                      f"{self.spec.bot.backend} ({slots} bots load at once); try again shortly")
             if taken_fd in ready:
                 log.info("start slot taken after %.2f s", time.monotonic() - waited_from)
                 return True
+
+    def _refuse_commands(self, why: str) -> None:
+        while True:
+            try:
+                frames = self.commands.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                request = decode_request(frames[-1])
+            except ProtocolError as exc:
+                log.warning("malformed command ignored: %s", exc)
+                continue
+            self.commands.send(encode_reply(error_reply(request.id, why)))
 
     def _emit(self, data: Any) -> None:
         self.bus.event(data)
