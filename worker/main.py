@@ -16,7 +16,7 @@ import signal
 import socket
 import time
 import zlib
-from typing import Any
+from typing import Any, Callable
 
 import zmq
 
@@ -211,7 +211,7 @@ class WorkerLoop:
                 log.error("the supervisor is gone; exiting")
                 os._exit(exit_codes.CRASH)
             if self.commands in ready:
-                self._on_commands(backend)
+                self._on_commands(lambda raw: self._execute(backend, raw))
             if wake_fd is not None and wake_fd in ready:
                 backend_due = time.monotonic()
             if io_fd in ready:
@@ -261,24 +261,20 @@ class WorkerLoop:
                 log.error("the supervisor is gone; exiting")
                 os._exit(exit_codes.CRASH)
             if self.commands in ready:
-                self._refuse_commands(f"bot {self.spec.bot_id} is starting: it waits for its turn to load "
-                                      f"{self.spec.bot.backend} ({slots} bots load at once); try again shortly")
+                why = (f"bot {self.spec.bot_id} is starting: it waits for its turn to load {self.spec.bot.backend} "
+                       f"({slots} bots load at once); try again shortly")
+                self._on_commands(lambda raw: self._refuse(raw, why))
             if taken_fd in ready:
                 log.info("start slot taken after %.2f s", time.monotonic() - waited_from)
                 return True
 
-    def _refuse_commands(self, why: str) -> None:
-        while True:
-            try:
-                frames = self.commands.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            try:
-                request = decode_request(frames[-1])
-            except ProtocolError as exc:
-                log.warning("malformed command ignored: %s", exc)
-                continue
-            self.commands.send(encode_reply(error_reply(request.id, why)))
+    def _refuse(self, raw: bytes, why: str) -> None:
+        try:
+            request = decode_request(raw)
+        except ProtocolError as exc:
+            log.warning("malformed command ignored: %s", exc)
+            return
+        self.commands.send(encode_reply(error_reply(request.id, why)))
 
     def _emit(self, data: Any) -> None:
         self.bus.event(data)
@@ -304,13 +300,14 @@ class WorkerLoop:
             if signum in (signal.SIGTERM, signal.SIGINT):
                 self.stop_reason = f"received {signal.Signals(signum).name}"
 
-    def _on_commands(self, backend: Backend) -> None:
+    def _on_commands(self, run: Callable[[bytes], None]) -> None:
+        """Each command queued on the socket, to ``run`` (executed, or refused while waiting)."""
         while True:
             try:
                 frames = self.commands.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            self._execute(backend, frames[-1])
+            run(frames[-1])
 
     def _execute(self, backend: Backend, raw: bytes) -> None:
         """Run one command and answer it: at once, or, when the operation returned a Pending (a
