@@ -3,7 +3,9 @@
 1. Tap to webhook: N bots (simulated) produce ``message-upsert`` events at a total rate R;
    the bench's own tap notes when each event is on the tap, a receiver (bench/webhook_receiver.py,
    uvicorn) notes when its webhook arrives; p50/p99 of the difference at each rate, and loss
-   (events on the tap never received once the backlog had ``--drain`` seconds to clear).
+   (events on the tap never received once the backlog had ``--drain`` seconds to clear). Each
+   rate under every ``--syncs`` ([gateway] outbox_sync); the worst latency of each second of
+   the window, for this half and for the half before it (the worker's timestamp to our tap).
 2. The sustained maximum: rates doubling from ``--max-from`` until an event is lost or p99
    reaches KEEPS_UP_MS (a backlog that grows through the window); the last clean rate.
 3. REST ``GET /v1/status`` with M bots: p50/p99 over sequential requests, against the same
@@ -97,6 +99,8 @@ class Stack:
             self.receiver = reaper.popen([py, "-m", "bench.webhook_receiver", str(self.hook_port)],
                                          log=root / "receiver.log", cwd=cwd)
         self.tap = self.context.socket(zmq.SUB)
+        #: (the worker's ts, on our tap) of the message-upsert events of the last read_tap
+        self.upstream: list[tuple[float, float]] = []
         self.tap.setsockopt(zmq.RCVHWM, 0)
         self.tap.setsockopt(zmq.SUBSCRIBE, b"")
         self.supervisor = reaper.popen([py, "-m", "supervisor.cli", "run", "-c", str(self.config)],
@@ -145,7 +149,7 @@ class Stack:
                 if len(frames) == 2:
                     arrived.append((time.time(), frames[1]))
         seen: dict[str, float] = {}
-        self.upstream: list[tuple[float, float]] = []  # (the worker's ts, on our tap)
+        self.upstream = []
         for now, payload in arrived:
             message = decode(payload)
             if isinstance(message, Event) and message.type == "message-upsert":
