@@ -152,9 +152,10 @@ class BotContainer(MessageIntake):
         else:
             self.start()
 
-    def get_status(self) -> ContainerStatus:
+    def get_status(self, sample_age: float = STATUS_SAMPLE_AGE_S) -> ContainerStatus:
+        """The container's status, with RSS and CPU sampled at most ``sample_age`` ago."""
         now = self.clock()
-        self._sample_resources(now, STATUS_SAMPLE_AGE_S)
+        self._sample_resources(now, sample_age)
         return ContainerStatus(
             container_id=self.container_id,
             bot_status=self.bot_status,

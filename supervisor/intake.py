@@ -18,8 +18,12 @@ from .views import as_event
 
 log = logging.getLogger("botvisor.container")
 S = ContainerState
-#: a status shows RSS and CPU sampled at most this long ago (each sample reads /proc twice)
+#: a status answers with RSS and CPU sampled at most STATUS_STALE_S ago (sampling first what is
+#: older), and afterwards samples again what is older than STATUS_SAMPLE_AGE_S, a few workers
+#: at a time (commands/status.py): a status of 200 bots that read /proc for each before
+#: answering kept the operator waiting on the loop's busiest turn
 STATUS_SAMPLE_AGE_S = 1.0
+STATUS_STALE_S = 5.0
 #: max_memory_mb is checked on heartbeats against a sample at most this old
 MEMORY_SAMPLE_AGE_S = 1.0
 
@@ -95,6 +99,18 @@ class MessageIntake:
         self._sample_resources(self.clock(), MEMORY_SAMPLE_AGE_S)
         if self.rss > limit * 1024 * 1024:
             self.recover(f"over its memory limit: rss {self.rss / 2**20:.0f} MiB > max_memory_mb {limit}")
+
+    def sample_older_than(self, max_age: float) -> bool:
+        """Sample RSS and CPU when the last sample is older than ``max_age`` (or of another
+        worker); True when it read /proc."""
+        if self.process is None or not self.process.pid:
+            return False
+        sampled = self._sampled
+        now = self.clock()
+        if sampled is not None and sampled[0] is self.process and now - sampled[1] < max_age:
+            return False
+        self._sample_resources(now, max_age)
+        return True
 
     def _sample_resources(self, now: float, max_age: float) -> None:
         """RSS and CPU from /proc (two reads), unless sampled less than ``max_age`` ago: at 200

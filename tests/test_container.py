@@ -319,3 +319,59 @@ def test_a_repeated_or_late_seq_loses_nothing_and_a_new_worker_counts_from_zero_
     hello(c)  # the new worker's stream starts at 0 again: no loss counted for it
     c.on_message(Heartbeat("srv", "b1", c.process.pid, 1, time.time(), BotStatus.ONLINE))
     assert c.get_status().events_lost == 2
+
+
+def test_status_answers_from_samples_up_to_5_s_old_then_samples_again_a_few_workers_a_turn():
+    from types import SimpleNamespace
+
+    from protocol.control import Request
+    from supervisor.commands import status
+
+    from .fakes import FakeProcess
+
+    reads = []
+
+    class Counted(FakeProcess):
+        def resources(self) -> tuple[int, float]:
+            reads.append(self.pid)
+            return 12 * 1024 * 1024, 1.5
+
+    clock = FakeClock()
+    runtime = FakeRuntime(clock)
+    runtime.spawn = lambda container: Counted(pid=6000 + len(fleet_pids), sentinel=-1)  # type: ignore
+    containers, fleet_pids = [], []
+    for i in range(60):
+        c = BotContainer(BotConfig(id=f"b{i}", heartbeat_interval=1.0, backoff=POLICY), runtime, "srv", clock=clock)
+        c.start()
+        fleet_pids.append(c.process.pid)
+        hello(c)
+        containers.append(c)
+    fleet = {c.bot.id: c for c in containers}
+    manager = type("Fleet", (), {"find": staticmethod(fleet.get), "get_bot_container": staticmethod(fleet.__getitem__),
+                                 "__iter__": lambda self: iter(fleet.values())})()
+    sup = SimpleNamespace(manager=manager, server="srv", pid=1, instance=1, stats={}, call_later=runtime.call_later)
+    replies = []
+
+    def ask() -> int:
+        before = len(reads)
+        status.execute(sup, Request("1", "status", {}), replies.append)
+        assert replies[-1].ok and replies[-1].result["bots"][0]["rss"] == 12 * 1024 * 1024
+        return len(reads) - before
+
+    def turns() -> list[int]:
+        """The loop's turns after the answer: what each read, until no refresh is left."""
+        out = []
+        while runtime.timers.next_deadline() is not None:
+            clock.advance(status.REFRESH_GAP_S)
+            before = len(reads)
+            runtime.run_timers()
+            out.append(len(reads) - before)
+        return out
+
+    assert ask() == 60, "never sampled: every worker is read before the answer"
+    assert sum(turns()) == 0, "fresh samples are not read again"
+    clock.advance(2.0)
+    assert ask() == 0, "2 s old samples: the answer does not wait for /proc"
+    assert turns() == [25, 25, 10], "sampled again after the answer, a few workers a turn"
+    clock.advance(6.0)
+    assert ask() == 60, "older than 5 s: read before answering"
