@@ -285,7 +285,6 @@ class BotContainer(MessageIntake):
         self.next_restart_at = None
         self._last_error = None
         self._next_seq = 0
-        self._last_seen = self.clock()
         self._started_at = self.clock()
         self.connection_attempts = 0
         self.bot_status = BotStatus.LOADING

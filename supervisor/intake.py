@@ -103,24 +103,18 @@ class MessageIntake:
     def sample_older_than(self, max_age: float) -> bool:
         """Sample RSS and CPU when the last sample is older than ``max_age`` (or of another
         worker); True when it read /proc."""
-        if self.process is None or not self.process.pid:
-            return False
-        sampled = self._sampled
-        now = self.clock()
-        if sampled is not None and sampled[0] is self.process and now - sampled[1] < max_age:
-            return False
-        self._sample_resources(now, max_age)
-        return True
+        return self._sample_resources(self.clock(), max_age)
 
-    def _sample_resources(self, now: float, max_age: float) -> None:
-        """RSS and CPU from /proc (two reads), unless sampled less than ``max_age`` ago: at 200
-        bots a status that sampled every worker spent ~25 ms of CPU in those reads."""
+    def _sample_resources(self, now: float, max_age: float) -> bool:
+        """RSS and CPU from /proc, unless sampled less than ``max_age`` ago (at 200 bots a status
+        that sampled every worker spent ~25 ms of CPU in those reads); True when it read."""
         if self.process is None or not self.process.pid:
-            return
+            return False
         if self._sampled is not None and self._sampled[0] is self.process and now - self._sampled[1] < max_age:
-            return
+            return False
         self.rss, self.cpu = self.process.resources()
         self._sampled = (self.process, now)
+        return True
 
     def stale_at(self) -> float | None:
         """The clock() time at which this worker goes stale unless heard from (None: no worker

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import os
 import threading
 import zlib
@@ -31,8 +32,9 @@ from pathlib import Path
 DIRECTORY = "start-gate"
 
 
+@functools.cache
 def default_slots() -> int:
-    """One load at a time per CPU the supervisor may run on."""
+    """One load at a time per CPU the supervisor may run on (asked once, not at every spawn)."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
