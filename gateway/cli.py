@@ -114,7 +114,7 @@ def add_webhooks_arguments(parser: argparse.ArgumentParser) -> None:
 
 def execute_webhooks(args: argparse.Namespace) -> int:
     from .runtime import data_dir
-    from .webhooks.outbox import FILE, Store
+    from .webhooks.store import FILE, Store
 
     config = _config(args)
     path = data_dir(config) / FILE

@@ -37,7 +37,7 @@ from .bridge import ControlBridge
 from .envelope import event_id, from_history, to_json
 from .hub import EventHub
 from .metrics import GatewayMetrics
-from .webhooks.outbox import Cursor
+from .webhooks.store import Cursor
 
 log = logging.getLogger("botvisor.gateway.ingest")
 

@@ -30,7 +30,8 @@ from .keys import KeyStore, default_keys_path
 from .metrics import GatewayMetrics
 from .tap import TapReader
 from .webhooks.dispatcher import Dispatcher
-from .webhooks.outbox import FILE, Outbox
+from .webhooks.outbox import Outbox
+from .webhooks.store import FILE
 
 log = logging.getLogger("botvisor.gateway")
 

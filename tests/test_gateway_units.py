@@ -10,7 +10,7 @@ import pytest
 from gateway.hub import pairing_step
 from gateway.keys import KeyStore
 from gateway.webhooks.outcomes import classify, retry_after
-from gateway.webhooks.outbox import Cursor, Store
+from gateway.webhooks.store import Cursor, Store
 
 
 @pytest.mark.parametrize("status, retried", [(200, None), (204, None), (400, False), (401, False), (404, False),

@@ -33,7 +33,8 @@ from protocol.gateway_config import WebhookConfig, webhook_name
 
 from ..metrics import GatewayMetrics
 from .lane import Lane
-from .outbox import Outbox, Row
+from .outbox import Outbox
+from .store import Row
 from .outcomes import Outcome, classify
 from .signing import HEADER, sign
 

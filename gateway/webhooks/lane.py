@@ -8,7 +8,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING
 
-from .outbox import Row
+from .store import Row
 
 if TYPE_CHECKING:
     from .dispatcher import Endpoint
