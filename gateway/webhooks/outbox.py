@@ -31,8 +31,8 @@ RETRY_COMMIT = 0.5
 #: is committed alone: at a low rate, one commit per event instead of two. A crash inside this
 #: window sends the delivered event again, with its id (at least once, as after any crash).
 OUTCOME_DELAY = 0.05
-#: writes in one transaction at most: the loop runs nothing else while a batch's statements do
-#: , so a backlog is taken a part at a time
+#: writes in one transaction at most: the loop runs nothing else while a batch's statements
+#: do, so a backlog is taken a part at a time
 MAX_BATCH = 500
 #: seconds between checkpoints while batches are committed (SQLite's own runs every 1,000
 #: pages, ~4 MB: about every few seconds at 1,000 events/s). The log file keeps its largest size
