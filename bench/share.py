@@ -62,6 +62,7 @@ def busy_fleet(root: Path, n: int, reaper: Reaper, seconds: float, share: bool, 
         out["events_lost"] = sum(b["events_lost"] for b in status["bots"])
         out["status_rtt_median"] = statistics.median(rtts)
         out["status_rtt_max"] = max(rtts)
+        out["status_rtts_ms"] = [round(r * 1000, 2) for r in rtts]  # in order: is the slow one the first?
         out["share"] = share
         out["cgroup"] = (root / "daemon.log").read_text(errors="replace").count("CPU share: cgroup")
         out["load"] = os.getloadavg()
