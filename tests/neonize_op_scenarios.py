@@ -85,6 +85,12 @@ def scenario_operations() -> dict:
         info = pb.MessageInfo(MessageSource=source, ID=f"3EB0IN{i}", Type="text", Timestamp=1_764_100_000_000)
         go_event(client, pb.Message(Info=info, Message=message))
     pump(backend, lambda: len(backend.recent) >= 2)
+    # Offline for real: the dial into the silent proxy holds whatsmeow's socket lock until its
+    # handshake times out, and a call made meanwhile waited for it (once for neonize's 60 s). With
+    # the proxy gone the handshake fails at once (is_connected takes the same lock: past it, no
+    # dial holds it) and every later dial is refused at once: each call meets a client not connected.
+    proxy.close()
+    assert not client.is_connected
     offline: dict[str, str] = {}
     for name, args in (("check_numbers", {"numbers": ["15550001111"]}), ("group_info", {"group": "1203@g.us"}),
                        ("user_info", {"jids": ["15550001111"]}), ("subscribe_presence", {"jid": "15550001111"}),
