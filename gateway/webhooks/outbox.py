@@ -182,7 +182,7 @@ class Outbox:
                 log.warning("outbox checkpoint failed: %s", exc)
         try:
             done = ingest.stage(ops)
-        except Busy:  # the CLI's transaction, a moment: wait for it on the writer thread
+        except Busy:  # the CLI's transaction, a moment: wait for it on the sync thread
             return await sync(ingest.apply_waiting, ops)
         if self._commit_off_loop:
             await sync(ingest.commit)
