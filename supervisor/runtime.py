@@ -15,9 +15,10 @@ from typing import Any, Callable
 from protocol import SUPERVISOR_BOT, ContainerState, Notice, StateChange, encode
 from protocol.config import ConfigError, load_config
 from protocol.signing import new_secret
+from worker.backends.base import HEAVY_START
 from worker.spec import WorkerSpec
 from worker.start_gate import DIRECTORY as START_GATE
-from worker.start_gate import default_slots
+from worker.start_gate import FleetHold, default_slots
 
 from . import health
 from .appcheck import broken_apps, changed_apps
@@ -27,6 +28,12 @@ from .reload import ReloadPlan, apply_plan, plan_reload
 from .timers import Timer
 
 log = logging.getLogger("botvisor.supervisor")
+
+#: seconds after its last heavy worker is started that a fleet's start gate opens at the latest
+#: (a worker that never says hello is the supervisor's to judge, not the gate's to wait for)
+HOLD_MAX_S = 10.0
+#: how often the held gate looks whether every heavy worker has said hello
+HOLD_CHECK_S = 0.05
 
 
 class FleetRuntime:
@@ -114,6 +121,7 @@ class FleetRuntime:
                        apps=any(bot.app for bot in self.config.bots))
         interval = self.config.supervisor.start_interval
         autostart = [bot for bot in self.config.bots if bot.autostart]
+        self._hold_start_gate([bot.id for bot in autostart if bot.backend in HEAVY_START])
         for i, bot in enumerate(autostart):
             container = self.manager.get_bot_container(bot.id)
             if i == 0 or interval <= 0:
@@ -122,6 +130,37 @@ class FleetRuntime:
                 container.start_later(i * interval)
         last = max(0.0, (len(autostart) - 1) * interval)
         self.timers.call_later(last, self._on_fleet_started)
+
+    def _hold_start_gate(self, heavy: list[str]) -> None:
+        """Keep the start gate shut while the fleet's heavy workers are forked and say hello
+        (worker/start_gate.py), at most HOLD_MAX_S after the last of them is started. A fleet
+        with no more heavy bots than slots has nothing to queue."""
+        slots = self.config.supervisor.start_concurrency or default_slots()
+        if len(heavy) <= slots:
+            return
+        try:
+            hold = FleetHold(self.config.run_dir / START_GATE, slots)
+        except OSError as exc:  # the workers open the gate themselves; they only start less orderly
+            log.warning("could not hold the start gate for the fleet's start: %s", exc)
+            return
+        deadline: list[float] = []  # set by the first check, after the fleet's forks
+
+        def check() -> None:
+            now = time.monotonic()
+            if not deadline:
+                deadline.append(now + HOLD_MAX_S + max(0.0, (len(heavy) - 1) * self.config.supervisor.start_interval))
+            # not yet running: forked and silent, or not forked yet (start_interval), or
+            # crashed at once (then the deadline opens the gate)
+            waiting = sum(1 for b in heavy if (c := self.manager.find(b)) is not None
+                          and c.state is not ContainerState.RUNNING)
+            if waiting and now < deadline[0] and not self.shutting_down:
+                self.timers.call_later(HOLD_CHECK_S, check)
+                return
+            hold.release()
+            log.info("start gate open: %d heavy worker(s) started%s", len(heavy),
+                     f", {waiting} without a hello yet" if waiting else ", every one said hello")
+
+        self.timers.call_later(0.0, check)
 
     def _on_fleet_started(self) -> None:
         if self.shutting_down:

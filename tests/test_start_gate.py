@@ -20,7 +20,7 @@ import pytest
 
 from protocol import ContainerState, Event, EventType, Heartbeat, Hello, StateChange
 from protocol.client import ControlError
-from worker.start_gate import StartGate
+from worker.start_gate import FleetHold, StartGate
 
 from .test_neonize_worker import neonize_bot, silent_proxy  # noqa: F401 - the fixture
 
@@ -71,6 +71,54 @@ def test_a_free_slot_is_taken_at_once_and_a_waiter_gets_one_when_its_holder_is_k
         if holder.poll() is None:
             holder.kill()
             holder.wait(5)
+
+
+def test_the_fleets_hold_keeps_every_slot_until_released_and_a_waiter_then_gets_one(tmp_path):
+    gate_dir = tmp_path / "gate"
+    hold_ = FleetHold(gate_dir, 2)
+    worker = StartGate(gate_dir, 2, "a")
+    assert not worker.try_take(), "the supervisor holds both slots while its fleet starts"
+    ready = worker.wait_fd()
+    assert not readable(ready, 0.3)
+    hold_.release()
+    assert readable(ready, 5), "released: the waiting worker gets its slot"
+    worker.release()
+
+    holder = hold([gate_dir / "slot-1"])  # a worker of an earlier run still loading
+    try:
+        partial = FleetHold(gate_dir, 2)
+        assert len(partial.fds) == 1, "a slot another holds is left alone, not waited for"
+        partial.release()
+    finally:
+        holder.kill()
+        holder.wait(5)
+
+
+@pytest.mark.slow
+def test_at_a_fleets_start_no_neonize_worker_loads_before_every_one_has_said_hello(
+        fleet_factory, launch, silent_proxy):  # noqa: F811 - the fixture
+    # three heavy bots for one slot, started with the supervisor a second apart: without the
+    # hold the first loads neonize and dials while the third is not even forked
+    bots = [{**neonize_bot(silent_proxy.port, id=f"n{i}"), "autostart": True} for i in (1, 2, 3)]
+    fleet = fleet_factory(bots, start_concurrency=1, start_interval=1.0)
+    service, tap = launch(fleet)
+    for i in (1, 2, 3):  # each loads in the end, one at a time
+        _first(tap, lambda m, bot=f"n{i}": _connecting(m) and m.bot == bot, 60, f"n{i} loading")
+    log = (fleet.root / "supervisor.log").read_text()
+    assert "start gate open: 3 heavy worker(s) started, every one said hello" in log
+    last_hello = max(_logged_at(line) for line in log.splitlines() if "running (worker said hello)" in line)
+    loads = [e["timestamp"] for b in ("n1", "n2", "n3") for e in service.control("history", {"bot": b})["events"]
+             if e["type"] == EventType.CONNECTION_UPDATE.value and e["data"].get("connection") == "connecting"]
+    assert len(loads) >= 3 and min(loads) > last_hello, \
+        f"a worker loaded neonize at {min(loads)}, before the last hello at {last_hello}"
+
+
+def _logged_at(line: str) -> float:
+    """The wall-clock time a supervisor.log line begins with (``2026-12-02T15:59:49.774Z``)."""
+    from datetime import datetime, timezone
+
+    stamp = line.split(" ", 1)[0].rstrip("Z")
+    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=timezone.utc).timestamp()
 
 
 def _first(tap, predicate, timeout, what):

@@ -16,6 +16,11 @@ main thread keeps sending heartbeats (a waiting worker is alive, not stale) and 
 on SIGTERM or when its supervisor does (worker/main.py). The slot is given back as soon as the
 backend is loaded and its first dial started: the dial waits on the network, not the CPU, and
 holding the slot through it would make a fleet's start as slow as its slowest DNS answers.
+
+At a fleet's start the supervisor itself holds every slot (``FleetHold``) until each heavy
+worker has said hello (or a deadline passes): otherwise the first workers load while the rest
+are still being forked, and with one load per CPU the loads take every core from the hellos
+still to come (1,000 neonize bots: the last hello 7.5 s after the last fork; notes §8).
 """
 
 from __future__ import annotations
@@ -92,3 +97,26 @@ class StartGate:
             if fd is not None:
                 os.close(fd)
         self.fds, self._ready_r, self._ready_w = [], None, None
+
+
+class FleetHold:
+    """The supervisor's hold on every slot while its fleet starts (see the module docstring).
+    A slot it cannot take at once (a worker of a run before holds it) is left alone."""
+
+    def __init__(self, directory: Path, slots: int) -> None:
+        directory.mkdir(mode=0o700, exist_ok=True)
+        self.fds: list[int] = []
+        for i in range(slots):
+            fd = os.open(directory / f"slot-{i}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                continue
+            self.fds.append(fd)
+
+    def release(self) -> None:
+        """Let the waiting workers in (the kernel hands each slot to one of its waiters)."""
+        for fd in self.fds:
+            os.close(fd)  # closing the only fd of the open file lets go of its lock
+        self.fds = []
