@@ -136,7 +136,9 @@ class FleetRuntime:
         (worker/start_gate.py), at most HOLD_MAX_S after the last of them is started. A fleet
         with no more heavy bots than slots has nothing to queue."""
         slots = self.config.supervisor.start_concurrency or default_slots()
-        if len(heavy) <= slots:
+        if len(heavy) <= slots or self.cluster is not None:
+            # in a [cluster] a bot starts once its lease is this shard's, maybe much later: the
+            # hold would wait out its deadline for bots that are not coming
             return
         try:
             hold = FleetHold(self.config.run_dir / START_GATE, slots)
