@@ -15,10 +15,9 @@ from typing import Any, Callable
 from protocol import SUPERVISOR_BOT, ContainerState, Notice, StateChange, encode
 from protocol.config import ConfigError, load_config
 from protocol.signing import new_secret
-from worker.backends.base import HEAVY_START
 from worker.spec import WorkerSpec
 from worker.start_gate import DIRECTORY as START_GATE
-from worker.start_gate import FleetHold, default_slots
+from worker.start_gate import HEAVY_START, FleetHold, default_slots
 
 from . import health
 from .appcheck import broken_apps, changed_apps
@@ -145,24 +144,26 @@ class FleetRuntime:
         except OSError as exc:  # the workers open the gate themselves; they only start less orderly
             log.warning("could not hold the start gate for the fleet's start: %s", exc)
             return
-        deadline: list[float] = []  # set by the first check, after the fleet's forks
+        stagger = max(0.0, (len(heavy) - 1) * self.config.supervisor.start_interval)
 
-        def check() -> None:
-            now = time.monotonic()
-            if not deadline:
-                deadline.append(now + HOLD_MAX_S + max(0.0, (len(heavy) - 1) * self.config.supervisor.start_interval))
-            # not yet running: forked and silent, or not forked yet (start_interval), or
-            # crashed at once (then the deadline opens the gate)
-            waiting = sum(1 for b in heavy if (c := self.manager.find(b)) is not None
-                          and c.state is not ContainerState.RUNNING)
-            if waiting and now < deadline[0] and not self.shutting_down:
-                self.timers.call_later(HOLD_CHECK_S, check)
-                return
-            hold.release()
-            log.info("start gate open: %d heavy worker(s) started%s", len(heavy),
-                     f", {waiting} without a hello yet" if waiting else ", every one said hello")
+        def watch() -> None:  # the loop's first turn: the fleet's forks (not its staggered starts) are done
+            deadline = time.monotonic() + HOLD_MAX_S + stagger
 
-        self.timers.call_later(0.0, check)
+            def check() -> None:
+                # not yet running: forked and silent, or not forked yet (start_interval), or
+                # crashed at once (then the deadline opens the gate)
+                waiting = sum(1 for b in heavy if (c := self.manager.find(b)) is not None
+                              and c.state is not ContainerState.RUNNING)
+                if waiting and time.monotonic() < deadline and not self.shutting_down:
+                    self.timers.call_later(HOLD_CHECK_S, check)
+                    return
+                hold.release()
+                log.info("start gate open: %d heavy worker(s) started%s", len(heavy),
+                         f", {waiting} without a hello yet" if waiting else ", every one said hello")
+
+            check()
+
+        self.timers.call_later(0.0, watch)
 
     def _on_fleet_started(self) -> None:
         if self.shutting_down:

@@ -27,7 +27,7 @@ from protocol.errors import ProtocolError
 
 from . import ban
 from . import commands as worker_commands
-from .backends.base import HEAVY_START, Backend, BackendContext, load_backend
+from .backends.base import Backend, BackendContext, load_backend
 from .botdir import PRIVATE_UMASK, lock_bot_dir, prepare_bot_dir
 from .bus import EventBus
 from .errors import CommandError, WorkerExit
@@ -40,7 +40,7 @@ from .outbox import Outbox
 from .ratelimit import TokenBucket
 from .recovery import check_worker_start
 from .spec import WorkerSpec
-from .start_gate import StartGate
+from .start_gate import HEAVY_START, StartGate
 
 VERSION = "0.1.0"
 log = logging.getLogger("botvisor.worker")

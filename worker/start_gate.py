@@ -35,6 +35,11 @@ from pathlib import Path
 
 #: the directory of slot files inside run_dir
 DIRECTORY = "start-gate"
+#: the backends whose start takes real CPU (importing neonize loads the Go library and starts
+#: its runtime: 0.21-0.30 CPU-s, the first dial 0.01-0.02; bench/neonize_start.py), so a
+#: fleet's workers take turns at it behind this gate; named here, not on the backend's class,
+#: because importing the class is the heavy part (and the supervisor reads it too)
+HEAVY_START = frozenset({"neonize"})
 
 
 @functools.cache
@@ -46,13 +51,16 @@ def default_slots() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _open_slot(directory: Path, i: int) -> int:
+    return os.open(directory / f"slot-{i}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+
 class StartGate:
     """This worker's view of the slots (opened before the worker drops to its bot's user)."""
 
     def __init__(self, directory: Path, slots: int, bot_id: str) -> None:
         directory.mkdir(mode=0o700, exist_ok=True)
-        self.fds = [os.open(directory / f"slot-{i}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-                    for i in range(slots)]
+        self.fds = [_open_slot(directory, i) for i in range(slots)]
         self.preferred = zlib.crc32(bot_id.encode()) % slots
         self.held: int | None = None
         self._ready_r: int | None = None
@@ -107,7 +115,7 @@ class FleetHold:
         directory.mkdir(mode=0o700, exist_ok=True)
         self.fds: list[int] = []
         for i in range(slots):
-            fd = os.open(directory / f"slot-{i}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fd = _open_slot(directory, i)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:

@@ -80,11 +80,11 @@ class Outbox:
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn`` on the writer thread (operator actions: retry, purge, pause)."""
-        return await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
+        return await _on(self._writer, fn, *args)
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn`` of ``self.reader`` on the reader thread."""
-        return await asyncio.get_running_loop().run_in_executor(self._reader, fn, *args)
+        return await _on(self._reader, fn, *args)
 
     async def pending(self, endpoint: str, bot: str, after: int, limit: int) -> tuple[list[Row], bool]:
         """A lane's pending rows after ``after`` (on the reader thread), less those this process
@@ -173,26 +173,24 @@ class Outbox:
             self._flushing = False
 
     async def _commit(self, ops: list[tuple[str, tuple[Any, ...]]]) -> tuple[list[Row], int]:
-        ingest, sync = self.ingest, self._sync
-        if time.monotonic() - self._checkpointed > CHECKPOINT_S:
-            self._checkpointed = time.monotonic()
+        ingest = self.ingest
+        now = time.monotonic()
+        if now - self._checkpointed > CHECKPOINT_S:
+            self._checkpointed = now
             try:
-                await sync(ingest.checkpoint)
+                await _on(self._syncer, ingest.checkpoint)
             except Exception as exc:  # the log only grows meanwhile; a later batch tries again
                 log.warning("outbox checkpoint failed: %s", exc)
         try:
             done = ingest.stage(ops)
         except Busy:  # the CLI's transaction, a moment: wait for it on the sync thread
-            return await sync(ingest.apply_waiting, ops)
+            return await _on(self._syncer, ingest.apply_waiting, ops)
         if self._commit_off_loop:
-            await sync(ingest.commit)
+            await _on(self._syncer, ingest.commit)
         else:
             ingest.commit()
             await asyncio.sleep(0)  # a commit awaited on a thread let the loop run; so does this one
         return done
-
-    async def _sync(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._syncer, fn, *args)
 
     def on_written(self, created: list[Row], dropped: int) -> None:
         """Replaced by the dispatcher: wake the lanes of the new rows."""
@@ -209,3 +207,8 @@ class Outbox:
         self._writer.submit(self.store.close).result()
         for pool in (self._syncer, self._reader, self._writer):
             pool.shutdown(wait=True)
+
+
+async def _on(pool: ThreadPoolExecutor, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` on ``pool``'s thread, awaited."""
+    return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)

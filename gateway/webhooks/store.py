@@ -104,7 +104,6 @@ def connect(path: Path, sync: str = "full", wait: bool = True) -> sqlite3.Connec
                          check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute(f"PRAGMA synchronous={SYNC[sync]}")
-    db.execute(f"PRAGMA busy_timeout={BUSY_MS if wait else 0}")
     if not wait:
         db.execute("PRAGMA wal_autocheckpoint=0")
     db.executescript(SCHEMA)
@@ -146,9 +145,9 @@ class Store:
         return done
 
     def stage(self, ops: list[tuple[str, tuple[Any, ...]]]) -> tuple[list[Row], int]:
-        """``apply`` up to its commit: the transaction is left open for ``commit`` (or ``rollback``),
-        which may run on another thread (the fsync; see outbox.py). Rolled back if it fails; Busy
-        when a connection that does not wait meets another's write lock."""
+        """``apply`` up to its commit: the transaction is left open for ``commit``, which may run on
+        another thread (the fsync; see outbox.py). Rolled back if it fails; Busy when a
+        connection that does not wait meets another's write lock."""
         now = time.time()
         created: list[Row] = []
         cursors: dict[str, Cursor] = {}  # the batch's last cursor per bot is all that must be kept

@@ -152,13 +152,6 @@ class Backend(ABC):
                            "receives only what WhatsApp sends)")
 
 
-#: the backends whose start takes real CPU (importing neonize loads the Go library and starts
-#: its runtime: 0.21-0.30 CPU-s, the first dial 0.01-0.02; bench/neonize_start.py), so a
-#: fleet's workers take turns at it behind the start gate (worker/start_gate.py); named here,
-#: not on the class, because importing the class is the heavy part
-HEAVY_START = frozenset({"neonize"})
-
-
 def load_backend(name: str) -> type[Backend]:
     """The backend class for ``name``; neonize is imported only by the bots that use it."""
     if name == "simulated":
