@@ -19,6 +19,10 @@ from .neonize_driver import pump
 from .test_neonize_worker import SilentProxy, refused_port
 
 
+#: each test makes a Go client: conftest.py runs it in an interpreter of its own
+pytestmark = pytest.mark.own_process
+
+
 def make_backend(tmp_path: Path, monkeypatch, proxy_port: int, **bot) -> tuple[NeonizeBackend, list]:
     monkeypatch.chdir(tmp_path)  # the backend moves the cwd into the bot's directory; undo it afterwards
     bot_dir = tmp_path / "bot dir #1"  # a space and a '#' must not cut the SQLite URI

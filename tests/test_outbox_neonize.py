@@ -54,6 +54,7 @@ def test_neonize_0_5_2_offers_no_way_to_send_under_a_chosen_message_id():
     assert NeonizeBackend.keeps_message_id is False
 
 
+@pytest.mark.own_process  # it makes a Go client (conftest.py)
 def test_an_interrupted_send_is_reported_possibly_delivered_and_never_retried(tmp_path, monkeypatch):
     backend, events = make(tmp_path, monkeypatch)
     store = OutboxStore(backend.ctx.bot_dir / OUTBOX_FILE)  # what a killed worker left: an attempt under way
@@ -79,6 +80,7 @@ def drain_until(backend, done, timeout: float = 30.0) -> None:
         backend.io.drain()
 
 
+@pytest.mark.own_process  # it makes a Go client (conftest.py)
 def test_a_send_goes_through_neonize_and_whatsmeow_and_its_failure_is_published(tmp_path, monkeypatch):
     backend, events = make(tmp_path, monkeypatch)
     outbox = Outbox.for_bot_dir(backend, TokenBucket.per_minute(60), backend.ctx.bot_dir, events.append)
