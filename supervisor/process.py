@@ -26,7 +26,7 @@ from worker.spec import WorkerSpec
 from . import cgroups
 
 #: imported once in the forkserver, shared copy-on-write by every worker
-#: worker.forkserver_init first: it arms the forkserver itself (worker/lifeline.py)
+#: worker.forkserver_init first: it arms the forkserver itself (worker/lifeline.py); FREEZE last
 PRELOAD = ["worker.forkserver_init", "worker.main", "worker.backends.simulated", "zmq", "msgpack"]
 #: neonize's pure dependencies (no threads, no Go), preloaded only when the configuration has a
 #: neonize bot. Measured with 4 neonize + 4 simulated bots: a neonize worker starts ~0.2 s sooner
@@ -39,6 +39,9 @@ NEONIZE_PRELOAD = ["google.protobuf.message", "segno", "phonenumbers", "PIL.Imag
 #: preloaded only when the configuration has a bot with an app. Shared copy-on-write, its pages
 #: count once in every worker's RSS instead of privately in each app's (docs/apps.md, bench/apps.py).
 APP_PRELOAD = ["asyncio", "concurrent.futures.thread", "ctypes", "worker.app.host", "worker.app.slot"]
+
+#: imported after every other preload: it takes what they built out of the workers' collections
+FREEZE = "worker.forkserver_freeze"
 
 _context: Any = None
 #: pids of the workers started here and not yet closed: whatever else runs under the forkserver
@@ -57,7 +60,7 @@ def worker_context(neonize: bool = False, apps: bool = False) -> Any:
         context = multiprocess.get_context(method)
         if method == "forkserver":
             context.set_forkserver_preload(PRELOAD + (NEONIZE_PRELOAD if neonize else [])
-                                           + (APP_PRELOAD if apps else []))
+                                           + (APP_PRELOAD if apps else []) + [FREEZE])
         _context = context
     return _context
 
