@@ -48,6 +48,12 @@ log = logging.getLogger("botvisor.supervisor")
 #: wakeup costs more than handling a message, so dense traffic is taken in batches, for at
 #: most this much added latency; sparse traffic (heartbeats) is handled as it comes
 COALESCE_S = 0.001
+#: at most this long in due timers per pass before the loop looks at its sockets again. A fleet's
+#: start is a timer per worker, and a new worker waits for its subscription before its hello:
+#: ZeroMQ attaches the worker's connection, and subscribes it, only when this thread touches the
+#: events socket, so forking 1,000 workers in one pass held every hello back until the last fork
+#: (bench/ISSUE18-notes.md §10)
+TIMERS_SLICE_S = 0.02
 
 
 class Supervisor(Relay, FleetRuntime):
@@ -182,7 +188,7 @@ class Supervisor(Relay, FleetRuntime):
             self._guarded(container.on_exit, container.process.exitcode)
         if self.cluster is not None and self.cluster.fd() in ready.fds:
             self._guarded(self.cluster.on_wakeup)
-        self._guarded(self.timers.run_due)
+        self._guarded(self.timers.run_due, TIMERS_SLICE_S)
 
     def _guarded(self, handler: Callable[..., Any], *args: Any) -> None:
         """Run one handler; a bug in it is logged and counted, and the fleet keeps running."""

@@ -120,20 +120,20 @@ class FleetRuntime:
                        apps=any(bot.app for bot in self.config.bots))
         interval = self.config.supervisor.start_interval
         autostart = [bot for bot in self.config.bots if bot.autostart]
-        self._hold_start_gate([bot.id for bot in autostart if bot.backend in HEAVY_START])
+        # a timer per start, the container's own (a stop, or a reload that removes the bot,
+        # cancels it); the loop runs due timers in slices (arbiter.TIMERS_SLICE_S), so the first
+        # workers' hellos are taken while the rest are forked, start_interval 0 or not
         for i, bot in enumerate(autostart):
-            container = self.manager.get_bot_container(bot.id)
-            if i == 0 or interval <= 0:
-                container.start()
-            else:  # the container's own timer: a stop or a reload that removes the bot cancels it
-                container.start_later(i * interval)
+            self.manager.get_bot_container(bot.id).start_later(i * interval)
         last = max(0.0, (len(autostart) - 1) * interval)
+        # made after the starts, so at the same due time they run after the last of them
+        self._hold_start_gate([bot.id for bot in autostart if bot.backend in HEAVY_START], last)
         self.timers.call_later(last, self._on_fleet_started)
 
-    def _hold_start_gate(self, heavy: list[str]) -> None:
+    def _hold_start_gate(self, heavy: list[str], last: float) -> None:
         """Keep the start gate shut while the fleet's heavy workers are forked and say hello
-        (worker/start_gate.py), at most HOLD_MAX_S after the last of them is started. A fleet
-        with no more heavy bots than slots has nothing to queue."""
+        (worker/start_gate.py), at most HOLD_MAX_S after the last of them is started (``last``
+        seconds from now). A fleet with no more heavy bots than slots has nothing to queue."""
         slots = self.config.supervisor.start_concurrency or default_slots()
         if len(heavy) <= slots or self.cluster is not None:
             # in a [cluster] a bot starts once its lease is this shard's, maybe much later: the
@@ -144,14 +144,13 @@ class FleetRuntime:
         except OSError as exc:  # the workers open the gate themselves; they only start less orderly
             log.warning("could not hold the start gate for the fleet's start: %s", exc)
             return
-        stagger = max(0.0, (len(heavy) - 1) * self.config.supervisor.start_interval)
 
-        def watch() -> None:  # the loop's first turn: the fleet's forks (not its staggered starts) are done
-            deadline = time.monotonic() + HOLD_MAX_S + stagger
+        def watch() -> None:  # after the last start: every heavy worker is forked
+            deadline = time.monotonic() + HOLD_MAX_S
 
             def check() -> None:
-                # not yet running: forked and silent, or not forked yet (start_interval), or
-                # crashed at once (then the deadline opens the gate)
+                # not yet running: forked and silent, or crashed at once (then the deadline
+                # opens the gate)
                 waiting = sum(1 for b in heavy if (c := self.manager.find(b)) is not None
                               and c.state is not ContainerState.RUNNING)
                 if waiting and time.monotonic() < deadline and not self.shutting_down:
@@ -163,7 +162,7 @@ class FleetRuntime:
 
             check()
 
-        self.timers.call_later(0.0, watch)
+        self.timers.call_later(last, watch)
 
     def _on_fleet_started(self) -> None:
         if self.shutting_down:

@@ -36,9 +36,14 @@ class Timers:
             heapq.heappop(self._heap)
         return self._heap[0].when if self._heap else None
 
-    def run_due(self) -> None:
+    def run_due(self, budget: float | None = None) -> None:
+        """Run the timers due now, in the order they fell due. With ``budget``, stop once that many
+        seconds went by and leave the rest due: the loop looks at its sockets before it goes on."""
         now = self.clock()
+        until = None if budget is None else now + budget
         while self._heap and self._heap[0].when <= now:
             timer = heapq.heappop(self._heap)
             if not timer.cancelled:
                 timer.callback()
+                if until is not None and self.clock() >= until:
+                    return

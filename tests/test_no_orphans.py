@@ -78,3 +78,19 @@ def test_starts_are_staggered_by_start_interval(fleet_factory, launch):
     assert [m.bot for m in ordered] == ["b1", "b2", "b3"]
     gaps = [b.ts - a.ts for a, b in zip(ordered, ordered[1:])]
     assert all(g >= 0.25 for g in gaps), gaps
+
+
+def test_a_fleets_first_workers_say_hello_while_the_rest_are_still_forked(fleet_factory, launch):
+    # start_interval 0: every start is due at once. Forked in one pass of the loop, no worker
+    # could say hello before the last fork (ZeroMQ subscribes a new worker only when the
+    # supervisor's thread comes back to the events socket): at 1,000 neonize bots, every hello
+    # 10 s late. The loop forks in slices and handles what came in between.
+    n = 80
+    bots = [{"id": f"b{i}", "autostart": True} for i in range(n)]
+    service, tap = launch(fleet_factory(bots, start_interval=0.0))
+    last_started = tap.wait_for(lambda m: isinstance(m, StateChange) and m.bot == f"b{n - 1}"
+                                and m.state is S.INITIALIZING, timeout=60, what=f"b{n - 1} forked")
+    before = tap.seen[:tap.seen.index(last_started)]
+    running = [m.bot for m in before if isinstance(m, StateChange) and m.state is S.RUNNING]
+    assert running, f"no worker was running (had said hello) before the last of {n} was forked"
+    hellos(tap, n)
