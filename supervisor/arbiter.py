@@ -124,7 +124,8 @@ class Supervisor(Relay, FleetRuntime):
         self._handlers = {self.events: self._on_events, self.tap: self._on_tap_subscriptions,
                           self.control: self._on_control, self.commands: self._on_worker_replies}
         self.poller = Poller()
-        for sock in (self.events, self.tap, self.control, self.commands):
+        # in this order each pass: a request and a worker's reply before the events' batch
+        for sock in (self.control, self.commands, self.tap, self.events):
             self.poller.add_socket(sock)
         self._signal_fd = self._signal_r.fileno()
         self.poller.add_fd(self._signal_fd)

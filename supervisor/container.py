@@ -154,28 +154,35 @@ class BotContainer(MessageIntake):
 
     def get_status(self, sample_age: float = STATUS_SAMPLE_AGE_S) -> ContainerStatus:
         """The container's status, with RSS and CPU sampled at most ``sample_age`` ago."""
+        return ContainerStatus(**self.status_fields(sample_age))
+
+    def status_fields(self, sample_age: float = STATUS_SAMPLE_AGE_S) -> dict[str, Any]:
+        """ContainerStatus's fields as a plain dict: what the ``status`` command sends. Built
+        directly, since 200 dataclasses and then 200 dicts of them were half of a status's
+        handling (its answer waited on it under a busy fleet)."""
         now = self.clock()
         self._sample_resources(now, sample_age)
-        return ContainerStatus(
-            container_id=self.container_id,
-            bot_status=self.bot_status,
-            container_state=self.state,
-            is_healthy=self.is_container_healthy(),
-            last_heartbeat=iso(self._last_heartbeat_wall),
-            connection_attempts=self.connection_attempts,
-            creds_last_updated=iso(self.creds_last_updated),
-            event_history_size=len(self.history),
-            pid=self.process.pid if self.process is not None else None,
-            restarts=self.restarts,
-            uptime=round(now - self._started_at, 3) if self._started_at is not None and self.process else None,
-            last_exit=self.last_exit,
-            next_restart_at=iso(self.next_restart_at) if self.state is S.BACKOFF else None,
-            reason=self.reason,
-            events_total=sum(self.events_total.values()),
-            events_lost=self.events_lost,
-            rss=self.rss if self.process is not None else 0,
-            cpu=self.cpu if self.process is not None else 0.0,
-        )
+        running = self.process is not None
+        return {
+            "container_id": self.container_id,
+            "bot_status": self.bot_status,
+            "container_state": self.state,
+            "is_healthy": self.is_container_healthy(),
+            "last_heartbeat": iso(self._last_heartbeat_wall),
+            "connection_attempts": self.connection_attempts,
+            "creds_last_updated": iso(self.creds_last_updated),
+            "event_history_size": len(self.history),
+            "pid": self.process.pid if running else None,
+            "restarts": self.restarts,
+            "uptime": round(now - self._started_at, 3) if self._started_at is not None and running else None,
+            "last_exit": self.last_exit,
+            "next_restart_at": iso(self.next_restart_at) if self.state is S.BACKOFF else None,
+            "reason": self.reason,
+            "events_total": sum(self.events_total.values()),
+            "events_lost": self.events_lost,
+            "rss": self.rss if running else 0,
+            "cpu": self.cpu if running else 0.0,
+        }
 
     def on_container_event(self, event_type: str, callback: Callable[[ContainerEvent], Any]) -> None:
         """Call ``callback(event)`` for each event of ``event_type`` (or ``state``, or ``*``)."""

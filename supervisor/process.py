@@ -10,6 +10,7 @@ exist, spawn.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import sys
@@ -148,19 +149,34 @@ _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 class ResourceSampler:
     """A process's RSS and CPU share from one read of /proc/<pid>/stat. psutil took two reads
-    (stat and statm) for the same, and a `status` of 200 bots made 400 of them (~25 ms)."""
+    (stat and statm) for the same, and a `status` of 200 bots made 400 of them (~25 ms). The
+    file is opened once and read again with pread: 200 reads took 4.2 ms opened each time,
+    0.96 ms kept open (bench/ISSUE18-notes.md §10). A kept fd also names the process itself, not
+    its pid: once the process is reaped, reading it fails instead of reading a reused pid."""
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
         #: (CPU seconds, monotonic time) at the last sample
         self._mark: tuple[float, float] | None = None
+        self._fd: int | None = None
+
+    def _read(self) -> bytes:
+        if self._fd is None:
+            try:
+                self._fd = os.open(f"/proc/{self.pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as exc:
+                if exc.errno not in (errno.EMFILE, errno.ENFILE):
+                    raise
+                with open(f"/proc/{self.pid}/stat", "rb") as f:  # out of fds: read, keep none
+                    return f.read()
+        return os.pread(self._fd, 4096, 0)
 
     def sample(self) -> tuple[int, float]:
         """(RSS bytes, CPU percent since the last sample; 0.0 the first time); (0, 0.0) once gone."""
         try:
-            with open(f"/proc/{self.pid}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-        except OSError:
+            fields = self._read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            self.close()
             return 0, 0.0
         # after the name, fields[0] is proc(5)'s field 3 (state): field n is fields[n - 3]
         cpu = (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime + stime
@@ -170,6 +186,11 @@ class ResourceSampler:
         if last is None or now <= last[1]:
             return rss, 0.0
         return rss, round(100.0 * (cpu - last[0]) / (now - last[1]), 1)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 class WorkerProcess:
@@ -243,6 +264,8 @@ class WorkerProcess:
         forkserver, which is a subreaper).
         """
         code = self._process.exitcode
+        if self._sampler is not None:
+            self._sampler.close()
         if code is not None:
             with _live_lock:
                 _live.discard(self.pid)

@@ -17,7 +17,7 @@ from protocol.codec import decode_wire
 from protocol.signing import SIGNATURE_BYTES, Verifier
 from protocol.topics import split
 
-from .poller import queued
+from .poller import EVENTS, POLLIN, queued
 from .sockets import publish_lossy
 
 log = logging.getLogger("botvisor.supervisor")
@@ -25,6 +25,10 @@ log = logging.getLogger("botvisor.supervisor")
 #: worker messages read per pass; then timers, control requests (a ``status`` under load) and
 #: exits get their turn: at ~15 µs a message, 256 is under 4 ms
 EVENTS_BATCH = 256
+#: within a pass, every this many messages a look whether a control request waits: under a
+#: flood a pass is several ms, and an operator's `status` waited for the whole of it (and
+#: then for its own handling) before its answer; a look is two syscalls in libzmq
+CONTROL_LOOK = 64
 #: accepted messages republished together (see _flush_tap), at most this many at a time
 TAP_BATCH = 64
 _NOBLOCK = int(zmq.NOBLOCK)
@@ -37,11 +41,15 @@ class Relay:
     """The Supervisor's worker-traffic half (see the module docstring)."""
 
     def _on_events(self) -> None:
-        handle, n = self._on_worker_message, 0
+        handle, n, waiting = self._on_worker_message, 0, False
+        control = self.control.get
         for n, frames in enumerate(queued(self.events, EVENTS_BATCH), start=1):
             handle(frames)
+            if not n % CONTROL_LOOK and control(EVENTS) & POLLIN:
+                waiting = True  # the rest after the request (the loop takes control first)
+                break
         self._flush_tap()
-        self._events_saturated = n == EVENTS_BATCH
+        self._events_saturated = n == EVENTS_BATCH or waiting
         self._events_dense = n > 1
         if not self._events_saturated:  # read until empty: the next poll need not look again
             self.poller.drained(self.events)

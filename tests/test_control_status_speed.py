@@ -106,3 +106,25 @@ def test_a_workers_rss_and_cpu_match_what_psutil_reads():
     assert expected > 5, "the busy thread got no CPU at all: nothing to compare"
     assert abs(cpu - expected) < 10, f"{cpu} % CPU read, psutil's times say {expected:.1f} %"
     assert ResourceSampler(2 ** 22 + 12345).sample() == (0, 0.0), "a process that is gone reports nothing"
+
+
+def test_a_sampler_keeps_one_fd_while_its_process_lives_and_none_once_it_is_reaped():
+    import subprocess
+
+    def fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        before = fds()
+        sampler = ResourceSampler(child.pid)
+        assert sampler.sample()[0] > 0
+        assert sampler.sample()[0] > 0, "read again through the kept fd"
+        assert fds() == before + 1
+    finally:
+        child.kill()
+        child.wait()
+    # the kept fd names the reaped process, not its pid (which may be reused): it reads nothing
+    assert sampler.sample() == (0, 0.0)
+    assert fds() == before, "the fd of a process that is gone is closed"
+    sampler.close()  # again: harmless
