@@ -124,7 +124,11 @@ class FleetRuntime:
         # cancels it); the loop runs due timers in slices (arbiter.TIMERS_SLICE_S), so the first
         # workers' hellos are taken while the rest are forked, start_interval 0 or not
         for i, bot in enumerate(autostart):
-            self.manager.get_bot_container(bot.id).start_later(i * interval)
+            container = self.manager.get_bot_container(bot.id)
+            if i == 0 and interval > 0:
+                container.start()  # the forkserver starts with the first: the stagger counts from after it
+            else:
+                container.start_later(i * interval)
         last = max(0.0, (len(autostart) - 1) * interval)
         # made after the starts, so at the same due time they run after the last of them
         self._hold_start_gate([bot.id for bot in autostart if bot.backend in HEAVY_START], last)
