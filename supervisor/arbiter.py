@@ -33,7 +33,7 @@ from .container import BotContainer
 from .manager import BotManager
 from .outage import OutageWatch
 from .poller import Poller, queued
-from .process import stop_forkserver
+from .process import raise_fd_limit, stop_forkserver
 from .relay import EVENTS_BATCH, Relay
 from .runtime import FleetRuntime
 from .sockets import bind_sockets, lock_run_dir
@@ -146,7 +146,9 @@ class Supervisor(Relay, FleetRuntime):
         self._prepare_run_dir()
         self._bind()
         self._install_signals()
-        log.info("botvisor supervisor pid %d serving %d bot(s) as %r", self.pid, len(self.config.bots), self.server)
+        fds = raise_fd_limit()  # a sentinel and a kept /proc file per worker; 1024 is a small default
+        log.info("botvisor supervisor pid %d serving %d bot(s) as %r (fd limit %d)", self.pid, len(self.config.bots),
+                 self.server, fds)
         self._start_metrics()
         self._claim_cpu_share()  # first: a cluster starts its forkserver now, in the supervisor's group
         if self.cluster is not None:

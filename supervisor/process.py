@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import resource
 import signal
 import sys
 import threading
@@ -160,15 +161,26 @@ class ResourceSampler:
         self._mark: tuple[float, float] | None = None
         self._fd: int | None = None
 
+    def open(self) -> None:
+        """Keep the file open from now on (at a spawn: a fleet's first status then opens none),
+        within the fd budget (kept_fd_budget); otherwise each sample opens and closes it."""
+        global _kept
+        if self._fd is not None or _kept >= kept_fd_budget():
+            return
+        try:
+            self._fd = os.open(f"/proc/{self.pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            if exc.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOENT, errno.ESRCH):
+                raise
+            return
+        _kept += 1
+
     def _read(self) -> bytes:
         if self._fd is None:
-            try:
-                self._fd = os.open(f"/proc/{self.pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
-            except OSError as exc:
-                if exc.errno not in (errno.EMFILE, errno.ENFILE):
-                    raise
-                with open(f"/proc/{self.pid}/stat", "rb") as f:  # out of fds: read, keep none
-                    return f.read()
+            self.open()
+        if self._fd is None:
+            with open(f"/proc/{self.pid}/stat", "rb") as f:
+                return f.read()
         return os.pread(self._fd, 4096, 0)
 
     def sample(self) -> tuple[int, float]:
@@ -188,9 +200,35 @@ class ResourceSampler:
         return rss, round(100.0 * (cpu - last[0]) / (now - last[1]), 1)
 
     def close(self) -> None:
+        global _kept
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+            _kept -= 1
+
+
+#: kept /proc files take at most 1/KEEP_FD_SHARE of the fd limit: the rest is for what must not
+#: fail for want of an fd (sentinels, sockets, control clients)
+KEEP_FD_SHARE = 4
+_kept = 0
+
+
+def kept_fd_budget() -> int:
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return 1 << 30 if soft == resource.RLIM_INFINITY else soft // KEEP_FD_SHARE
+
+
+def raise_fd_limit() -> int:
+    """The soft fd limit up to the hard one (what the supervisor may use: a sentinel per worker,
+    sockets, a kept /proc file per worker); the limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    return soft
 
 
 class WorkerProcess:
@@ -216,6 +254,8 @@ class WorkerProcess:
             # watches its workers' sentinels itself; multiprocess need not track them.
             _mp_children().discard(self._process)
         self.pid = self._process.pid
+        self._sampler = ResourceSampler(self.pid)
+        self._sampler.open()
         cgroups.place(self.pid)  # into the workers' low-weight group, when there is one
         self.sentinel = self._process.sentinel
         return self.pid

@@ -128,3 +128,37 @@ def test_a_sampler_keeps_one_fd_while_its_process_lives_and_none_once_it_is_reap
     assert sampler.sample() == (0, 0.0)
     assert fds() == before, "the fd of a process that is gone is closed"
     sampler.close()  # again: harmless
+
+
+def test_a_sampler_past_its_fd_budget_reads_without_keeping_a_file_open(monkeypatch):
+    # kept /proc files may take only part of the fd limit: sentinels and sockets must not fail
+    import subprocess
+
+    from supervisor import process
+
+    monkeypatch.setattr(process, "kept_fd_budget", lambda: process._kept)  # the budget is spent
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        before = len(os.listdir("/proc/self/fd"))
+        sampler = ResourceSampler(child.pid)
+        sampler.open()
+        assert sampler.sample()[0] > 0, "still sampled, by opening the file each time"
+        assert len(os.listdir("/proc/self/fd")) == before, "no fd kept past the budget"
+    finally:
+        child.kill()
+        child.wait()
+    monkeypatch.undo()
+    assert process.kept_fd_budget() >= 256, "a quarter of the soft limit"
+
+
+def test_the_supervisor_raises_its_soft_fd_limit_to_the_hard_one():
+    import subprocess
+    import sys
+
+    code = ("import resource; from supervisor.process import raise_fd_limit; "
+            "resource.setrlimit(resource.RLIMIT_NOFILE, (256, resource.getrlimit(resource.RLIMIT_NOFILE)[1])); "
+            "print(raise_fd_limit(), resource.getrlimit(resource.RLIMIT_NOFILE)[1])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30,
+                         cwd=Path(__file__).resolve().parent.parent)
+    now, hard = map(int, out.stdout.split())
+    assert now == hard, out
