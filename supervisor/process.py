@@ -291,10 +291,8 @@ class WorkerProcess:
                 pass
 
     def resources(self) -> tuple[int, float]:
-        """(RSS bytes, CPU percent since the last call; 0.0 the first time)."""
-        if self._sampler is None:
-            self._sampler = ResourceSampler(self.pid)
-        return self._sampler.sample()
+        """(RSS bytes, CPU percent since the last call; 0.0 the first time; nothing before start)."""
+        return self._sampler.sample() if self._sampler is not None else (0, 0.0)
 
     def close(self) -> int | None:
         """Collect the exit code and release the sentinel; the process must have ended.
