@@ -94,6 +94,7 @@ class Supervisor(Relay, FleetRuntime):
         #: the last pass read a full EVENTS_BATCH: more is queued, no coalescing pause
         self._events_saturated = False
         self._events_dense = False
+        self._traffic_at = 0.0  # time.monotonic() of the last worker message other than a heartbeat
         #: (topic, payload) accepted in this pass, not yet republished (see _flush_tap)
         self._tap_pending: list[tuple[bytes, bytes]] = []
         self._health_timer: Timer | None = None

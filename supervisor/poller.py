@@ -15,6 +15,7 @@ wait non-blocking. This is the pattern the libzmq documentation prescribes for Z
 from __future__ import annotations
 
 import select
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -45,6 +46,8 @@ class Poller:
         self._socket_fds: set[int] = set()
         self._fd_of: dict[zmq.Socket, int] = {}
         self._drained: set[zmq.Socket] = set()
+        self._held: dict[zmq.Socket, float] = {}  # socket -> time.monotonic() its hold ends
+        self._released: set[zmq.Socket] = set()  # held until the latest poll
 
     def add_socket(self, sock: zmq.Socket) -> None:
         """Watch a zmq socket for input."""
@@ -66,9 +69,14 @@ class Poller:
             pass  # already closed: the kernel dropped it from the set with its last reference
 
     def poll(self, timeout: float) -> Ready:
-        """Wait up to ``timeout`` seconds for input; never waits while a zmq socket has some."""
+        """Wait up to ``timeout`` seconds for input; never waits while a zmq socket has some
+        (other than a held one, see hold)."""
         drained, self._drained = self._drained, set()
-        ready = Ready(sockets=self._with_input([s for s in self._sockets if s not in drained]))
+        self._released.clear()
+        if self._held:
+            timeout = self._release_held(timeout, drained)
+        held = self._held
+        ready = Ready(sockets=self._with_input([s for s in self._sockets if s not in drained and s not in held]))
         events = self._epoll.poll(0 if ready.sockets else timeout)
         ready.fds = [fd for fd, _ in events if fd not in self._socket_fds]
         if not ready.sockets and len(ready.fds) < len(events):
@@ -83,6 +91,41 @@ class Poller:
         poll need not look at it before waiting (new input will wake its fd). Good for the
         next poll only: a handler marks it again after each drain."""
         self._drained.add(sock)
+
+    def hold(self, sock: zmq.Socket, seconds: float) -> None:
+        """Leave ``sock`` out of the polls for ``seconds``: its input waits, queued by ZeroMQ,
+        and is found by the first poll after (see supervisor/relay.py: a quiet fleet's
+        heartbeats, taken a beat group at a time). Out of the epoll set too: its fd is
+        level-triggered and stays readable until the socket is touched. Other sockets and fds
+        are watched as always."""
+        if sock not in self._held:
+            self._epoll.modify(self._fd_of[sock], 0)
+            self._held[sock] = time.monotonic() + seconds
+
+    def held(self, sock: zmq.Socket) -> bool:
+        return sock in self._held
+
+    def release(self, sock: zmq.Socket) -> None:
+        """End ``sock``'s hold now (if held): the next poll looks at it."""
+        if self._held.pop(sock, None) is not None:
+            self._epoll.modify(self._fd_of[sock], select.EPOLLIN)
+
+    def released(self, sock: zmq.Socket) -> bool:
+        """True when ``sock``'s hold ended in the latest poll."""
+        return sock in self._released
+
+    def _release_held(self, timeout: float, drained: set[zmq.Socket]) -> float:
+        """Put back the sockets whose hold is over; the poll's timeout, cut to the next end."""
+        now = time.monotonic()
+        for sock, until in list(self._held.items()):
+            if until <= now:
+                del self._held[sock]
+                self._released.add(sock)
+                drained.discard(sock)  # looked at in this poll: input may have come meanwhile
+                self._epoll.modify(self._fd_of[sock], select.EPOLLIN)
+            else:
+                timeout = min(timeout, until - now)
+        return timeout
 
     def _with_input(self, sockets: list[zmq.Socket]) -> list[zmq.Socket]:
         return [sock for sock in sockets if sock.get(EVENTS) & POLLIN]

@@ -29,6 +29,16 @@ EVENTS_BATCH = 256
 #: flood a pass is several ms, and an operator's `status` waited for the whole of it (and
 #: then for its own handling) before its answer; a look is two syscalls in libzmq
 CONTROL_LOOK = 64
+#: a quiet fleet's heartbeats are taken a beat group at a time: after a pass that read
+#: heartbeats only, when no other message came for QUIET_S, the events socket is left alone
+#: for BEAT_HOLD_S while the rest of the group arrives (worker/main.py beats in BEAT_GROUPS
+#: groups an interval). Each pass, and each wakeup of ZeroMQ's threads, cost far more than the
+#: heartbeat it carries: 200 bots at 1 s heartbeats made ~35 passes a second of a heartbeat or
+#: two (bench/ISSUE18-notes.md §12). The cost is that the first message after a quiet spell
+#: waits up to BEAT_HOLD_S; traffic ends the holds at once, so a busy fleet is never held
+#: (interrupt moderation on a network card makes the same trade).
+BEAT_HOLD_S = 0.015
+QUIET_S = 1.0
 #: accepted messages republished together (see _flush_tap), at most this many at a time
 TAP_BATCH = 64
 _NOBLOCK = int(zmq.NOBLOCK)
@@ -41,29 +51,43 @@ class Relay:
     """The Supervisor's worker-traffic half (see the module docstring)."""
 
     def _on_events(self) -> None:
-        handle, n, waiting = self._on_worker_message, 0, False
+        handle, n, waiting, beats = self._on_worker_message, 0, False, 0
+        after_hold = self.poller.released(self.events)  # then the group is in: no second hold
         control = self.control.get
         for n, frames in enumerate(queued(self.events, EVENTS_BATCH), start=1):
-            handle(frames)
+            if handle(frames) == "heartbeat":
+                beats += 1
             if not n % CONTROL_LOOK and control(EVENTS) & POLLIN:
                 waiting = True  # the rest after the request (the loop takes control first)
                 break
         self._flush_tap()
         self._events_saturated = n == EVENTS_BATCH or waiting
-        self._events_dense = n > 1
+        self._events_dense = n > 1 and not after_hold
         if not self._events_saturated:  # read until empty: the next poll need not look again
             self.poller.drained(self.events)
+        now = time.monotonic()
+        if beats < n:
+            self._traffic_at = now
+        elif n and not (self._events_saturated or after_hold) and now - self._traffic_at >= QUIET_S:
+            self.poller.hold(self.events, BEAT_HOLD_S)
 
-    def _on_worker_message(self, frames: list[bytes]) -> None:
+    def _expect_traffic(self) -> None:
+        """A worker was just started: no hold while it connects and says hello (ZeroMQ attaches
+        its connection only when this thread touches the events socket)."""
+        self._traffic_at = time.monotonic()
+        self.poller.release(self.events)
+
+    def _on_worker_message(self, frames: list[bytes]) -> str | None:
+        """Check and take in one worker message; its kind ("event", "heartbeat"...), None if dropped."""
         if len(frames) != 3 or len(frames[2]) != SIGNATURE_BYTES:
             self._reject("frames", f"expected [topic, payload, signature], got {len(frames)} frame(s)")
-            return
+            return None
         topic, payload, signature = frames
         try:
             _server, bot_id, _rest = split(topic.decode())
         except UnicodeDecodeError:
             self._reject("topic", "topic is not UTF-8")
-            return
+            return None
         container = self.manager.find(bot_id)
         secret = self.secrets.get(bot_id)
         verifier = self._verifiers.get(bot_id)
@@ -71,16 +95,16 @@ class Relay:
             verifier = self._verifiers[bot_id] = Verifier(secret)  # a new worker, a new secret
         if container is None or secret is None or not verifier(topic, payload, signature):
             self._reject("signature", f"message for bot {bot_id!r} does not carry its worker's signature")
-            return
+            return None
         try:
             message = decode_wire(payload)  # a Struct, read attribute for attribute like the dataclass
             check_topic(topic, message)
         except ProtocolError as exc:
             self._reject("malformed", f"bot {bot_id}: {exc}")
-            return
+            return None
         if message.server != self.server or not container.accepts(message):
             self.stats["stale"] += 1  # e.g. the last words of a worker already replaced
-            return
+            return None
         kind = container.on_message(message)
         self._tap_pending.append((topic, payload))
         if len(self._tap_pending) >= TAP_BATCH:
@@ -92,6 +116,7 @@ class Relay:
                     self.notice("error", outage)
         elif kind == "bye":
             self._byes.add(message.pid)
+        return kind
 
     def _await_last_words(self, pid: int, exitcode: int | None) -> None:
         """A worker that exited on purpose sent its error and bye just before; the exit can be

@@ -80,6 +80,7 @@ class FleetRuntime:
         sentinel = container.process.sentinel
         self._sentinels[sentinel] = container
         self.poller.add_fd(sentinel)
+        self._expect_traffic()
         due = container.stale_at()  # a new worker's hello deadline may come before the next look
         if self._health_timer is not None and due is not None and due < self._health_timer.when:
             self._schedule_health_check()
