@@ -31,7 +31,7 @@ EVENTS_BATCH = 256
 CONTROL_LOOK = 64
 #: a quiet fleet's heartbeats are taken a beat group at a time: after a pass that read
 #: heartbeats only, when no other message came for QUIET_S, the events socket is left alone
-#: for BEAT_HOLD_S while the rest of the group arrives (worker/main.py beats in BEAT_GROUPS
+#: for BEAT_HOLD_S while the rest of the group arrives (worker/beats.py: a fleet beats in
 #: groups an interval). Each pass, and each wakeup of ZeroMQ's threads, cost far more than the
 #: heartbeat it carries: 200 bots at 1 s heartbeats made ~35 passes a second of a heartbeat or
 #: two (bench/ISSUE18-notes.md §12). The cost is that the first message after a quiet spell

@@ -15,6 +15,7 @@ from typing import Any, Callable
 from protocol import SUPERVISOR_BOT, ContainerState, Notice, StateChange, encode
 from protocol.config import ConfigError, load_config
 from protocol.signing import new_secret
+from worker.beats import beat_groups
 from worker.spec import WorkerSpec
 from worker.start_gate import DIRECTORY as START_GATE
 from worker.start_gate import HEAVY_START, FleetHold, default_slots
@@ -48,19 +49,23 @@ class FleetRuntime:
             self.cluster.may_run(bot.id)  # never a worker without its lease, whatever asked for it
         secret = new_secret()
         self.secrets[bot.id] = secret
-        spec = WorkerSpec(
+        if bot.user is not None or bot.group is not None:
+            self._hand_over_bot_dir(bot)
+        process = WorkerProcess(self.worker_spec(bot, secret))
+        process.start()
+        return process
+
+    def worker_spec(self, bot: Any, secret: bytes) -> WorkerSpec:
+        """What a new worker of ``bot`` is told (pickled to it, never in argv or env)."""
+        return WorkerSpec(
             server_name=self.server, bot=bot, bot_dir=self.config.bot_dir(bot.id),
             events_endpoint=self.config.endpoint("events"), commands_endpoint=self.config.endpoint("commands"),
             secret=secret, supervisor_pid=self.pid, log_dir=self.config.log_dir,
             log_max_bytes=self.config.supervisor.log_max_bytes, log_backups=self.config.supervisor.log_backups,
             subscribe_timeout=bot.stale_after, start_gate=self.config.run_dir / START_GATE,
             start_slots=self.config.supervisor.start_concurrency or default_slots(),
+            beat_groups=beat_groups(len(self.config.bots)),  # this shard's fleet, in a cluster
         )
-        if bot.user is not None or bot.group is not None:
-            self._hand_over_bot_dir(bot)
-        process = WorkerProcess(spec)
-        process.start()
-        return process
 
     def _hand_over_bot_dir(self, bot: Any) -> None:
         """A bot with its own user/group owns its directory (the worker drops to it after fork)."""

@@ -61,11 +61,13 @@ def test_a_worker_whose_loop_hangs_while_the_process_lives_is_replaced(fleet_fac
 def test_heartbeats_keep_to_their_groups_shared_beat_and_never_come_later_than_the_interval():
     """Every worker beats at (k + its group's phase) * interval of the host's monotonic clock, so
     a fleet's heartbeats reach the supervisor in a few batches, not one wakeup each."""
-    from worker.main import BEAT_GROUPS, beat_phase, next_beat_after
+    from worker.beats import beat_phase, next_beat_after
 
-    phases = {beat_phase(f"bot{i}") for i in range(200)}
-    assert len(phases) == BEAT_GROUPS and all(0 <= p < 1 for p in phases), "spread over every group"
-    assert beat_phase("bot7") == beat_phase("bot7"), "the same in every worker"
+    groups = 5
+    phases = {beat_phase(f"bot{i}", groups) for i in range(200)}
+    assert len(phases) == groups and all(0 <= p < 1 for p in phases), "spread over every group"
+    assert beat_phase("bot7", groups) == beat_phase("bot7", groups), "the same in every worker"
+    assert beat_phase("bot7", 1) == 0.0
     for interval in (0.05, 1.0, 30.0):
         for phase in sorted(phases):
             for now in (0.0, 12.345, 1000.0 + interval / 2, 7 * interval, 98765.4321):
@@ -76,3 +78,33 @@ def test_heartbeats_keep_to_their_groups_shared_beat_and_never_come_later_than_t
     # two workers of one group started at different moments beat together from their second beat on
     assert next_beat_after(100.35, 1.0, 0.3) == next_beat_after(101.25, 1.0, 0.3) == pytest.approx(101.3)
     assert next_beat_after(100.13, 1.0, 0.3) == pytest.approx(100.3)
+
+
+def test_a_fleet_beats_in_groups_of_at_most_the_group_size():
+    """The burst a group makes is bounded whatever the fleet's size (p99 of events sent meanwhile)."""
+    from collections import Counter
+
+    from worker.beats import BEAT_GROUP_SIZE, MAX_BEAT_GROUPS, beat_groups, beat_phase
+
+    assert beat_groups(1) == beat_groups(BEAT_GROUP_SIZE) == 1
+    assert beat_groups(BEAT_GROUP_SIZE + 1) == 2
+    assert beat_groups(200) == 200 // BEAT_GROUP_SIZE
+    assert beat_groups(10**6) == MAX_BEAT_GROUPS
+    for n in (50, 200, 1000):
+        sizes = Counter(beat_phase(f"bot{i}", beat_groups(n)) for i in range(n))
+        assert len(sizes) == beat_groups(n)
+        assert max(sizes.values()) <= BEAT_GROUP_SIZE * 1.5, f"N={n}: groups of {sorted(sizes.values())}"
+
+
+def test_the_supervisor_gives_each_worker_its_fleets_group_count(tmp_path):
+    from protocol.config import load_config
+    from supervisor.arbiter import Supervisor
+    from worker.beats import beat_groups
+
+    bots = "".join(f'[[bots]]\nid = "b{i}"\nbackend = "simulated"\n' for i in range(90))
+    (tmp_path / "botvisor.toml").write_text(
+        f'[supervisor]\nserver_name = "beats"\nauth_dir = "{tmp_path / "auth"}"\nrun_dir = "{tmp_path / "run"}"\n{bots}')
+    sup = Supervisor(load_config(tmp_path / "botvisor.toml"))
+    spec = sup.worker_spec(sup.manager.get_bot_container("b3").bot, b"k" * 32)
+    assert spec.beat_groups == beat_groups(90) == 3
+

@@ -10,12 +10,10 @@ is replaced (docs/supervision.md).
 from __future__ import annotations
 
 import logging
-import math
 import os
 import signal
 import socket
 import time
-import zlib
 from typing import Any, Callable
 
 import zmq
@@ -27,6 +25,7 @@ from protocol.errors import ProtocolError
 
 from . import ban
 from . import commands as worker_commands
+from .beats import beat_phase, next_beat_after
 from .backends.base import Backend, BackendContext, load_backend
 from .botdir import PRIVATE_UMASK, lock_bot_dir, prepare_bot_dir
 from .bus import EventBus
@@ -86,24 +85,6 @@ def run_worker(spec: WorkerSpec) -> int:
         # stop(): a normal interpreter exit could hang up to 60 s. The bye is out; end here.
         os._exit(code)
     return code
-
-
-#: a fleet's heartbeats leave in this many groups per interval, a bot's group fixed by its id
-BEAT_GROUPS = 10
-
-
-def beat_phase(bot_id: str) -> float:
-    """Where in the interval this bot's group beats (0 <= phase < 1), the same in every worker."""
-    return (zlib.crc32(bot_id.encode()) % BEAT_GROUPS) / BEAT_GROUPS
-
-
-def next_beat_after(now: float, interval: float, phase: float = 0.0) -> float:
-    """The next ``(k + phase) * interval`` on the monotonic clock, which every process of the
-    host shares. Heartbeats sent whenever each worker started make one supervisor wakeup each,
-    and at 200 bots a wakeup cost more than the heartbeat it carried (bench/ISSUE18-notes.md);
-    all at one instant make a burst that events queue behind. In BEAT_GROUPS groups they
-    arrive as a few small batches. A beat is never sent later than ``interval`` after ``now``."""
-    return (math.floor(now / interval - phase) + 1 + phase) * interval
 
 
 class WorkerLoop:
@@ -180,7 +161,7 @@ class WorkerLoop:
         app_fd = self._start_app(backend, poller)
         app_due: float | None = None
 
-        interval, phase = spec.bot.heartbeat_interval, beat_phase(spec.bot.id)
+        interval, phase = spec.bot.heartbeat_interval, beat_phase(spec.bot.id, spec.beat_groups)
         now = time.monotonic()
         backend.start(now)
         if self.gate is not None:  # loaded, its first dial under way (network, not CPU): the next one's turn
@@ -244,7 +225,7 @@ class WorkerLoop:
             if fd is not None:
                 poller.register(fd, zmq.POLLIN)
         poller.register(self.commands, zmq.POLLIN)
-        interval, phase = self.spec.bot.heartbeat_interval, beat_phase(self.spec.bot.id)
+        interval, phase = self.spec.bot.heartbeat_interval, beat_phase(self.spec.bot.id, self.spec.beat_groups)
         next_beat = time.monotonic()
         while True:
             now = time.monotonic()

@@ -31,6 +31,8 @@ class WorkerSpec:
     #: (a worker run by hand): no gate
     start_gate: Path | None = None
     start_slots: int = 1
+    #: how many beat groups the fleet has (worker/beats.py); 1 for a worker run by hand
+    beat_groups: int = 1
 
     @property
     def bot_id(self) -> str:
