@@ -50,6 +50,15 @@ def passes_of_events(sup) -> list[int]:
     return counts
 
 
+def held_after_a_lone_heartbeat(sup, feed) -> list[int]:
+    """The loop has read a lone heartbeat of a quiet fleet and holds the events socket."""
+    passes = passes_of_events(sup)
+    feed.heartbeats(1)
+    loop_until(sup, lambda: passes)
+    assert passes == [1] and sup.poller.held(sup.events), "a lone heartbeat in a quiet fleet holds the events socket"
+    return passes
+
+
 def loop_until(sup, condition, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -59,10 +68,7 @@ def loop_until(sup, condition, timeout: float = 5.0) -> None:
 
 def test_a_beat_group_is_read_in_one_pass_after_its_first_heartbeat_nothing_lost(fed):
     sup, feed = fed
-    passes = passes_of_events(sup)
-    feed.heartbeats(1)
-    loop_until(sup, lambda: passes)
-    assert passes == [1] and sup.poller.held(sup.events), "a lone heartbeat in a quiet fleet holds the events socket"
+    passes = held_after_a_lone_heartbeat(sup, feed)
     held_at = time.monotonic()
     feed.heartbeats(19)  # the rest of the group, while held
     sup._loop_once()
@@ -77,9 +83,7 @@ def test_a_beat_group_is_read_in_one_pass_after_its_first_heartbeat_nothing_lost
 
 def test_a_held_socket_waits_at_most_the_hold_and_the_loop_sleeps_meanwhile(fed):
     sup, feed = fed
-    passes = passes_of_events(sup)
-    feed.heartbeats(1)
-    loop_until(sup, lambda: passes)
+    passes = held_after_a_lone_heartbeat(sup, feed)
     feed.heartbeats(5)
     begin = time.monotonic()
     loop_until(sup, lambda: len(passes) == 2)
@@ -105,10 +109,7 @@ def test_any_other_message_ends_the_holding_for_a_quiet_spell(fed):
 
 def test_a_control_request_is_answered_during_a_hold(fed):
     sup, feed = fed
-    passes = passes_of_events(sup)
-    feed.heartbeats(1)
-    loop_until(sup, lambda: passes)
-    assert sup.poller.held(sup.events)
+    passes = held_after_a_lone_heartbeat(sup, feed)
     feed.heartbeats(3)
     client = sup.context.socket(zmq.DEALER)
     client.setsockopt(zmq.LINGER, 0)
@@ -128,10 +129,7 @@ def test_a_control_request_is_answered_during_a_hold(fed):
 
 def test_a_new_worker_ends_the_hold_so_its_hello_is_not_held(fed):
     sup, feed = fed
-    passes = passes_of_events(sup)
-    feed.heartbeats(1)
-    loop_until(sup, lambda: passes)
-    assert sup.poller.held(sup.events)
+    passes = held_after_a_lone_heartbeat(sup, feed)
     r, w = os.pipe()
     container = sup.manager.get_bot_container("b1")
     pretend = container.process
