@@ -43,7 +43,8 @@ class SilentProxy:
         self.port = self.server.getsockname()[1]
         self.connections: list[socket.socket] = []
         self.accepted = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
 
     def _accept(self) -> None:
         while True:
@@ -55,7 +56,16 @@ class SilentProxy:
             self.accepted.set()
 
     def close(self) -> None:
+        """Stop listening, then close every connection, also one accepted meanwhile. A bare
+        close() of the listener leaves it listening while the accept thread is blocked in it
+        (Linux keeps the socket until accept returns): a dial after it still connected, sat on a
+        silent connection holding whatsmeow's socket lock, and an offline call waited 60 s."""
+        try:
+            self.server.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept (EINVAL) and stops listening
+        except OSError:
+            pass
         self.server.close()
+        self._thread.join(5)
         for conn in self.connections:
             conn.close()
 
