@@ -25,7 +25,7 @@ from protocol.errors import ProtocolError
 
 from . import ban
 from . import commands as worker_commands
-from .beats import beat_phase, next_beat_after
+from .beats import next_beat_after
 from .backends.base import Backend, BackendContext, load_backend
 from .botdir import PRIVATE_UMASK, lock_bot_dir, prepare_bot_dir
 from .bus import EventBus
@@ -161,7 +161,7 @@ class WorkerLoop:
         app_fd = self._start_app(backend, poller)
         app_due: float | None = None
 
-        interval, phase = spec.bot.heartbeat_interval, beat_phase(spec.bot.id, spec.beat_groups)
+        interval, phase = spec.bot.heartbeat_interval, spec.beat_phase
         now = time.monotonic()
         backend.start(now)
         if self.gate is not None:  # loaded, its first dial under way (network, not CPU): the next one's turn
@@ -225,7 +225,7 @@ class WorkerLoop:
             if fd is not None:
                 poller.register(fd, zmq.POLLIN)
         poller.register(self.commands, zmq.POLLIN)
-        interval, phase = self.spec.bot.heartbeat_interval, beat_phase(self.spec.bot.id, self.spec.beat_groups)
+        interval, phase = self.spec.bot.heartbeat_interval, self.spec.beat_phase
         next_beat = time.monotonic()
         while True:
             now = time.monotonic()

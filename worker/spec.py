@@ -7,6 +7,8 @@ from pathlib import Path
 
 from protocol.config import BotConfig
 
+from .beats import beat_phase
+
 
 @dataclass(frozen=True, slots=True)
 class WorkerSpec:
@@ -33,6 +35,11 @@ class WorkerSpec:
     start_slots: int = 1
     #: how many beat groups the fleet has (worker/beats.py); 1 for a worker run by hand
     beat_groups: int = 1
+
+    @property
+    def beat_phase(self) -> float:
+        """Where in each heartbeat interval this worker beats (worker/beats.py)."""
+        return beat_phase(self.bot.id, self.beat_groups)
 
     @property
     def bot_id(self) -> str:
